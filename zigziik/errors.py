@@ -1,0 +1,134 @@
+"""The exception hierarchy: every error zigziik raises on purpose is a `ZigziikError`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExhaustedError",
+    "ConfigurationError",
+    "DecodeError",
+    "IntegrityError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "ServerError",
+    "TransportError",
+    "UnprocessableEntityError",
+    "ZigziikError",
+]
+
+
+class ZigziikError(Exception):
+    """Base class of every error zigziik raises."""
+
+
+class ConfigurationError(ZigziikError):
+    """A bad API key, base URL or missing credentials; raised before any request."""
+
+
+class TransportError(ZigziikError):
+    """The network failed (connect, timeout, reset) and retries did not help.
+
+    The underlying httpx exception is the ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, method: str | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+
+
+class BudgetExhaustedError(ZigziikError):
+    """No API calls are left in the daily budget; nothing was sent."""
+
+    def __init__(self, reset_at: datetime, *, limit: int | None = None) -> None:
+        detail = f" of {limit}" if limit is not None else ""
+        super().__init__(
+            f"daily API budget{detail} is exhausted; it resets at {reset_at.isoformat()}"
+        )
+        self.reset_at = reset_at
+        self.limit = limit
+
+
+class DecodeError(ZigziikError):
+    """A response body is not what the API documents."""
+
+    def __init__(self, reason: str, *, method: str | None = None, url: str | None = None) -> None:
+        where = f"{method} {url}: " if method and url else ""
+        super().__init__(f"{where}{reason}")
+        self.reason = reason
+        self.method = method
+        self.url = url
+
+
+class IntegrityError(ZigziikError):
+    """Downloaded bytes do not match what the server promised, or an archive is unsafe."""
+
+
+class IncompleteBodyError(IntegrityError):
+    """The connection ended before ``Content-Length`` bytes arrived (retried like a reset)."""
+
+
+class APIError(ZigziikError):
+    """The server answered with a status code that is not a success."""
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        method: str,
+        url: str,
+        body_excerpt: str = "",
+    ) -> None:
+        message = f"{method} {url} returned HTTP {status_code}"
+        if body_excerpt:
+            message += f": {body_excerpt}"
+        super().__init__(message)
+        self.status_code = status_code
+        self.method = method
+        self.url = url
+        self.body_excerpt = body_excerpt
+
+
+class BadRequestError(APIError):
+    """HTTP 400."""
+
+
+class AuthenticationError(APIError):
+    """HTTP 401: the key or token was refused."""
+
+
+class PermissionDeniedError(APIError):
+    """HTTP 403."""
+
+
+class NotFoundError(APIError):
+    """HTTP 404."""
+
+
+class UnprocessableEntityError(APIError):
+    """HTTP 422: the server understood the request but refused its content."""
+
+
+class RateLimitedError(APIError):
+    """HTTP 429: the server's own limit was hit; ``reset_at`` is when it lifts, if known."""
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        method: str,
+        url: str,
+        body_excerpt: str = "",
+        reset_at: datetime | None = None,
+    ) -> None:
+        super().__init__(status_code, method=method, url=url, body_excerpt=body_excerpt)
+        self.reset_at = reset_at
+
+
+class ServerError(APIError):
+    """HTTP 5xx."""
