@@ -9,6 +9,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExhaustedError",
+    "ClientClosedError",
     "ConfigurationError",
     "DecodeError",
     "IntegrityError",
@@ -28,6 +29,10 @@ class ZigziikError(Exception):
 
 class ConfigurationError(ZigziikError):
     """A bad API key, base URL or missing credentials; raised before any request."""
+
+
+class ClientClosedError(ZigziikError, RuntimeError):
+    """The client was used after ``aclose()`` (or after its ``async with`` block ended)."""
 
 
 class TransportError(ZigziikError):
@@ -132,3 +137,31 @@ class RateLimitedError(APIError):
 
 class ServerError(APIError):
     """HTTP 5xx."""
+
+
+_STATUS_ERRORS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+}
+
+
+def error_for_status(
+    status_code: int,
+    *,
+    method: str,
+    url: str,
+    body_excerpt: str = "",
+    reset_at: datetime | None = None,
+) -> APIError:
+    """The exception for a non-success status (pure; the transport raises it)."""
+    if status_code == 429:
+        return RateLimitedError(
+            status_code, method=method, url=url, body_excerpt=body_excerpt, reset_at=reset_at
+        )
+    cls = _STATUS_ERRORS.get(status_code)
+    if cls is None:
+        cls = ServerError if 500 <= status_code <= 599 else APIError
+    return cls(status_code, method=method, url=url, body_excerpt=body_excerpt)

@@ -1,0 +1,423 @@
+"""The one place a request is sent: budget -> httpx -> record headers -> map errors -> retry.
+
+Everything that decides (headers, budget arithmetic, retry delays, status mapping, JSON
+conversion) lives in pure modules; this module only sequences them around ``await``s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, Any, Protocol, TypeVar
+
+import anyio
+import attrs
+import httpx
+
+from ._convert import decode_json
+from ._urls import validate_base_url
+from ._version import __version__
+from .errors import (
+    APIError,
+    ClientClosedError,
+    ConfigurationError,
+    IncompleteBodyError,
+    TransportError,
+    error_for_status,
+)
+from .ratelimit import DailyBudget, RateLimit, parse_rate_limit
+from .retry import Failure, FailureKind, RetryPolicy, parse_retry_after
+
+__all__ = ["DEFAULT_TIMEOUT", "Authenticator", "FileUpload", "Transport", "read_body"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("zigziik")
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+USER_AGENT = (
+    f"zigziik/{__version__} httpx/{httpx.__version__} "
+    f"{platform.python_implementation()}/{platform.python_version()}"
+)
+_EXCERPT_BYTES = 2048
+_EXCERPT_CHARS = 300
+_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_BROKEN_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+Consumer = Callable[[httpx.Response], Awaitable[T]]
+TimeoutArg = float | httpx.Timeout | None
+
+
+class Authenticator(Protocol):
+    """How a client proves who it is. Implementations never log or repr their secrets."""
+
+    async def headers(self, transport: Transport) -> Mapping[str, str]:
+        """Headers to add to the next request (may log in first)."""
+
+    async def unauthorized(self, transport: Transport, sent: Mapping[str, str]) -> bool:
+        """A 401 answered ``sent``: refresh and return True to resend once, else False."""
+
+    def secrets(self) -> Iterable[str]:
+        """Every secret value, so that error messages can be scrubbed of them."""
+
+
+@attrs.frozen
+class StaticHeaders:
+    """Fixed authentication headers (Zigna's ``X-ApiKey``)."""
+
+    values: Mapping[str, str] = attrs.field(repr=False)
+
+    async def headers(self, transport: Transport) -> Mapping[str, str]:
+        return self.values
+
+    async def unauthorized(self, transport: Transport, sent: Mapping[str, str]) -> bool:
+        return False
+
+    def secrets(self) -> Iterable[str]:
+        return tuple(self.values.values())
+
+
+@attrs.frozen
+class FileUpload:
+    """A file to send as one multipart part; opened afresh for every attempt."""
+
+    path: Path
+    field: str = "file"
+    filename: str | None = None
+    content_type: str = "application/octet-stream"
+
+
+async def read_body(response: httpx.Response) -> bytes:
+    """The default consumer: the whole body."""
+    return await response.aread()
+
+
+def make_timeout(timeout: TimeoutArg) -> httpx.Timeout:
+    """Seconds or an `httpx.Timeout`; ``None`` is the default (30 s, 10 s to connect)."""
+    if timeout is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return httpx.Timeout(float(timeout), connect=min(float(timeout), 10.0))
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _excerpt(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 3] + "..."
+
+
+async def _close(response: httpx.Response) -> None:
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
+
+
+class Transport:
+    """Sends every request of one client. Safe to share between tasks of one event loop."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        auth: Authenticator,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: TimeoutArg = None,
+        retry: RetryPolicy | None = None,
+        budget: DailyBudget | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.base_url = validate_base_url(base_url)
+        self._auth = auth
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigurationError(
+                f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
+            )
+        self._owns_client = http_client is None
+        self._timeout: httpx.Timeout | None = (
+            make_timeout(timeout) if timeout is not None or http_client is None else None
+        )
+        self._client = http_client or httpx.AsyncClient(
+            timeout=self._timeout,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            follow_redirects=False,
+        )
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.budget = budget
+        self._now = now or (lambda: datetime.now(timezone.utc))
+        self._closed = False
+        self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.base_url}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def owns_client(self) -> bool:
+        return self._owns_client
+
+    async def aclose(self) -> None:
+        """Close the owned httpx client (a caller-supplied one is left open)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            await self._client.aclose()
+
+    def url(self, *segments: str) -> str:
+        """The base URL joined with already-quoted path segments."""
+        return "/".join((self.base_url, *segments))
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self._auth.secrets())
+
+    async def request_json(
+        self,
+        method: str,
+        url: str,
+        target: Any,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        """Send, then convert the JSON body to ``target`` (`DecodeError` if it is not)."""
+        body = await self.send(method, url, params=params, json_body=json_body)
+        return decode_json(body, target, method=method, url=self._display_url(url, params))
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        upload: FileUpload | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept: str = "application/json",
+        consume: Consumer[T] = read_body,  # type: ignore[assignment]
+        authenticate: bool = True,
+    ) -> T:
+        """Send one logical request, retrying as the policy allows.
+
+        ``consume`` reads a successful response (it runs inside the retry loop, so a body
+        broken mid-way is retried like a reset connection). Error statuses raise the mapped
+        `APIError`; network failures raise `TransportError` once retries are spent.
+        """
+        if self._closed:
+            raise ClientClosedError(f"the client for {self.base_url} is closed")
+        method = method.upper()
+        content = None
+        base_headers = {"Accept": accept, "User-Agent": USER_AGENT}
+        if json_body is not None:
+            content = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
+            base_headers["Content-Type"] = "application/json"
+        if headers:
+            base_headers.update(headers)
+        attempt = 0
+        reauthenticated = False
+        while True:
+            attempt += 1
+            sent_auth: Mapping[str, str] = {}
+            if authenticate:
+                sent_auth = await self._auth.headers(self)
+            outcome = await self._attempt(
+                method, url, params, content, upload, {**base_headers, **sent_auth}, consume
+            )
+            if outcome.failure is None:
+                return outcome.value  # type: ignore[no-any-return]
+            failure, error = outcome.failure, outcome.error
+            if (
+                isinstance(error, APIError)
+                and error.status_code == 401
+                and authenticate
+                and not reauthenticated
+                and await self._auth.unauthorized(self, sent_auth)
+            ):
+                reauthenticated = True
+                attempt -= 1
+                continue
+            delay = self.retry.delay_for(attempt, method, failure)
+            if delay is None:
+                raise error
+            logger.debug(
+                "%s %s failed (%s); retry %d in %.2fs",
+                method,
+                self._display_url(url, params),
+                _describe(error),
+                attempt,
+                delay,
+            )
+            await self.sleep(delay)
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        content: bytes | None,
+        upload: FileUpload | None,
+        headers: dict[str, str],
+        consume: Consumer[Any],
+    ) -> _Outcome:
+        """One try: a value, or how it failed and the error to raise if it is not retried."""
+        await self._reserve()
+        settled = False
+
+        def settle(rate_limit: RateLimit | None) -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                if self.budget is not None:
+                    self.budget.settle(rate_limit)
+
+        opened: list[IO[bytes]] = []
+        started = time.perf_counter()
+        try:
+            files = None
+            if upload is not None:
+                handle = upload.path.open("rb")
+                opened.append(handle)
+                name = upload.filename or upload.path.name
+                files = {upload.field: (name, handle, upload.content_type)}
+            request = self._client.build_request(
+                method,
+                url,
+                params=params,
+                content=content,
+                files=files,
+                headers=headers,
+                timeout=self._timeout if self._timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                settle(None)
+                kind = FailureKind.CONNECT if isinstance(exc, _CONNECT_ERRORS) else None
+                return self._network_failure(exc, kind, method, request)
+            try:
+                rate_limit = parse_rate_limit(response.headers)
+                settle(rate_limit if rate_limit.present else None)
+                self._log_response(method, request, response, started)
+                if response.is_success:
+                    try:
+                        return _Outcome(value=await consume(response))
+                    except IncompleteBodyError as exc:
+                        return _Outcome(failure=Failure(FailureKind.TRANSPORT), error=exc)
+                    except httpx.TransportError as exc:
+                        return self._network_failure(exc, None, method, request)
+                return await self._status_failure(method, request, response, rate_limit)
+            finally:
+                await _close(response)
+        finally:
+            settle(None)
+            for handle in opened:
+                handle.close()
+
+    async def _reserve(self) -> None:
+        if self.budget is None:
+            return
+        while True:
+            decision = self.budget.reserve()
+            if decision.granted:
+                return
+            logger.info("daily budget exhausted; waiting %.1fs for its reset", decision.wait)
+            await self.sleep(decision.wait)
+
+    def _network_failure(
+        self,
+        exc: httpx.TransportError,
+        kind: FailureKind | None,
+        method: str,
+        request: httpx.Request,
+    ) -> _Outcome:
+        if kind is None:
+            kind = FailureKind.TRANSPORT if isinstance(exc, _BROKEN_ERRORS) else FailureKind.FATAL
+        url = str(request.url)
+        what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        detail = _redact(str(exc) or type(exc).__name__, self.secrets())
+        error = TransportError(f"{method} {url} {what}: {detail}", method=method, url=url)
+        error.__cause__ = exc
+        return _Outcome(failure=Failure(kind), error=error)
+
+    async def _status_failure(
+        self,
+        method: str,
+        request: httpx.Request,
+        response: httpx.Response,
+        rate_limit: RateLimit,
+    ) -> _Outcome:
+        body = bytearray()
+        try:
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) >= _EXCERPT_BYTES:
+                    break
+        except httpx.HTTPError:
+            pass  # the status says enough; a broken error body is not worth a retry
+        now = self._now()
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now)
+        wait = retry_after if retry_after is not None else rate_limit.reset_after
+        reset_at = now + timedelta(seconds=wait) if wait is not None else None
+        error = error_for_status(
+            response.status_code,
+            method=method,
+            url=str(request.url),
+            body_excerpt=_redact(_excerpt(bytes(body)), self.secrets()),
+            reset_at=reset_at,
+        )
+        failure = Failure(
+            FailureKind.STATUS,
+            status_code=response.status_code,
+            retry_after=retry_after,
+            reset_after=rate_limit.reset_after,
+        )
+        return _Outcome(failure=failure, error=error)
+
+    def _log_response(
+        self, method: str, request: httpx.Request, response: httpx.Response, started: float
+    ) -> None:
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        left = self.budget.remaining if self.budget is not None else "unlimited"
+        logger.debug(
+            "%s %s -> %d in %.3fs (budget left: %s)",
+            method,
+            request.url.raw_path.decode("ascii", "replace"),
+            response.status_code,
+            time.perf_counter() - started,
+            left,
+        )
+
+    @staticmethod
+    def _display_url(url: str, params: Mapping[str, Any] | None) -> str:
+        return str(httpx.URL(url, params=params)) if params else url
+
+
+@attrs.frozen
+class _Outcome:
+    value: Any = None
+    failure: Failure | None = None
+    error: BaseException = attrs.field(factory=lambda: AssertionError("no error"))
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, APIError):
+        return f"HTTP {error.status_code}"
+    cause = error.__cause__
+    return type(cause).__name__ if cause is not None else type(error).__name__

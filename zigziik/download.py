@@ -1,0 +1,136 @@
+"""Streaming, verified, atomic downloads.
+
+A body is written in chunks to a hidden temporary file in the target folder; only when its
+byte count matches ``Content-Length`` (and the expected size, when known) is it moved to its
+final name with ``os.replace``. On any failure or cancellation the temporary file is deleted
+with a plain synchronous call (after a cancellation every further ``await`` raises).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+
+from ._filenames import has_extension, picture_file_name, temporary_name
+from .errors import IncompleteBodyError, IntegrityError
+
+__all__ = ["Progress", "existing_complete_file", "stream_to_file"]
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just written."""
+
+_CHUNK = 256 * 1024
+
+
+def content_length(response: httpx.Response) -> int | None:
+    """The declared body length, or ``None`` when absent or not a single non-negative int."""
+    value = response.headers.get("content-length")
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isdigit() else None
+
+
+def content_type(response: httpx.Response) -> str | None:
+    return response.headers.get("content-type")
+
+
+def existing_complete_file(dest_dir: Path, name_without_type: str, size: int | None) -> Path | None:
+    """A file already in ``dest_dir`` for this name with exactly ``size`` bytes, if any.
+
+    A name without an extension gets its extension from the response's type, unknown before
+    a request: then any ``name.<ext>`` of the right size counts.
+    """
+    if size is None:
+        return None
+    candidates = [dest_dir / name_without_type]
+    if not has_extension(name_without_type):
+        prefix = name_without_type + "."
+        try:
+            candidates = [p for p in dest_dir.iterdir() if p.name.startswith(prefix)]
+        except OSError:
+            return None
+    for candidate in candidates:
+        try:
+            if candidate.is_file() and candidate.stat().st_size == size:
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+def picture_name_for(
+    picture_id: int | str, original_file_name: str | None
+) -> Callable[[httpx.Response], str]:
+    """The final name of a picture, once the response's ``Content-Type`` is known."""
+
+    def name(response: httpx.Response) -> str:
+        return picture_file_name(picture_id, original_file_name, content_type(response))
+
+    return name
+
+
+def stream_to_file(
+    dest_dir: Path,
+    name_for: Callable[[httpx.Response], str],
+    *,
+    expected_size: int | None = None,
+    progress: Progress | None = None,
+    no_content_ok: bool = False,
+) -> Callable[[httpx.Response], Awaitable[Path | None]]:
+    """A transport consumer that streams a successful response into ``dest_dir``.
+
+    Returns the final path, or ``None`` for a 204 when ``no_content_ok``.
+    """
+
+    async def consume(response: httpx.Response) -> Path | None:
+        if response.status_code == 204 and no_content_ok:
+            return None
+        final = dest_dir / name_for(response)
+        declared = content_length(response)
+        url = str(response.request.url)
+        temporary = dest_dir / temporary_name(final.name)
+        handle = open(temporary, "xb")  # noqa: ASYNC230, SIM115 - small sync writes beat a thread hop per chunk
+        complete = False
+        try:
+            written = 0
+            try:
+                async for chunk in response.aiter_bytes(_CHUNK):
+                    handle.write(chunk)
+                    written += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+            except httpx.RemoteProtocolError as exc:
+                received = response.num_bytes_downloaded
+                if declared is not None and received < declared:
+                    raise IncompleteBodyError(
+                        f"GET {url}: the connection ended after {received} of "
+                        f"{declared} bytes (Content-Length)"
+                    ) from exc
+                raise
+            handle.close()
+            received = response.num_bytes_downloaded
+            if declared is not None and received != declared:
+                raise IncompleteBodyError(
+                    f"GET {url}: received {received} bytes, Content-Length said {declared}"
+                )
+            if expected_size is not None and written != expected_size:
+                raise IntegrityError(
+                    f"GET {url}: received {written} bytes, the picture's size is "
+                    f"{expected_size}; not saved as {final.name}"
+                )
+            os.replace(temporary, final)
+            complete = True
+            return final
+        finally:
+            if not complete:
+                handle.close()
+                try:
+                    os.unlink(temporary)
+                except FileNotFoundError:
+                    pass
+
+    return consume

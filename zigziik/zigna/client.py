@@ -1,0 +1,294 @@
+"""The Zigna v2 client: orders, pictures, catalogs, and the harvest."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+
+from .._client import BaseClient
+from .._convert import decode_json, unstructure
+from .._filenames import picture_file_name, sanitize_component
+from .._transport import FileUpload, StaticHeaders, TimeoutArg, Transport
+from .._urls import path_segment
+from ..download import Progress, existing_complete_file, picture_name_for, stream_to_file
+from ..errors import ConfigurationError, DecodeError
+from ..pagination import AsyncPaginator, Page
+from ..ratelimit import DailyBudget
+from ..retry import RetryPolicy
+from .models import (
+    ExtraProduct,
+    HousingType,
+    NewOrder,
+    Order,
+    OrderPage,
+    OrderPictures,
+    OrderReceipt,
+    Package,
+    Picture,
+)
+
+if TYPE_CHECKING:
+    from .harvest import HarvestProgress, HarvestReport
+
+__all__ = ["DEFAULT_BASE_URL", "Orders", "Pictures", "ZignaClient"]
+
+DEFAULT_BASE_URL = "https://api.zigna.dk/v2"
+_GUID = re.compile(
+    r"(?P<open>\{)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"(?(open)\})",
+    re.ASCII,
+)
+
+
+def normalize_api_key(api_key: object) -> str:
+    """The key without braces, or `ConfigurationError` (which never shows the key)."""
+    if not isinstance(api_key, str):
+        raise ConfigurationError(
+            f"the Zigna API key must be a GUID string, got {type(api_key).__name__}"
+        )
+    text = api_key.strip()
+    if not _GUID.fullmatch(text):
+        raise ConfigurationError(
+            "the Zigna API key must be a GUID (8-4-4-4-12 hex digits, braces allowed); "
+            f"the value given ({len(text)} characters) is not one"
+        )
+    return text.strip("{}")
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _as_dir(dest_dir: str | os.PathLike[str]) -> Path:
+    path = Path(dest_dir)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"dest_dir exists and is not a folder: {path}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Orders:
+    """``zigna.orders``: listing, reading and creating orders, and the catalogs for new ones."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def _url(self, *segments: str) -> str:
+        return self._transport.url("orders", *segments)
+
+    def list(self, *, take: int = 50, skip: int = 0) -> AsyncPaginator[Order]:
+        """Every order, ``take`` per request, starting at ``skip``; follows ``response.next``."""
+        _check_int("take", take, 1)
+        _check_int("skip", skip, 0)
+        transport = self._transport
+
+        async def fetch(url: str, params: Mapping[str, Any] | None) -> Page[Order]:
+            body = await transport.send("GET", url, params=params)
+            shown = str(httpx.URL(url, params=params))
+            page = decode_json(body, OrderPage, method="GET", url=shown)
+            return Page(items=page.orders, next=page.response.next if page.response else None)
+
+        return AsyncPaginator(
+            fetch, self._url(), {"take": take, "skip": skip}, base_url=transport.base_url
+        )
+
+    async def get(self, order_id: str | int) -> Order:
+        """One order by its id."""
+        url = self._url(path_segment(order_id, what="order_id"))
+        return await self._transport.request_json("GET", url, Order)  # type: ignore[no-any-return]
+
+    async def create(self, order: NewOrder) -> OrderReceipt:
+        """Place a new order. Never retried after it may have reached the server."""
+        if not isinstance(order, NewOrder):
+            raise TypeError(f"order must be a NewOrder, got {type(order).__name__}")
+        return await self._transport.request_json(  # type: ignore[no-any-return]
+            "POST", self._url(), OrderReceipt, json_body=unstructure(order)
+        )
+
+    async def packages(self) -> list[Package]:
+        """The photo packages (ids for `NewOrderProducts.package_name`)."""
+        return await self._transport.request_json(  # type: ignore[no-any-return]
+            "GET", self._url("packages"), list[Package]
+        )
+
+    async def housing_types(self) -> list[HousingType]:
+        """The home types (ids for `NewOrder.home_type`)."""
+        return await self._transport.request_json(  # type: ignore[no-any-return]
+            "GET", self._url("housingtypes"), list[HousingType]
+        )
+
+    async def extra_products(self) -> list[ExtraProduct]:
+        """The extra products (ids for `NewOrderProducts.extra_products`)."""
+        return await self._transport.request_json(  # type: ignore[no-any-return]
+            "GET", self._url("extraproducts"), list[ExtraProduct]
+        )
+
+
+class Pictures:
+    """``zigna.pictures``: list, download (one or all as a zip), upload and replace."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def _url(self, order_id: str | int, *segments: str) -> str:
+        return self._transport.url(
+            "orders", path_segment(order_id, what="order_id"), "pictures", *segments
+        )
+
+    async def list(self, order_id: str | int) -> OrderPictures:
+        """The order and its pictures."""
+        return await self._transport.request_json(  # type: ignore[no-any-return]
+            "GET", self._url(order_id), OrderPictures
+        )
+
+    async def download(
+        self,
+        order_id: str | int,
+        picture: Picture | int,
+        dest_dir: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Stream one picture into ``dest_dir`` and return its path.
+
+        Given a `Picture`, the file is named from its id and original name, checked against
+        its ``size``, and not fetched again when a complete copy is already there. Given a
+        bare id, no listing call is made: the file is ``<id><ext>`` with the extension of the
+        response's ``Content-Type``, checked against ``Content-Length``.
+        """
+        folder = _as_dir(dest_dir)
+        if isinstance(picture, Picture):
+            if picture.picture_id is None:
+                raise ValueError("the picture has no picture_id; cannot download it")
+            picture_id: int | str = picture.picture_id
+            original, size = picture.original_file_name, picture.size
+            present = existing_complete_file(
+                folder, picture_file_name(picture_id, original, None), size
+            )
+            if present is not None:
+                return present
+        else:
+            picture_id = _check_int("picture", picture, 0)
+            original, size = None, None
+        consume = stream_to_file(
+            folder, picture_name_for(picture_id, original), expected_size=size, progress=progress
+        )
+        url = self._url(order_id, path_segment(picture_id, what="picture_id"))
+        path = await self._transport.send("GET", url, accept="*/*", consume=consume)
+        if path is None:  # pragma: no cover - only zips may be empty
+            raise DecodeError("the picture response had no body", method="GET", url=url)
+        return path
+
+    async def download_zip(
+        self,
+        order_id: str | int,
+        dest_dir: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> Path | None:
+        """All the order's pictures as ``<order_id>.zip`` in ``dest_dir``; ``None`` on 204."""
+        folder = _as_dir(dest_dir)
+        name = sanitize_component(f"{order_id}.zip")
+        consume = stream_to_file(
+            folder, lambda _response: name, progress=progress, no_content_ok=True
+        )
+        return await self._transport.send(
+            "GET", self._url(order_id, "zip"), accept="*/*", consume=consume
+        )
+
+    async def upload(self, order_id: str | int, path: str | os.PathLike[str]) -> None:
+        """Add a picture to an order (multipart, streamed from the file)."""
+        await self._upload(self._url(order_id), path)
+
+    async def replace(
+        self, order_id: str | int, picture_id: int, path: str | os.PathLike[str]
+    ) -> None:
+        """Replace an existing picture's file."""
+        _check_int("picture_id", picture_id, 0)
+        await self._upload(self._url(order_id, path_segment(picture_id, what="picture_id")), path)
+
+    async def _upload(self, url: str, path: str | os.PathLike[str]) -> None:
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"no file to upload at {file}")
+        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        await self._transport.send("POST", url, upload=FileUpload(file, content_type=kind))
+
+
+class ZignaClient(BaseClient):
+    """An async client for the Zigna v2 API.
+
+    ``api_key`` falls back to ``$ZIGNA_API_KEY`` and must be a GUID. Every request counts
+    against ``budget`` (a fresh ``DailyBudget()`` of 2,000 calls unless one is given; pass
+    one budget to several clients that share a key). A caller-supplied ``http_client`` is
+    used as it is and never closed here.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        budget: DailyBudget | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: TimeoutArg = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if api_key is None:
+            api_key = os.environ.get("ZIGNA_API_KEY")
+            if not api_key:
+                raise ConfigurationError(
+                    "no Zigna API key: pass api_key= or set the ZIGNA_API_KEY environment variable"
+                )
+        key = normalize_api_key(api_key)
+        if budget is not None and not isinstance(budget, DailyBudget):
+            raise ConfigurationError(f"budget must be a DailyBudget, got {type(budget).__name__}")
+        self._transport = Transport(
+            base_url=base_url,
+            auth=StaticHeaders({"X-ApiKey": key}),
+            http_client=http_client,
+            timeout=timeout,
+            retry=retry,
+            budget=budget if budget is not None else DailyBudget(),
+        )
+        self.orders = Orders(self._transport)
+        self.pictures = Pictures(self._transport)
+
+    def __repr__(self) -> str:
+        return f"ZignaClient(base_url={self.base_url!r}, budget={self.budget!r})"
+
+    async def harvest(
+        self,
+        dest_dir: str | os.PathLike[str],
+        *,
+        order_ids: list[str] | None = None,
+        concurrency: int = 8,
+        strategy: Literal["auto", "pictures", "zip"] = "auto",
+        extract: bool = False,
+        progress: HarvestProgress | None = None,
+    ) -> HarvestReport:
+        """Download every picture of every order (or of ``order_ids``) into ``dest_dir``.
+
+        See `zigziik.zigna.harvest.harvest` for the strategies and what each costs in calls.
+        """
+        from .harvest import harvest
+
+        return await harvest(
+            self,
+            dest_dir,
+            order_ids=order_ids,
+            concurrency=concurrency,
+            strategy=strategy,
+            extract=extract,
+            progress=progress,
+        )
