@@ -106,7 +106,7 @@ def structure(data: Any, target: Any, *, method: str = "", url: str = "") -> Any
     """Convert parsed JSON to ``target``; any failure is a `DecodeError` saying where."""
     try:
         return converter.structure(data, target)
-    except Exception:  # noqa: BLE001 - every conversion failure becomes a DecodeError below
+    except Exception:
         reason = _explain(data, target)
     raise DecodeError(reason, method=method or None, url=url or None)
 
@@ -121,7 +121,7 @@ def _explain(data: Any, target: Any) -> str:
         shown = "; ".join(messages[:5])
         more = f" (and {len(messages) - 5} more)" if len(messages) > 5 else ""
         return f"unexpected JSON: {shown}{more}"
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"unexpected JSON for {_type_name(target)}: {type(exc).__name__}: {exc}"
     return f"unexpected JSON for {_type_name(target)}"
 
@@ -199,6 +199,9 @@ _NET_DATETIME = re.compile(
 )
 
 
+_NET_EMPTY_DATE = datetime(1, 1, 1)
+
+
 def parse_net_datetime(text: str) -> datetime | None:
     """Parse the API's ``yyyy-MM-ddTHH:mm:ss`` (fractions and an offset tolerated).
 
@@ -228,7 +231,12 @@ def parse_net_datetime(text: str) -> datetime | None:
         micro,
         tzinfo=tz,
     )
-    if value.year == 1 and value.month == 1 and value.day == 1 and value.time() == datetime.min.time():
+    if (
+        value.year == 1
+        and value.month == 1
+        and value.day == 1
+        and value.time() == datetime.min.time()
+    ):
         return None
     return value
 
@@ -271,14 +279,14 @@ def _list_hook_factory(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], 
 
 def _attrs_structure_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
     style = _style(cls)
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if style.camel_case:
         overrides = {
             a.name: override(rename=camel_case(a.name))
             for a in attrs.fields(cls)
             if camel_case(a.name) != a.name
         }
-    inner = make_dict_structure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
+    inner: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, conv, **overrides)
     php = style.php_arrays
 
     def structure_model(value: Any, tp: Any) -> Any:
@@ -294,10 +302,10 @@ def _attrs_structure_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any
 
 def _attrs_unstructure_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any], Any]:
     style = _style(cls)
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if style.camel_case:
         overrides = {a.name: override(rename=camel_case(a.name)) for a in attrs.fields(cls)}
-    inner = make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
+    inner: Callable[[Any], Any] = make_dict_unstructure_fn(cls, conv, **overrides)
     if not style.omit_none:
         return inner
 

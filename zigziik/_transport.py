@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import anyio
 import attrs
@@ -197,10 +197,10 @@ class Transport:
         json_body: Any = None,
     ) -> Any:
         """Send, then convert the JSON body to ``target`` (`DecodeError` if it is not)."""
-        body = await self.send(method, url, params=params, json_body=json_body)
+        body = await self.request(method, url, params=params, json_body=json_body)
         return decode_json(body, target, method=method, url=self._display_url(url, params))
 
-    async def send(
+    async def request(
         self,
         method: str,
         url: str,
@@ -209,8 +209,31 @@ class Transport:
         json_body: Any = None,
         upload: FileUpload | None = None,
         headers: Mapping[str, str] | None = None,
+        authenticate: bool = True,
+    ) -> bytes:
+        """`send` that reads the whole body."""
+        return await self.send(
+            method,
+            url,
+            params=params,
+            json_body=json_body,
+            upload=upload,
+            headers=headers,
+            consume=read_body,
+            authenticate=authenticate,
+        )
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        consume: Consumer[T],
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        upload: FileUpload | None = None,
+        headers: Mapping[str, str] | None = None,
         accept: str = "application/json",
-        consume: Consumer[T] = read_body,  # type: ignore[assignment]
         authenticate: bool = True,
     ) -> T:
         """Send one logical request, retrying as the policy allows.
@@ -286,7 +309,7 @@ class Transport:
                 if self.budget is not None:
                     self.budget.settle(rate_limit)
 
-        opened: list[IO[bytes]] = []
+        opened: list[BinaryIO] = []
         started = time.perf_counter()
         try:
             files = None
@@ -326,8 +349,8 @@ class Transport:
                 await _close(response)
         finally:
             settle(None)
-            for handle in opened:
-                handle.close()
+            for stream in opened:
+                stream.close()
 
     async def _reserve(self) -> None:
         if self.budget is None:
@@ -362,7 +385,7 @@ class Transport:
         response: httpx.Response,
         rate_limit: RateLimit,
     ) -> _Outcome:
-        body = bytearray()
+        body: bytearray = bytearray()
         try:
             async for chunk in response.aiter_bytes():
                 body += chunk

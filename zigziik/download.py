@@ -8,6 +8,7 @@ with a plain synchronous call (after a cancellation every further ``await`` rais
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -35,7 +36,8 @@ def content_length(response: httpx.Response) -> int | None:
 
 
 def content_type(response: httpx.Response) -> str | None:
-    return response.headers.get("content-type")
+    value: str | None = response.headers.get("content-type")
+    return value
 
 
 def existing_complete_file(dest_dir: Path, name_without_type: str, size: int | None) -> Path | None:
@@ -128,9 +130,7 @@ def stream_to_file(
         finally:
             if not complete:
                 handle.close()
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(temporary)
-                except FileNotFoundError:
-                    pass
 
     return consume

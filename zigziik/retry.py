@@ -93,7 +93,7 @@ class RetryPolicy:
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise ValueError(f"max_attempts must be an int, got {self.max_attempts!r}")
+            raise TypeError(f"max_attempts must be an int, got {self.max_attempts!r}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
         _check_positive("base_delay", self.base_delay)

@@ -21,5 +21,5 @@ def _structure_status(value: Any, _: Any) -> OrderStatus | int | None:
 
 def register_zigna_hooks(conv: cattrs.Converter) -> None:
     """``statusID``: an `OrderStatus` when known, else the plain int."""
-    conv.register_structure_hook(OrderStatus | int | None, _structure_status)  # type: ignore[arg-type]
-    conv.register_structure_hook(OrderStatus | int, _structure_status)  # type: ignore[arg-type]
+    conv.register_structure_hook(OrderStatus | int | None, _structure_status)
+    conv.register_structure_hook(OrderStatus | int, _structure_status)

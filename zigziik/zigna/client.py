@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import mimetypes
 import os
 import re
@@ -93,7 +94,7 @@ class Orders:
         transport = self._transport
 
         async def fetch(url: str, params: Mapping[str, Any] | None) -> Page[Order]:
-            body = await transport.send("GET", url, params=params)
+            body = await transport.request("GET", url, params=params)
             shown = str(httpx.URL(url, params=params))
             page = decode_json(body, OrderPage, method="GET", url=shown)
             return Page(items=page.orders, next=page.response.next if page.response else None)
@@ -115,19 +116,19 @@ class Orders:
             "POST", self._url(), OrderReceipt, json_body=unstructure(order)
         )
 
-    async def packages(self) -> list[Package]:
+    async def packages(self) -> builtins.list[Package]:
         """The photo packages (ids for `NewOrderProducts.package_name`)."""
         return await self._transport.request_json(  # type: ignore[no-any-return]
             "GET", self._url("packages"), list[Package]
         )
 
-    async def housing_types(self) -> list[HousingType]:
+    async def housing_types(self) -> builtins.list[HousingType]:
         """The home types (ids for `NewOrder.home_type`)."""
         return await self._transport.request_json(  # type: ignore[no-any-return]
             "GET", self._url("housingtypes"), list[HousingType]
         )
 
-    async def extra_products(self) -> list[ExtraProduct]:
+    async def extra_products(self) -> builtins.list[ExtraProduct]:
         """The extra products (ids for `NewOrderProducts.extra_products`)."""
         return await self._transport.request_json(  # type: ignore[no-any-return]
             "GET", self._url("extraproducts"), list[ExtraProduct]
@@ -219,10 +220,10 @@ class Pictures:
 
     async def _upload(self, url: str, path: str | os.PathLike[str]) -> None:
         file = Path(path)
-        if not file.is_file():
+        if not file.is_file():  # noqa: ASYNC240 - one stat before any request
             raise FileNotFoundError(f"no file to upload at {file}")
         kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-        await self._transport.send("POST", url, upload=FileUpload(file, content_type=kind))
+        await self._transport.request("POST", url, upload=FileUpload(file, content_type=kind))
 
 
 class ZignaClient(BaseClient):

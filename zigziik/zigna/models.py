@@ -7,8 +7,10 @@ Every field of a response model is optional: a key the server leaves out becomes
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
@@ -196,22 +198,30 @@ def _str_list(value: object) -> list[str]:
     return items
 
 
-def _check_type(kind: type | tuple[type, ...]) -> object:
-    def check(instance: object, attribute: attrs.Attribute[object], value: object) -> None:
-        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise TypeError(f"{attribute.name} must not be a bool, got {value!r}")
-        if not isinstance(value, kind):
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _strict(kind: type, *, minimum: int | None = None) -> Validator:
+    """An ``isinstance`` check that does not let a bool pass for an int."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise TypeError(
-                f"{attribute.name} must be {getattr(kind, '__name__', kind)}, "
-                f"got {type(value).__name__} {value!r}"
+                f"{attribute.name} must be {kind.__name__}, got {type(value).__name__} {value!r}"
             )
+        if minimum is not None and isinstance(value, int) and value < minimum:
+            raise ValueError(f"{attribute.name} must be at least {minimum}, got {value!r}")
 
     return check
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[object], value: object) -> None:
-    if isinstance(value, int) and value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value}")
+def _contact_form(value: object) -> ContactForm:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"contact_form must be a ContactForm or 0/1/2, got {value!r}")
+    try:
+        return ContactForm(value)
+    except ValueError:
+        raise ValueError(f"contact_form must be 0, 1 or 2, got {value!r}") from None
 
 
 @json_model(camel_case=True)
@@ -219,7 +229,7 @@ def _non_negative(instance: object, attribute: attrs.Attribute[object], value: o
 class NewOrderProducts:
     """The products of a new order: a package id and extra product ids."""
 
-    package_name: str = attrs.field(validator=_check_type(str))  # type: ignore[arg-type]
+    package_name: str = attrs.field(validator=_strict(str))
     extra_products: list[str] = attrs.field(factory=list, converter=_str_list)
 
 
@@ -232,16 +242,16 @@ class NewOrder:
     ``created`` is optional and left out when ``None``.
     """
 
-    floors: int = attrs.field(validator=[_check_type(int), _non_negative])  # type: ignore[list-item]
-    products: NewOrderProducts = attrs.field(validator=_check_type(NewOrderProducts))  # type: ignore[arg-type]
-    realtor_wishes: str = attrs.field(default="", validator=_check_type(str))  # type: ignore[arg-type]
-    case_number: str = attrs.field(validator=_check_type(str))  # type: ignore[arg-type]
-    contact_form: ContactForm = attrs.field(converter=ContactForm)
-    m2: int = attrs.field(validator=[_check_type(int), _non_negative])  # type: ignore[list-item]
-    seller: Seller = attrs.field(validator=_check_type(Seller))  # type: ignore[arg-type]
-    home_type: int = attrs.field(validator=_check_type(int))  # type: ignore[arg-type]
-    is_urgent: bool = attrs.field(default=False, validator=_check_type(bool))  # type: ignore[arg-type]
+    floors: int = attrs.field(validator=_strict(int, minimum=0))
+    products: NewOrderProducts = attrs.field(validator=_strict(NewOrderProducts))
+    realtor_wishes: str = attrs.field(default="", validator=_strict(str))
+    case_number: str = attrs.field(validator=_strict(str))
+    contact_form: ContactForm = attrs.field(converter=_contact_form)
+    m2: int = attrs.field(validator=_strict(int, minimum=0))
+    seller: Seller = attrs.field(validator=_strict(Seller))
+    home_type: int = attrs.field(validator=_strict(int))
+    is_urgent: bool = attrs.field(default=False, validator=_strict(bool))
     created: datetime | None = attrs.field(
         default=None,
-        validator=attrs.validators.optional(_check_type(datetime)),  # type: ignore[arg-type]
+        validator=attrs.validators.optional(_strict(datetime)),
     )
