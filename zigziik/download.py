@@ -32,7 +32,7 @@ def content_length(response: httpx.Response) -> int | None:
     if value is None:
         return None
     value = value.strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def content_type(response: httpx.Response) -> str | None:

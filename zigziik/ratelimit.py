@@ -51,7 +51,7 @@ def _parse_non_negative_int(value: str | None) -> int | None:
     if value is None:
         return None
     text = value.strip()
-    if not text or len(text) > 20:
+    if not text or len(text) > 20 or not text.isascii():
         return None
     try:
         number = float(text) if ("." in text or "e" in text.lower()) else int(text)
@@ -70,7 +70,7 @@ def _parse_seconds(value: str | None) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if not text or len(text) > 32:
+    if not text or len(text) > 32 or not text.isascii():
         return None
     try:
         seconds = float(text)

@@ -46,7 +46,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if value is None:
         return None
     text = value.strip()
-    if not text:
+    if not text or not text.isascii():
         return None
     if text.isdigit():
         return float(min(int(text), 10**9))
