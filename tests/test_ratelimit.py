@@ -11,7 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zigziik import BudgetExhaustedError, DailyBudget, RateLimit
-from zigziik.ratelimit import BudgetLedger, InMemoryBudgetStore, next_local_midnight, parse_rate_limit
+from zigziik.ratelimit import (
+    BudgetLedger,
+    InMemoryBudgetStore,
+    next_local_midnight,
+    parse_rate_limit,
+)
 
 CPH = ZoneInfo("Europe/Copenhagen")
 
@@ -80,7 +85,11 @@ def test_reset_is_a_duration_with_fractions() -> None:
 def test_parsing_never_raises(limit: str, remaining: str, reset: str) -> None:
     try:
         raw = httpx.Headers(
-            {"X-RateLimit-Limit": limit, "X-RateLimit-Remaining": remaining, "X-RateLimit-Reset": reset}
+            {
+                "X-RateLimit-Limit": limit,
+                "X-RateLimit-Remaining": remaining,
+                "X-RateLimit-Reset": reset,
+            }
         )
     except (UnicodeEncodeError, ValueError):
         return  # not a header value httpx would ever hand us
@@ -274,7 +283,7 @@ def test_bad_budget_arguments_are_named(kwargs: dict[str, object], message: str)
 
 
 def test_naive_clock_is_refused() -> None:
-    budget = DailyBudget(clock=lambda: datetime(2026, 1, 1))  # noqa: DTZ001
+    budget = DailyBudget(clock=lambda: datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="aware"):
         budget.reserve()
 

@@ -222,13 +222,33 @@ def test_bad_base_url_error_does_not_leak_user_info() -> None:
 @pytest.mark.parametrize(
     ("base", "link", "expected"),
     [
-        ("https://api.zigna.dk/v2", "/v2/orders?take=50&skip=50", "https://api.zigna.dk/v2/orders?take=50&skip=50"),
-        ("https://api.zigna.dk/v2", "https://api.zigna.dk/v2/orders?skip=5", "https://api.zigna.dk/v2/orders?skip=5"),
-        ("http://127.0.0.1:9/zigna/v2", "/v2/orders?skip=50", "http://127.0.0.1:9/zigna/v2/orders?skip=50"),
-        ("http://127.0.0.1:9/zigna/v2", "/zigna/v2/orders?skip=50", "http://127.0.0.1:9/zigna/v2/orders?skip=50"),
+        (
+            "https://api.zigna.dk/v2",
+            "/v2/orders?take=50&skip=50",
+            "https://api.zigna.dk/v2/orders?take=50&skip=50",
+        ),
+        (
+            "https://api.zigna.dk/v2",
+            "https://api.zigna.dk/v2/orders?skip=5",
+            "https://api.zigna.dk/v2/orders?skip=5",
+        ),
+        (
+            "http://127.0.0.1:9/zigna/v2",
+            "/v2/orders?skip=50",
+            "http://127.0.0.1:9/zigna/v2/orders?skip=50",
+        ),
+        (
+            "http://127.0.0.1:9/zigna/v2",
+            "/zigna/v2/orders?skip=50",
+            "http://127.0.0.1:9/zigna/v2/orders?skip=50",
+        ),
         ("https://api.zigna.dk/v2", "orders?skip=50", "https://api.zigna.dk/v2/orders?skip=50"),
         ("https://a.ziik.io/api", "/api/units?page=2", "https://a.ziik.io/api/units?page=2"),
-        ("https://a.ziik.io/api", "//a.ziik.io/api/units?page=2", "https://a.ziik.io/api/units?page=2"),
+        (
+            "https://a.ziik.io/api",
+            "//a.ziik.io/api/units?page=2",
+            "https://a.ziik.io/api/units?page=2",
+        ),
         ("https://a.ziik.io", "/api/units?page=2", "https://a.ziik.io/api/units?page=2"),
         ("https://api.zigna.dk/v2", "/other/x", "https://api.zigna.dk/other/x"),
     ],

@@ -20,7 +20,7 @@ import attrs
 import httpx
 
 from ._convert import decode_json
-from ._urls import validate_base_url
+from ._urls import validate_base_url, with_params
 from ._version import __version__
 from .errors import (
     APIError,
@@ -198,7 +198,7 @@ class Transport:
     ) -> Any:
         """Send, then convert the JSON body to ``target`` (`DecodeError` if it is not)."""
         body = await self.request(method, url, params=params, json_body=json_body)
-        return decode_json(body, target, method=method, url=self._display_url(url, params))
+        return decode_json(body, target, method=method, url=with_params(url, params))
 
     async def request(
         self,
@@ -281,7 +281,7 @@ class Transport:
             logger.debug(
                 "%s %s failed (%s); retry %d in %.2fs",
                 method,
-                self._display_url(url, params),
+                with_params(url, params),
                 _describe(error),
                 attempt,
                 delay,
@@ -426,10 +426,6 @@ class Transport:
             time.perf_counter() - started,
             left,
         )
-
-    @staticmethod
-    def _display_url(url: str, params: Mapping[str, Any] | None) -> str:
-        return str(httpx.URL(url, params=params)) if params else url
 
 
 @attrs.frozen

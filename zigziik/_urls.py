@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
 
 from .errors import ConfigurationError
 
@@ -60,6 +64,13 @@ def path_segment(value: object, *, what: str) -> str:
     if not text or text in (".", ".."):
         raise ValueError(f"{what} must be a non-empty id, got {value!r}")
     return quote(text, safe="")
+
+
+def with_params(url: str, params: Mapping[str, Any] | None) -> str:
+    """``url`` with ``params`` merged into its query (``httpx.URL(url, params=None)`` drops it)."""
+    if not params:
+        return url
+    return str(httpx.URL(url).copy_merge_params(params))
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

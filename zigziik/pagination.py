@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 import httpx
 
-from ._urls import resolve_link, same_origin
+from ._urls import resolve_link, same_origin, with_params
 from .errors import DecodeError
 
 __all__ = ["AsyncPaginator", "Page"]
@@ -53,7 +53,7 @@ class AsyncPaginator(Generic[T]):
         self._base_url = base_url
 
     def __repr__(self) -> str:
-        return f"<AsyncPaginator {httpx.URL(self._url, params=self._params)}>"
+        return f"<AsyncPaginator {with_params(self._url, self._params)}>"
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._items()
@@ -80,7 +80,7 @@ class AsyncPaginator(Generic[T]):
                 raise DecodeError(
                     f"refusing to follow a next link to another origin: {next_url!r}",
                     method="GET",
-                    url=str(httpx.URL(url, params=params)),
+                    url=with_params(url, params),
                 )
             key = _key(next_url, None)
             if key in followed:
@@ -104,6 +104,6 @@ class AsyncPaginator(Generic[T]):
 
 
 def _key(url: str, params: Mapping[str, Any] | None) -> str:
-    parsed = httpx.URL(url, params=params)
+    parsed = httpx.URL(with_params(url, params))
     query = "&".join(sorted(parsed.query.decode("ascii", "replace").split("&")))
     return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}{parsed.path}?{query}"

@@ -16,7 +16,7 @@ from .._client import BaseClient
 from .._convert import decode_json, unstructure
 from .._filenames import picture_file_name, sanitize_component
 from .._transport import FileUpload, StaticHeaders, TimeoutArg, Transport
-from .._urls import path_segment
+from .._urls import path_segment, with_params
 from ..download import Progress, existing_complete_file, picture_name_for, stream_to_file
 from ..errors import ConfigurationError, DecodeError
 from ..pagination import AsyncPaginator, Page
@@ -95,7 +95,7 @@ class Orders:
 
         async def fetch(url: str, params: Mapping[str, Any] | None) -> Page[Order]:
             body = await transport.request("GET", url, params=params)
-            shown = str(httpx.URL(url, params=params))
+            shown = with_params(url, params)
             page = decode_json(body, OrderPage, method="GET", url=shown)
             return Page(items=page.orders, next=page.response.next if page.response else None)
 
