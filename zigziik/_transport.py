@@ -19,6 +19,7 @@ import anyio
 import attrs
 import httpx
 
+from ._calls import record_call
 from ._convert import decode_json
 from ._urls import validate_base_url, with_params
 from ._version import __version__
@@ -300,6 +301,7 @@ class Transport:
     ) -> _Outcome:
         """One try: a value, or how it failed and the error to raise if it is not retried."""
         await self._reserve()
+        record_call()
         settled = False
 
         def settle(rate_limit: RateLimit | None) -> None:
