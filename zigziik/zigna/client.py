@@ -229,7 +229,8 @@ class Pictures:
 class ZignaClient(BaseClient):
     """An async client for the Zigna v2 API.
 
-    ``api_key`` falls back to ``$ZIGNA_API_KEY`` and must be a GUID. Every request counts
+    ``api_key`` falls back to ``$ZIGNA_API_KEY`` and must be a GUID; ``base_url`` to
+    ``$ZIGNA_BASE_URL``, then ``https://api.zigna.dk/v2``. Every request counts
     against ``budget`` (a fresh ``DailyBudget()`` of 2,000 calls unless one is given; pass
     one budget to several clients that share a key). A caller-supplied ``http_client`` is
     used as it is and never closed here.
@@ -239,7 +240,7 @@ class ZignaClient(BaseClient):
         self,
         api_key: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         budget: DailyBudget | None = None,
         http_client: httpx.AsyncClient | None = None,
         timeout: TimeoutArg = None,
@@ -252,6 +253,8 @@ class ZignaClient(BaseClient):
                     "no Zigna API key: pass api_key= or set the ZIGNA_API_KEY environment variable"
                 )
         key = normalize_api_key(api_key)
+        if base_url is None:
+            base_url = os.environ.get("ZIGNA_BASE_URL") or DEFAULT_BASE_URL
         if budget is not None and not isinstance(budget, DailyBudget):
             raise ConfigurationError(f"budget must be a DailyBudget, got {type(budget).__name__}")
         self._transport = Transport(
