@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import types
 import typing
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -208,6 +209,20 @@ def parse_net_datetime(text: str) -> datetime | None:
     Without an offset the result is naive, as the API sends it. .NET's empty date
     ``0001-01-01T00:00:00`` (``DateTime.MinValue``) means "not set" and becomes ``None``.
     """
+    if len(text) == 19 and text[10] == "T" and text.isascii():  # the usual shape, at C speed
+        if text == _NET_EMPTY_TEXT:
+            return None
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass  # let the full parser explain what is wrong
+    return _parse_net_datetime(text)
+
+
+_NET_EMPTY_TEXT = "0001-01-01T00:00:00"
+
+
+def _parse_net_datetime(text: str) -> datetime | None:
     match = _NET_DATETIME.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"expected a date like 2016-01-31T12:00:00, got {text!r}")
@@ -231,14 +246,7 @@ def parse_net_datetime(text: str) -> datetime | None:
         micro,
         tzinfo=tz,
     )
-    if (
-        value.year == 1
-        and value.month == 1
-        and value.day == 1
-        and value.time() == datetime.min.time()
-    ):
-        return None
-    return value
+    return None if value.replace(tzinfo=None) == _NET_EMPTY_DATE else value
 
 
 def format_net_datetime(value: datetime) -> str:
@@ -254,6 +262,43 @@ def _structure_datetime(value: Any, _: type) -> datetime | None:
     if type(value) is not str:
         raise _type_error(value, "a date string")
     return parse_net_datetime(value)
+
+
+_PRIMITIVE_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {
+    str: _structure_str,
+    int: _structure_int,
+    float: _structure_float,
+    bool: _structure_bool,
+    Decimal: _structure_decimal,
+    datetime: _structure_datetime,
+}
+
+
+def _is_optional_primitive(tp: Any) -> bool:
+    args = get_args(tp)
+    return (
+        len(args) == 2 and type(None) in args and any(a in _PRIMITIVE_HOOKS for a in args)
+    ) and get_origin(tp) in (typing.Union, types.UnionType)
+
+
+def _optional_primitive_factory(tp: Any) -> Callable[[Any, Any], Any]:
+    """``X | None`` in one call (the hot path of every model), not cattrs' nested wrapper."""
+    (inner,) = (a for a in get_args(tp) if a is not type(None))
+    exact: type = inner
+    hook = _PRIMITIVE_HOOKS[inner]
+    if inner in (str, int, bool):
+
+        def structure_exact(value: Any, _: Any) -> Any:
+            if value is None or type(value) is exact:
+                return value
+            return hook(value, inner)
+
+        return structure_exact
+
+    def structure_optional(value: Any, _: Any) -> Any:
+        return None if value is None else hook(value, inner)
+
+    return structure_optional
 
 
 # -- containers ---------------------------------------------------------------------------------
@@ -277,34 +322,161 @@ def _list_hook_factory(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], 
     return structure_list
 
 
-def _attrs_structure_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+KEY_METADATA = "zigziik_key"
+"""``attrs.field(metadata={KEY_METADATA: "starthours"})`` names a field's JSON key explicitly."""
+
+
+def json_key(field: attrs.Attribute[Any], style: _Style) -> str:
+    """The JSON key of a model field: explicit metadata, else the style's spelling."""
+    explicit = field.metadata.get(KEY_METADATA)
+    if explicit is not None:
+        return str(explicit)
+    return camel_case(field.name) if style.camel_case else field.name
+
+
+def _attrs_structure_factory(
+    cls: type, conv: cattrs.Converter
+) -> Callable[[Any, Any], Any]:
     style = _style(cls)
-    overrides: dict[str, Any] = {}
-    if style.camel_case:
-        overrides = {
-            a.name: override(rename=camel_case(a.name))
-            for a in attrs.fields(cls)
-            if camel_case(a.name) != a.name
-        }
+    attrs.resolve_types(cls)
+    if not conv.detailed_validation:
+        return _generate_structure_fn(cls, conv, style)
+    overrides = {
+        a.name: override(rename=json_key(a, style))
+        for a in attrs.fields(cls)
+        if json_key(a, style) != a.name
+    }
     inner: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, conv, **overrides)
-    php = style.php_arrays
+    as_object = _object_check(cls, style)
 
     def structure_model(value: Any, tp: Any) -> Any:
-        if type(value) is not dict:
-            if php and type(value) is list and not value:
-                value = {}
-            else:
-                raise _type_error(value, f"a JSON object for {cls.__name__}")
-        return inner(value, tp)
+        return inner(as_object(value), tp)
 
     return structure_model
 
 
+def _object_check(cls: type, style: _Style) -> Callable[[Any], dict[str, Any]]:
+    """The check every model input passes: a JSON object (or PHP's ``[]`` for an empty one)."""
+
+    def as_object(value: Any) -> dict[str, Any]:
+        if value.__class__ is dict:
+            return cast(dict[str, Any], value)
+        if style.php_arrays and value.__class__ is list and not value:
+            return {}
+        raise _type_error(value, f"a JSON object for {cls.__name__}")
+
+    return as_object
+
+
+def _optional_inner(tp: Any) -> Any:
+    """``X`` for ``X | None`` (one non-None member), else ``None``."""
+    if get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    args = [a for a in get_args(tp) if a is not type(None)]
+    return args[0] if len(args) == 1 and len(get_args(tp)) == 2 else None
+
+
+def _generate_structure_fn(
+    cls: type, conv: cattrs.Converter, style: _Style
+) -> Callable[[Any, Any], Any]:
+    """The fast path: one generated function per model, primitive checks inlined.
+
+    It accepts exactly what the detailed (cattrs-generated) path accepts: every non-trivial
+    field goes through the same registered hook, and ``str``/``int``/``bool`` (optional or
+    not) are checked inline exactly as their hooks check them.
+    """
+    namespace: dict[str, Any] = {
+        "_cls": cls,
+        "_MISSING": _MISSING,
+        "_wrong": _wrong_type,
+        "_as_object": _object_check(cls, style),
+    }
+    body = ["    if o.__class__ is not dict:", "        o = _as_object(o)"]
+    arguments: list[tuple[attrs.Attribute[Any], str]] = []
+    for index, field in enumerate(attrs.fields(cls)):
+        key = json_key(field, style)
+        var = f"v{index}"
+        inner = _optional_inner(field.type)
+        default = field.default
+        if default is None:
+            body.append(f"    {var} = o.get({key!r})")  # missing and null are the same
+            present = f"{var} is not None"
+        else:
+            body.append(f"    {var} = o.get({key!r}, _MISSING)")
+            if default is attrs.NOTHING:
+                body.append(f"    if {var} is _MISSING: raise _wrong(_MISSING, {key!r}, _cls)")
+            elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                namespace[f"d{index}"] = default.factory
+                body.append(f"    if {var} is _MISSING: {var} = d{index}()")
+            else:
+                namespace[f"d{index}"] = default
+                body.append(f"    if {var} is _MISSING: {var} = d{index}")
+            present = f"{var} is not d{index}" if default is not attrs.NOTHING else "True"
+        if inner in (str, int, bool) or field.type in (str, int, bool):
+            namespace[f"t{index}"] = inner or field.type
+            nullable = f"{var} is not None and " if inner is not None else ""
+            body.append(f"    if {nullable}{var}.__class__ is not t{index}:")
+            body.append(f"        raise _wrong({var}, {key!r}, _cls)")
+        else:
+            target = inner if inner is not None else field.type
+            namespace[f"h{index}"] = conv.get_structure_hook(target)
+            namespace[f"t{index}"] = target
+            condition = f"{var} is not None" if inner is not None else present
+            body.append(f"    if {condition}: {var} = h{index}({var}, t{index})")
+        arguments.append((field, var))
+    if _can_bypass_init(cls):
+        # A frozen slotted __init__ sets each field through object.__setattr__; the slot
+        # descriptors do the same work in about half the time (no validators to skip here).
+        namespace["_new"] = object.__new__
+        body.append("    i = _new(_cls)")
+        for index, (field, var) in enumerate(arguments):
+            namespace[f"s{index}"] = cls.__dict__[field.name].__set__
+            body.append(f"    s{index}(i, {var})")
+        body.append("    return i")
+    else:
+        call = ", ".join(f"{field.alias}={var}" for field, var in arguments)
+        body.append(f"    return _cls({call})")
+    bound = ", ".join(f"{name}={name}" for name in namespace)
+    source = f"def structure(o, _, *, {bound}):\n" + "\n".join(body)
+    exec(compile(source, f"<zigziik structure {cls.__qualname__}>", "exec"), namespace)  # noqa: S102
+    return cast(Callable[[Any, Any], Any], namespace["structure"])
+
+
+def _can_bypass_init(cls: type) -> bool:
+    """Whether a model can be built slot by slot: plain fields, no hooks of its own."""
+    fields = attrs.fields(cls)
+    slots = getattr(cls, "__slots__", None)
+    return (
+        slots is not None
+        and not hasattr(cls, "__attrs_post_init__")
+        and not hasattr(cls, "__attrs_pre_init__")
+        and all(
+            f.validator is None
+            and f.converter is None
+            and f.init
+            and type(cls.__dict__.get(f.name)).__name__ == "member_descriptor"
+            for f in fields
+        )
+    )
+
+
+_MISSING: Any = object()
+
+
+def _wrong_type(value: Any, key: str, cls: type) -> TypeError:
+    if value is _MISSING:
+        return TypeError(f"{cls.__name__} needs the key {key!r}")
+    return _type_error(value, f"another type for {cls.__name__}.{key}")
+
+
 def _attrs_unstructure_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any], Any]:
     style = _style(cls)
-    overrides: dict[str, Any] = {}
-    if style.camel_case:
-        overrides = {a.name: override(rename=camel_case(a.name)) for a in attrs.fields(cls)}
+    attrs.resolve_types(cls)
+    overrides = {
+        a.name: override(rename=json_key(a, style))
+        for a in attrs.fields(cls)
+        if json_key(a, style) != a.name
+    }
     inner: Callable[[Any], Any] = make_dict_unstructure_fn(cls, conv, **overrides)
     if not style.omit_none:
         return inner
@@ -336,12 +508,9 @@ def _api_hooks() -> list[_ApiHooks]:
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     """Build the converter: strict primitives, list and model hooks, then each API's quirks."""
     conv = cattrs.Converter(detailed_validation=detailed_validation, forbid_extra_keys=False)
-    conv.register_structure_hook(str, _structure_str)
-    conv.register_structure_hook(int, _structure_int)
-    conv.register_structure_hook(float, _structure_float)
-    conv.register_structure_hook(bool, _structure_bool)
-    conv.register_structure_hook(Decimal, _structure_decimal)
-    conv.register_structure_hook(datetime, _structure_datetime)
+    for primitive, hook in _PRIMITIVE_HOOKS.items():
+        conv.register_structure_hook(primitive, hook)
+    conv.register_structure_hook_factory(_is_optional_primitive, _optional_primitive_factory)
     conv.register_unstructure_hook(datetime, format_net_datetime)
     conv.register_unstructure_hook(Decimal, str)
     conv.register_structure_hook_factory(_is_list, _list_hook_factory)
