@@ -438,7 +438,7 @@ def _generate_structure_fn(
         body.append(f"    return _cls({call})")
     bound = ", ".join(f"{name}={name}" for name in namespace)
     source = f"def structure(o, _, *, {bound}):\n" + "\n".join(body)
-    exec(compile(source, f"<zigziik structure {cls.__qualname__}>", "exec"), namespace)  # noqa: S102
+    exec(compile(source, f"<zigziik structure {cls.__qualname__}>", "exec"), namespace)
     return cast(Callable[[Any, Any], Any], namespace["structure"])
 
 
