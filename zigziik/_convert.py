@@ -341,7 +341,7 @@ def _attrs_structure_factory(
     attrs.resolve_types(cls)
     if not conv.detailed_validation:
         return _generate_structure_fn(cls, conv, style)
-    overrides = {
+    overrides: dict[str, Any] = {
         a.name: override(rename=json_key(a, style))
         for a in attrs.fields(cls)
         if json_key(a, style) != a.name
@@ -472,7 +472,7 @@ def _wrong_type(value: Any, key: str, cls: type) -> TypeError:
 def _attrs_unstructure_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any], Any]:
     style = _style(cls)
     attrs.resolve_types(cls)
-    overrides = {
+    overrides: dict[str, Any] = {
         a.name: override(rename=json_key(a, style))
         for a in attrs.fields(cls)
         if json_key(a, style) != a.name
