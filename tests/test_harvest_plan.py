@@ -1,0 +1,501 @@
+"""The harvest's pure core: manifest, folders, order and picture planning, the allowance."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from zigziik.zigna.harvest import (
+    MANIFEST_NAME,
+    Allowance,
+    DoneOrder,
+    FileRecord,
+    HarvestFailure,
+    HarvestPlan,
+    HarvestReport,
+    Manifest,
+    ManifestError,
+    OrderInput,
+    OrderJob,
+    OrderRecord,
+    PicturesPlan,
+    ZipRecord,
+    assign_folders,
+    load_manifest,
+    order_fingerprint,
+    plan_harvest,
+    plan_pictures,
+    save_manifest,
+)
+from zigziik.zigna.models import Order, OrderStatus, Picture
+
+
+class FakeDisk:
+    """A destination described by a dict: folder -> {name: size}."""
+
+    def __init__(self, files: dict[str, dict[str, int]] | None = None) -> None:
+        self.files = files or {}
+        self.asked: list[tuple[str, str]] = []
+
+    def has(self, folder: str, name: str, size: int) -> bool:
+        self.asked.append((folder, name))
+        return self.files.get(folder, {}).get(name) == size
+
+    def find(self, folder: str, stem: str, size: int | None) -> str | None:
+        for name, actual in self.files.get(folder, {}).items():
+            if (name == stem or name.startswith(stem + ".")) and actual == size:
+                return name
+        return None
+
+
+def pic(pid: int | None, name: str | None = "IMG.jpg", size: int | None = 100) -> Picture:
+    return Picture(picture_id=pid, original_file_name=name, size=size)
+
+
+def complete_record(folder: str, fingerprint: str | None = "fp", **files: int) -> OrderRecord:
+    record = OrderRecord(folder, complete=True, fingerprint=fingerprint)
+    for index, (name, size) in enumerate(files.items()):
+        record.pictures[str(index)] = FileRecord(name, size)
+    return record
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def test_report_properties() -> None:
+    failure = HarvestFailure("1", 7, "boom")
+    report = HarvestReport(orders=2, written=3, skipped=1, bytes=10, failures=[failure], calls=5)
+    assert report.ok is False
+    assert report.failed == 1
+    assert HarvestReport(0, 0, 0, 0, [], 0).ok is True
+    assert isinstance(report.failures[0], HarvestFailure)
+    assert report.failures[0].picture_id == 7
+
+
+# -- manifest ----------------------------------------------------------------------------------
+
+
+def sample_manifest() -> Manifest:
+    manifest = Manifest()
+    manifest.orders["A1"] = OrderRecord(
+        "A1",
+        complete=True,
+        fingerprint="5|x|y",
+        pictures={"11": FileRecord("11-a.jpg", 10), "12": FileRecord("12-b.pdf", 20)},
+    )
+    manifest.orders["B/2"] = OrderRecord("B_2", zip=ZipRecord("B_2.zip", 99, extracted=True))
+    return manifest
+
+
+def test_manifest_round_trips_through_json() -> None:
+    manifest = sample_manifest()
+    data = json.loads(json.dumps(manifest.to_json()))
+    again = Manifest.from_json(data)
+    assert again == manifest
+    assert isinstance(again.orders["A1"].pictures["11"], FileRecord)
+    assert isinstance(again.orders["B/2"].zip, ZipRecord)
+    assert again.orders["B/2"].zip.extracted is True
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        "text",
+        None,
+        {"format": "something-else", "version": 1, "orders": {}},
+        {"format": "zigziik-harvest-manifest", "version": 99, "orders": {}},
+        {"format": "zigziik-harvest-manifest", "version": 1, "orders": []},
+    ],
+)
+def test_foreign_manifests_are_refused(data: object) -> None:
+    with pytest.raises(ManifestError):
+        Manifest.from_json(data)
+
+
+def test_unsafe_or_malformed_entries_are_dropped() -> None:
+    data = sample_manifest().to_json()
+    orders = data["orders"]
+    orders["evil"] = {"folder": "../../etc", "complete": True}
+    orders["abs"] = {"folder": "/tmp", "complete": True}
+    orders["dots"] = {"folder": "..", "complete": True}
+    orders["notdict"] = 5
+    orders["A1"]["pictures"]["13"] = {"name": "../x.jpg", "size": 5}
+    orders["A1"]["pictures"]["14"] = {"name": "ok.jpg", "size": -1}
+    orders["A1"]["pictures"]["15"] = {"name": "ok.jpg", "size": True}
+    manifest = Manifest.from_json(data)
+    assert set(manifest.orders) == {"A1", "B/2"}
+    a1 = manifest.orders["A1"]
+    assert set(a1.pictures) == {"11", "12"}
+    # An order whose record lost entries can no longer be trusted to be complete.
+    assert a1.complete is False
+
+
+def test_save_and_load_manifest(tmp_path: Path) -> None:
+    manifest = sample_manifest()
+    save_manifest(tmp_path, manifest)
+    assert [p.name for p in tmp_path.iterdir()] == [MANIFEST_NAME]
+    assert load_manifest(tmp_path) == manifest
+
+
+def test_missing_manifest_is_a_fresh_one(tmp_path: Path) -> None:
+    manifest = load_manifest(tmp_path)
+    assert isinstance(manifest, Manifest)
+    assert manifest.orders == {}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe\x00garbage",
+        b"[1, 2, 3]",
+        b'{"format": "other"}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b"",
+    ],
+)
+def test_corrupt_manifest_starts_fresh_with_a_warning(
+    tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / MANIFEST_NAME).write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        manifest = load_manifest(tmp_path)
+    assert manifest == Manifest()
+    assert any("manifest" in r.getMessage() for r in caplog.records)
+
+
+def test_unreadable_manifest_starts_fresh(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / MANIFEST_NAME).mkdir()
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        assert load_manifest(tmp_path) == Manifest()
+    assert caplog.records
+
+
+def test_save_replaces_atomically_and_leaves_no_temporary(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST_NAME).write_text("old")
+    save_manifest(tmp_path, sample_manifest())
+    assert sorted(os.listdir(tmp_path)) == [MANIFEST_NAME]
+    assert json.loads((tmp_path / MANIFEST_NAME).read_text())["version"] == 1
+
+
+def test_failed_save_removes_its_temporary(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST_NAME).mkdir()
+    (tmp_path / MANIFEST_NAME / "x").write_text("blocks the replace")
+    with pytest.raises((IsADirectoryError, PermissionError)):  # Windows: PermissionError
+        save_manifest(tmp_path, sample_manifest())
+    assert sorted(os.listdir(tmp_path)) == [MANIFEST_NAME]
+
+
+# -- fingerprints and folders ------------------------------------------------------------------
+
+
+def test_order_fingerprint() -> None:
+    assert order_fingerprint(Order(id="1")) is None
+    taken = datetime(2024, 5, 1, 10, 0)
+    first = order_fingerprint(Order(id="1", status_id=OrderStatus.COMPLETED, finished_date=taken))
+    assert isinstance(first, str)
+    assert first == "5||2024-05-01T10:00:00"
+    assert order_fingerprint(Order(id="1", status_id=OrderStatus.PHOTOS_UPLOADED)) != first
+    assert order_fingerprint(Order(id="1", status_id=77)) == "77||"
+
+
+def test_folders_are_the_sanitised_ids() -> None:
+    folders = assign_folders(["240001", "../../etc", "con", "a/b"], Manifest())
+    assert folders["240001"] == "240001"
+    assert folders["../../etc"] == "etc"
+    assert folders["con"] == "_con"
+    assert folders["a/b"] == "b"
+
+
+def test_colliding_folders_are_told_apart() -> None:
+    ids = ["x/abc", "abc", "ABC", "y\\abc"]
+    folders = assign_folders(ids, Manifest())
+    assert folders["x/abc"] == "abc"
+    assert len({f.casefold() for f in folders.values()}) == 4
+    for folder in folders.values():
+        assert "/" not in folder and "\\" not in folder
+        assert folder.casefold().startswith("abc")
+    # Deterministic: the same run gives the same folders.
+    assert assign_folders(ids, Manifest()) == folders
+
+
+def test_manifest_folders_are_kept_and_respected() -> None:
+    manifest = Manifest()
+    manifest.orders["abc"] = OrderRecord("abc-kept")
+    manifest.orders["other"] = OrderRecord("zzz")
+    folders = assign_folders(["abc", "zzz"], manifest)
+    assert folders["abc"] == "abc-kept"
+    # "zzz" would collide with the folder the manifest holds for "other": it gets its own.
+    assert folders["zzz"] != "zzz"
+    assert folders["zzz"].startswith("zzz-")
+
+
+def test_long_colliding_ids_stay_bounded() -> None:
+    long_a = "a" * 400
+    long_b = "b/" + "a" * 400
+    folders = assign_folders([long_a, long_b], Manifest())
+    assert folders[long_a] != folders[long_b]
+    for folder in folders.values():
+        assert len(folder.encode()) <= 200
+
+
+# -- planning the orders -----------------------------------------------------------------------
+
+
+def inputs(*ids: str, fingerprint: str | None = "fp") -> list[OrderInput]:
+    return [OrderInput(i, fingerprint, listed=True) for i in ids]
+
+
+def test_complete_orders_are_done_without_calls() -> None:
+    manifest = Manifest()
+    manifest.orders["1"] = complete_record("1", **{"a.jpg": 5, "b.jpg": 6})
+    disk = FakeDisk({"1": {"a.jpg": 5, "b.jpg": 6}})
+    plan = plan_harvest(inputs("1", "2"), manifest, strategy="pictures", remaining=100, disk=disk)
+    assert isinstance(plan, HarvestPlan)
+    assert plan.done == [DoneOrder("1", "1", files=2, bytes=11)]
+    assert plan.jobs == [OrderJob("2", "2", "pictures", "fp")]
+    assert plan.unaffordable == []
+
+
+def test_a_changed_order_is_fetched_again() -> None:
+    manifest = Manifest()
+    manifest.orders["1"] = complete_record("1", fingerprint="old", **{"a.jpg": 5})
+    disk = FakeDisk({"1": {"a.jpg": 5}})
+    plan = plan_harvest(inputs("1"), manifest, strategy="zip", remaining=None, disk=disk)
+    assert plan.done == []
+    assert [j.route for j in plan.jobs] == ["zip"]
+
+
+def test_a_missing_or_resized_file_makes_the_order_incomplete() -> None:
+    manifest = Manifest()
+    manifest.orders["1"] = complete_record("1", **{"a.jpg": 5, "b.jpg": 6})
+    for files in ({"a.jpg": 5}, {"a.jpg": 5, "b.jpg": 7}, {}):
+        plan = plan_harvest(
+            inputs("1"), manifest, strategy="pictures", remaining=None, disk=FakeDisk({"1": files})
+        )
+        assert plan.done == []
+        assert len(plan.jobs) == 1
+
+
+def test_unlisted_orders_trust_the_manifest_unless_empty() -> None:
+    manifest = Manifest()
+    manifest.orders["1"] = complete_record("1", fingerprint="anything", **{"a.jpg": 5})
+    manifest.orders["2"] = complete_record("2", fingerprint="anything")  # no files: empty order
+    disk = FakeDisk({"1": {"a.jpg": 5}})
+    given = [OrderInput("1"), OrderInput("2")]
+    plan = plan_harvest(given, manifest, strategy="pictures", remaining=None, disk=disk)
+    assert [d.order_id for d in plan.done] == ["1"]
+    assert [j.order_id for j in plan.jobs] == ["2"]
+
+
+def test_an_empty_listed_order_is_done_while_unchanged() -> None:
+    manifest = Manifest()
+    manifest.orders["1"] = complete_record("1", fingerprint="1||")
+    plan = plan_harvest(
+        inputs("1", fingerprint="1||"), manifest, strategy="auto", remaining=5, disk=FakeDisk()
+    )
+    assert plan.done == [DoneOrder("1", "1", 0, 0)]
+    assert plan.jobs == []
+
+
+def test_done_zip_orders_still_unpack_when_asked() -> None:
+    manifest = Manifest()
+    record = OrderRecord("1", complete=True, fingerprint="fp", zip=ZipRecord("1.zip", 50))
+    manifest.orders["1"] = record
+    disk = FakeDisk({"1": {"1.zip": 50}})
+    plan = plan_harvest(
+        inputs("1"), manifest, strategy="auto", remaining=0, extract=True, disk=disk
+    )
+    assert plan.done == [DoneOrder("1", "1", 1, 50, unpack="1.zip")]
+    record.zip = ZipRecord("1.zip", 50, extracted=True)
+    plan = plan_harvest(
+        inputs("1"), manifest, strategy="auto", remaining=0, extract=True, disk=disk
+    )
+    assert plan.done[0].unpack is None
+
+
+@pytest.mark.parametrize("strategy", ["pictures", "zip"])
+def test_fixed_strategies_ignore_the_budget(strategy: str) -> None:
+    plan = plan_harvest(
+        inputs("1", "2", "3"),
+        Manifest(),
+        strategy=strategy,  # type: ignore[arg-type]
+        remaining=1,
+        disk=FakeDisk(),
+    )
+    assert [j.route for j in plan.jobs] == [strategy] * 3
+    assert plan.unaffordable == []
+    assert plan.spare is None
+
+
+def test_auto_without_a_budget_goes_per_picture() -> None:
+    plan = plan_harvest(
+        inputs("1", "2"), Manifest(), strategy="auto", remaining=None, disk=FakeDisk()
+    )
+    assert [j.route for j in plan.jobs] == ["pictures", "pictures"]
+
+
+def test_auto_with_room_decides_per_order() -> None:
+    plan = plan_harvest(
+        inputs("1", "2"), Manifest(), strategy="auto", remaining=50, disk=FakeDisk()
+    )
+    assert [j.route for j in plan.jobs] == ["auto", "auto"]
+    assert plan.spare == 48
+
+
+@pytest.mark.parametrize("remaining", [3, 2])
+def test_auto_with_one_call_per_order_zips_everything(remaining: int) -> None:
+    plan = plan_harvest(
+        inputs("1", "2", "3"), Manifest(), strategy="auto", remaining=remaining, disk=FakeDisk()
+    )
+    assert [j.route for j in plan.jobs] == ["zip"] * remaining
+    assert [j.order_id for j in plan.unaffordable] == ["1", "2", "3"][remaining:]
+    assert plan.spare == 0
+
+
+def test_auto_with_no_budget_at_all() -> None:
+    plan = plan_harvest(inputs("1", "2"), Manifest(), strategy="auto", remaining=0, disk=FakeDisk())
+    assert plan.jobs == []
+    assert [j.order_id for j in plan.unaffordable] == ["1", "2"]
+
+
+def test_done_orders_do_not_use_the_budget() -> None:
+    manifest = Manifest()
+    manifest.orders["1"] = complete_record("1", **{"a.jpg": 5})
+    disk = FakeDisk({"1": {"a.jpg": 5}})
+    plan = plan_harvest(inputs("1", "2"), manifest, strategy="auto", remaining=1, disk=disk)
+    assert [d.order_id for d in plan.done] == ["1"]
+    assert [(j.order_id, j.route) for j in plan.jobs] == [("2", "zip")]
+
+
+# -- planning the pictures ---------------------------------------------------------------------
+
+
+def test_everything_missing_is_fetched() -> None:
+    pictures = [pic(1), pic(2, "IMG.jpg"), pic(3, None, None)]
+    plan = plan_pictures(pictures, None, "o", FakeDisk())
+    assert isinstance(plan, PicturesPlan)
+    assert plan.fetch == pictures
+    assert plan.missing == 3
+    assert plan.present == []
+
+
+def test_recorded_files_of_the_right_size_are_present() -> None:
+    record = OrderRecord("o", pictures={"1": FileRecord("1-IMG.jpg", 100)})
+    disk = FakeDisk({"o": {"1-IMG.jpg": 100}})
+    plan = plan_pictures([pic(1), pic(2)], record, "o", disk)
+    assert [p.picture_id for p in plan.fetch] == [2]
+    assert plan.present == [(pic(1), FileRecord("1-IMG.jpg", 100))]
+
+
+def test_a_resized_picture_is_fetched_again() -> None:
+    record = OrderRecord("o", pictures={"1": FileRecord("1-IMG.jpg", 100)})
+    disk = FakeDisk({"o": {"1-IMG.jpg": 100}})
+    plan = plan_pictures([pic(1, size=120)], record, "o", disk)
+    assert plan.missing == 1
+
+
+def test_files_on_disk_without_a_record_are_found() -> None:
+    disk = FakeDisk({"o": {"1-IMG.jpg": 100, "2-noext.jpg": 50, "3-short.jpg": 10}})
+    pictures = [pic(1), pic(2, "noext", 50), pic(3, "short.jpg", 11)]
+    plan = plan_pictures(pictures, None, "o", disk)
+    assert [(p.picture_id, f.name) for p, f in plan.present] == [
+        (1, "1-IMG.jpg"),
+        (2, "2-noext.jpg"),
+    ]
+    assert [p.picture_id for p in plan.fetch] == [3]
+
+
+def test_a_record_for_another_folder_is_not_trusted() -> None:
+    record = OrderRecord("old", pictures={"1": FileRecord("1-IMG.jpg", 100)})
+    disk = FakeDisk({"old": {"1-IMG.jpg": 100}})
+    plan = plan_pictures([pic(1)], record, "new", disk)
+    assert plan.missing == 1
+
+
+def test_duplicates_and_invalid_ids() -> None:
+    plan = plan_pictures([pic(1), pic(1), pic(None), pic(-4)], None, "o", FakeDisk())
+    assert [p.picture_id for p in plan.fetch] == [1]
+    assert len(plan.invalid) == 2
+    assert all(pid is None and isinstance(reason, str) for pid, reason in plan.invalid)
+
+
+def test_hostile_names_are_looked_up_by_their_safe_names() -> None:
+    disk = FakeDisk({"o": {"5-passwd.jpg": 100}})
+    plan = plan_pictures([pic(5, "../../etc/passwd.jpg")], None, "o", disk)
+    assert plan.present == [(pic(5, "../../etc/passwd.jpg"), FileRecord("5-passwd.jpg", 100))]
+
+
+# -- the allowance -----------------------------------------------------------------------------
+
+
+def test_unlimited_allowance_always_agrees() -> None:
+    allowance = Allowance(None)
+    assert allowance.begin_listing() is True
+    allowance.end_listing(1000)
+    assert allowance.afford(1000) is True
+
+
+def test_allowance_does_not_list_when_pictures_would_not_be_affordable() -> None:
+    allowance = Allowance(5, assumed=8)
+    assert allowance.begin_listing() is False
+    assert allowance.spare == 5
+
+
+def test_allowance_books_listing_and_pictures() -> None:
+    allowance = Allowance(20, assumed=4)
+    assert allowance.begin_listing() is True
+    assert allowance.spare == 19
+    allowance.end_listing(6)
+    assert allowance.estimate() == 6
+    assert allowance.afford(6) is True  # five from the spare, one held back
+    assert allowance.spare == 14
+    assert allowance.afford(16) is False
+    assert allowance.spare == 14
+
+
+def test_allowance_counts_listings_in_flight() -> None:
+    allowance = Allowance(10, assumed=4)
+    assert allowance.begin_listing() is True  # needs 4
+    assert allowance.begin_listing() is True  # needs 8 with one in flight (9 left)
+    assert allowance.begin_listing() is False  # needs 12 with two in flight (8 left)
+    allowance.end_listing(1)
+    allowance.end_listing(1)
+    assert allowance.estimate() == 1
+
+
+def test_allowance_gives_back_unused_held_calls() -> None:
+    allowance = Allowance(3)
+    assert allowance.afford(0) is True
+    assert allowance.spare == 4
+    allowance.release()
+    assert allowance.spare == 5
+    allowance.end_listing(None)  # a failed listing teaches nothing
+    assert allowance.listed == 0
+    assert "Allowance(" in repr(allowance)
+
+
+def test_small_budget_plan_costs_orders_plus_listing() -> None:
+    """Simulate auto over many orders with a small budget: about one call per order."""
+    orders = [str(n) for n in range(40)]
+    remaining = 45  # after the listing call
+    plan = plan_harvest(
+        inputs(*orders), Manifest(), strategy="auto", remaining=remaining, disk=FakeDisk()
+    )
+    allowance = Allowance(plan.spare)
+    calls = 0
+    for _job in plan.jobs:
+        if allowance.begin_listing():
+            calls += 1
+            allowance.end_listing(10)
+            calls += 10 if allowance.afford(10) else 1
+        else:
+            calls += 1
+    assert calls <= remaining
+    assert calls <= len(orders) + 1
