@@ -1,0 +1,52 @@
+"""The Ziik client, its models and the hierarchy walker."""
+
+from .client import Units, ZiikClient
+from .hierarchy import UnitNode
+from .models import (
+    UNSET,
+    ClosedPeriod,
+    Contact,
+    Delivery,
+    Feature,
+    FileVersions,
+    Invoicing,
+    NewImage,
+    NewUnit,
+    OfficeHours,
+    OpeningHours,
+    ParentRef,
+    Permissions,
+    Relationships,
+    Unit,
+    UnitAddress,
+    UnitFile,
+    UnitPatch,
+    UnitType,
+    Unset,
+)
+
+__all__ = [
+    "UNSET",
+    "ClosedPeriod",
+    "Contact",
+    "Delivery",
+    "Feature",
+    "FileVersions",
+    "Invoicing",
+    "NewImage",
+    "NewUnit",
+    "OfficeHours",
+    "OpeningHours",
+    "ParentRef",
+    "Permissions",
+    "Relationships",
+    "Unit",
+    "UnitAddress",
+    "UnitFile",
+    "UnitNode",
+    "UnitPatch",
+    "UnitType",
+    "Units",
+    "Unset",
+    "ZiikClient",
+]

@@ -1,0 +1,506 @@
+"""The Ziik client: authentication (bearer token or username/password) and ``units``."""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import math
+import os
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import attrs
+import httpx
+
+from .._client import BaseClient
+from .._convert import decode_json, structure, unstructure
+from .._transport import TimeoutArg, Transport
+from .._urls import path_segment, with_params
+from ..errors import APIError, ConfigurationError, DecodeError
+from ..pagination import AsyncPaginator, Page
+from ..ratelimit import DailyBudget
+from ..retry import RetryPolicy
+from .hierarchy import UnitNode, walk
+from .models import NewImage, NewUnit, Unit, UnitPatch
+
+__all__ = [
+    "RENEW_MARGIN",
+    "Token",
+    "Units",
+    "ZiikClient",
+    "parse_location",
+    "parse_token",
+    "unwrap_list",
+    "unwrap_object",
+]
+
+logger = logging.getLogger("zigziik")
+
+RENEW_MARGIN = 60.0
+"""A logged-in client renews its token when fewer seconds than this remain."""
+
+Clock = Callable[[], float]
+_ID_SEGMENT = re.compile(r"[0-9]{1,18}", re.ASCII)
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+", re.ASCII)
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Token:
+    """A JWT and its expiry (unix seconds; ``inf`` when the server gave none)."""
+
+    jwt: str = attrs.field(repr=False)
+    expires: float
+
+
+def parse_token(data: Any, *, method: str, url: str) -> Token:
+    """``[{"jwt", "expires"}]`` (also a bare object or a ``{"data": ...}`` envelope) -> `Token`.
+
+    Error messages never contain the token.
+    """
+    if type(data) is dict and "data" in data and "jwt" not in data:
+        data = data["data"]
+    if type(data) is list and len(data) == 1:
+        data = data[0]
+    if type(data) is not dict:
+        raise DecodeError(
+            'expected [{"jwt": ..., "expires": ...}] from the login', method=method, url=url
+        )
+    jwt = data.get("jwt")
+    if type(jwt) is not str or not _TOKEN_CHARS.fullmatch(jwt):
+        raise DecodeError(
+            "the login response has no usable jwt (missing, not a string, or not printable)",
+            method=method,
+            url=url,
+        )
+    expires = data.get("expires")
+    if expires is None:
+        return Token(jwt, math.inf)
+    if type(expires) is str and expires.isascii() and expires.isdigit():
+        expires = int(expires)
+    if isinstance(expires, bool) or (
+        not isinstance(expires, (int, float)) and not _is_decimal(expires)
+    ):
+        raise DecodeError(
+            f"the login response's expires is not a unix time (got {type(expires).__name__})",
+            method=method,
+            url=url,
+        )
+    value = float(expires)
+    if not math.isfinite(value):
+        raise DecodeError("the login response's expires is not finite", method=method, url=url)
+    return Token(jwt, value)
+
+
+def _is_decimal(value: object) -> bool:
+    from decimal import Decimal
+
+    return isinstance(value, Decimal)
+
+
+def parse_location(location: str | None, *, method: str, url: str) -> int:
+    """The new unit's id from a ``Location`` header (absolute or relative URL)."""
+    if location is None or not location.strip():
+        raise DecodeError(
+            "the response has no Location header with the new id", method=method, url=url
+        )
+    try:
+        path = urlsplit(location.strip()).path
+    except ValueError:
+        path = ""
+    segments = [segment for segment in path.split("/") if segment]
+    if not segments or not _ID_SEGMENT.fullmatch(segments[-1]):
+        raise DecodeError(
+            f"the Location header does not end with a unit id: {location[:200]!r}",
+            method=method,
+            url=url,
+        )
+    return int(segments[-1])
+
+
+def unwrap_list(data: Any, *, method: str, url: str) -> tuple[Any, str | None]:
+    """A bare list (one page) or ``{"data": [...], "links": {"next": ...}}`` -> items, next."""
+    if type(data) is list:
+        return data, None
+    if type(data) is dict and "data" in data:
+        links = data.get("links")
+        next_link: Any = links.get("next") if type(links) is dict else None
+        if next_link is not None and type(next_link) is not str:
+            raise DecodeError(
+                f"links.next must be a URL string or null, got {type(next_link).__name__}",
+                method=method,
+                url=url,
+            )
+        return data["data"], next_link or None
+    raise DecodeError(
+        'expected a JSON list or a {"data": [...], "links": ...} envelope, '
+        f"got {type(data).__name__}",
+        method=method,
+        url=url,
+    )
+
+
+def unwrap_object(data: Any) -> Any:
+    """A bare object, or the ``data`` of a ``{"data": {...}}`` envelope."""
+    if type(data) is dict and "data" in data and "id" not in data:
+        return data["data"]
+    return data
+
+
+def _check_id(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value}")
+    return value
+
+
+# -- authentication -------------------------------------------------------------------------------
+
+
+class _BearerAuth:
+    """A fixed bearer token. A 401 is final: there is nothing to refresh."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    def __repr__(self) -> str:
+        return "<bearer token>"
+
+    async def headers(self, transport: Transport) -> Mapping[str, str]:
+        return self._headers
+
+    async def unauthorized(self, transport: Transport, sent: Mapping[str, str]) -> bool:
+        return False
+
+    def secrets(self) -> Iterable[str]:
+        return (self._token,)
+
+
+class _LoginAuth:
+    """Username and password: log in on first use, renew before expiry, re-login after a 401.
+
+    One `anyio.Lock` serialises logins and renewals, so many concurrent first calls log in
+    once. ``clock`` returns unix seconds (tests pass a fake one).
+    """
+
+    def __init__(self, username: str, password: str, clock: Clock) -> None:
+        self._username = username
+        self._password = password
+        self._clock = clock
+        self._token: Token | None = None
+        self._lock = anyio.Lock()
+        self._issued: deque[str] = deque(maxlen=8)
+        self.logins = 0
+        self.renewals = 0
+
+    def __repr__(self) -> str:
+        return "<username/password login>"
+
+    def secrets(self) -> Iterable[str]:
+        return (self._password, *self._issued)
+
+    def _fresh(self, token: Token | None) -> bool:
+        return token is not None and token.expires - self._clock() >= RENEW_MARGIN
+
+    async def headers(self, transport: Transport) -> Mapping[str, str]:
+        token = self._token
+        if token is None or not self._fresh(token):
+            token = await self._refresh(transport)
+        return {"Authorization": f"Bearer {token.jwt}"}
+
+    async def unauthorized(self, transport: Transport, sent: Mapping[str, str]) -> bool:
+        sent_value = sent.get("Authorization")
+        async with self._lock:
+            current = self._token
+            if current is not None and f"Bearer {current.jwt}" != sent_value:
+                return True  # another task already replaced the refused token
+            self._token = None
+            logger.info("Ziik answered 401; logging in again")
+            await self._login(transport)
+            return True
+
+    async def _refresh(self, transport: Transport) -> Token:
+        async with self._lock:
+            token = self._token
+            if token is not None and self._fresh(token):
+                return token  # another task refreshed it while this one waited
+            if token is not None and token.expires > self._clock():
+                try:
+                    return await self._renew(transport, token)
+                except APIError as exc:
+                    logger.info("renewing the Ziik token failed (HTTP %d)", exc.status_code)
+            return await self._login(transport)
+
+    async def _login(self, transport: Transport) -> Token:
+        url = transport.url("authenticate")
+        body = await transport.request(
+            "POST",
+            url,
+            json_body={"username": self._username, "password": self._password},
+            authenticate=False,
+        )
+        self.logins += 1
+        return self._store(body, url)
+
+    async def _renew(self, transport: Transport, token: Token) -> Token:
+        url = transport.url("renew")
+        body = await transport.request(
+            "POST", url, headers={"Authorization": f"Bearer {token.jwt}"}, authenticate=False
+        )
+        self.renewals += 1
+        return self._store(body, url)
+
+    def _store(self, body: bytes, url: str) -> Token:
+        data = decode_json(body, Any, method="POST", url=url)
+        token = parse_token(data, method="POST", url=url)
+        self._issued.append(token.jwt)
+        self._token = token
+        left = token.expires - self._clock()
+        logger.debug("Ziik token obtained; valid for %.0f s", left)
+        return token
+
+
+def _check_token(token: object, source: str) -> str:
+    if not isinstance(token, str):
+        raise ConfigurationError(
+            f"the Ziik token ({source}) must be a str, got {type(token).__name__}"
+        )
+    text = token.strip()
+    if text.lower().startswith("bearer "):
+        raise ConfigurationError(f"pass the Ziik token ({source}) without the 'Bearer ' prefix")
+    if not _TOKEN_CHARS.fullmatch(text):
+        raise ConfigurationError(
+            f"the Ziik token ({source}) must be non-empty printable ASCII without spaces"
+        )
+    return text
+
+
+def _check_secret(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"the Ziik {what} must be a non-empty str")
+    return value
+
+
+def _resolve_auth(
+    token: str | None, username: str | None, password: str | None, clock: Clock
+) -> _BearerAuth | _LoginAuth:
+    """Arguments first, then ``$ZIIK_TOKEN``, then ``$ZIIK_USERNAME``/``$ZIIK_PASSWORD``."""
+    if token is not None and (username is not None or password is not None):
+        raise ConfigurationError("pass either token= or username=/password=, not both")
+    if token is not None:
+        return _BearerAuth(_check_token(token, "token="))
+    if username is None and password is None:
+        env_token = os.environ.get("ZIIK_TOKEN")
+        if env_token:
+            return _BearerAuth(_check_token(env_token, "$ZIIK_TOKEN"))
+        username = os.environ.get("ZIIK_USERNAME") or None
+        password = os.environ.get("ZIIK_PASSWORD") or None
+        if username is None and password is None:
+            raise ConfigurationError(
+                "no Ziik credentials: pass token= or username= and password=, or set "
+                "ZIIK_TOKEN or ZIIK_USERNAME and ZIIK_PASSWORD"
+            )
+    if username is None:
+        raise ConfigurationError(
+            "a Ziik password was given without a username: pass username= or set ZIIK_USERNAME"
+        )
+    if password is None:
+        raise ConfigurationError(
+            "a Ziik username was given without a password: pass password= or set ZIIK_PASSWORD"
+        )
+    return _LoginAuth(
+        _check_secret(username, "username"), _check_secret(password, "password"), clock
+    )
+
+
+# -- units ----------------------------------------------------------------------------------------
+
+
+class Units:
+    """``ziik.units``: list, read, create, update, delete, children, images, and `walk`."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def _url(self, *segments: str) -> str:
+        return self._transport.url("units", *segments)
+
+    def _id_url(self, unit_id: int, *segments: str) -> str:
+        return self._url(path_segment(_check_id("unit_id", unit_id), what="unit_id"), *segments)
+
+    def _paginator(self, url: str, params: Mapping[str, Any] | None) -> AsyncPaginator[Unit]:
+        transport = self._transport
+
+        async def fetch(url: str, params: Mapping[str, Any] | None) -> Page[Unit]:
+            shown = with_params(url, params)
+            body = await transport.request("GET", url, params=params)
+            data = decode_json(body, Any, method="GET", url=shown)
+            items, next_link = unwrap_list(data, method="GET", url=shown)
+            units = structure(items, list[Unit], method="GET", url=shown)
+            return Page(items=units, next=next_link)
+
+        return AsyncPaginator(fetch, url, params, base_url=transport.base_url)
+
+    def list(self, *, user: bool = False) -> AsyncPaginator[Unit]:
+        """Every unit (``user=True``: only the caller's unit and those below it).
+
+        A bare JSON list is one page; a ``{"data", "links"}`` envelope is followed through
+        ``links.next``.
+        """
+        if not isinstance(user, bool):
+            raise TypeError(f"user must be a bool, got {type(user).__name__}")
+        return self._paginator(self._url(), {"user": "true"} if user else None)
+
+    async def get(self, unit_id: int) -> Unit:
+        """One unit (a bare object or a ``{"data": {...}}`` envelope)."""
+        url = self._id_url(unit_id)
+        body = await self._transport.request("GET", url)
+        data = decode_json(body, Any, method="GET", url=url)
+        return structure(unwrap_object(data), Unit, method="GET", url=url)  # type: ignore[no-any-return]
+
+    async def children(self, unit_id: int) -> builtins.list[Unit]:
+        """The units below ``unit_id`` (all pages of an enveloped answer)."""
+        return await self._paginator(self._id_url(unit_id, "children"), None).collect()
+
+    async def create(self, unit: NewUnit) -> int:
+        """Create a unit; returns its id, read from the ``Location`` header of the 201.
+
+        Like every POST, it is retried only when the request provably never left.
+        """
+        if not isinstance(unit, NewUnit):
+            raise TypeError(f"unit must be a NewUnit, got {type(unit).__name__}")
+        url = self._url()
+
+        async def read_location(response: httpx.Response) -> str | None:
+            await response.aread()
+            location: str | None = response.headers.get("location")
+            return location
+
+        location = await self._transport.send(
+            "POST", url, json_body=unstructure(unit), consume=read_location
+        )
+        return parse_location(location, method="POST", url=url)
+
+    async def update(self, unit_id: int, patch: UnitPatch) -> None:
+        """PATCH the fields set in ``patch`` (and only those; ``None`` fields are sent as null)."""
+        if not isinstance(patch, UnitPatch):
+            raise TypeError(f"patch must be a UnitPatch, got {type(patch).__name__}")
+        body = unstructure(patch)
+        if not body:
+            raise ValueError("the UnitPatch sets no field; there is nothing to update")
+        await self._transport.request("PATCH", self._id_url(unit_id), json_body=body)
+
+    async def delete(self, unit_id: int) -> None:
+        """Delete a unit."""
+        await self._transport.request("DELETE", self._id_url(unit_id))
+
+    async def add_image(
+        self,
+        unit_id: int,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        name: str | None = None,
+        youtube: str | None = None,
+        vimeo: str | None = None,
+        image: NewImage | None = None,
+    ) -> None:
+        """Add an image to a unit: a local file (sent base64-encoded, named after the file or
+        ``name``), a ``youtube=``/``vimeo=`` embed URL, or a prepared `NewImage`. Exactly one.
+        """
+        _check_id("unit_id", unit_id)
+        given = [value is not None for value in (path, youtube, vimeo, image)]
+        if sum(given) != 1:
+            raise TypeError("pass exactly one of path, youtube=, vimeo= or image=")
+        if path is not None:
+            file = Path(path)
+            content = await anyio.Path(file).read_bytes()
+            spec = NewImage.from_bytes(name if name is not None else file.name, content)
+        elif youtube is not None:
+            spec = NewImage.youtube(youtube, name=name)
+        elif vimeo is not None:
+            spec = NewImage.vimeo(vimeo, name=name)
+        else:
+            if not isinstance(image, NewImage):
+                raise TypeError(f"image must be a NewImage, got {type(image).__name__}")
+            spec = image
+        body = {"id": unit_id, "image": [unstructure(spec)]}
+        await self._transport.request("POST", self._url("image"), json_body=body)
+
+    async def delete_image(self, unit_id: int, file_id: int) -> None:
+        """Delete one of a unit's files (an image's `UnitFile.id`)."""
+        file_segment = path_segment(_check_id("file_id", file_id), what="file_id")
+        await self._transport.request("DELETE", self._id_url(unit_id, "files", file_segment))
+
+    def walk(
+        self,
+        root_id: int | None = None,
+        *,
+        concurrency: int = 8,
+        max_depth: int | None = None,
+    ) -> AsyncIterator[UnitNode]:
+        """Every unit below ``root_id`` (or below every top-level unit) once, breadth-first.
+
+        Yields `UnitNode(unit, depth, parent_id)`, the root(s) first at depth 0, fetching
+        children for up to ``concurrency`` units at once. See `zigziik.ziik.hierarchy.walk`.
+        """
+        return walk(self, root_id, concurrency=concurrency, max_depth=max_depth)
+
+
+class ZiikClient(BaseClient):
+    """An async client for a Ziik tenant's API (``https://<tenant>.ziik.io/api``).
+
+    ``base_url`` falls back to ``$ZIIK_BASE_URL``. Authenticate with a bearer ``token``
+    (``$ZIIK_TOKEN``) or ``username``/``password`` (``$ZIIK_USERNAME``/``$ZIIK_PASSWORD``):
+    the client then logs in on first use, renews the token when less than 60 s remain, and
+    logs in again once after a 401. Every request, logins included, counts against
+    ``budget`` (a fresh ``DailyBudget()`` unless one is given). ``clock`` (unix seconds) is
+    for tests of token expiry.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: TimeoutArg = None,
+        retry: RetryPolicy | None = None,
+        budget: DailyBudget | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if base_url is None:
+            base_url = os.environ.get("ZIIK_BASE_URL") or None
+            if base_url is None:
+                raise ConfigurationError(
+                    "no Ziik base URL: pass base_url= (https://<tenant>.ziik.io/api) or set "
+                    "the ZIIK_BASE_URL environment variable"
+                )
+        auth = _resolve_auth(token, username, password, clock or time.time)
+        if budget is not None and not isinstance(budget, DailyBudget):
+            raise ConfigurationError(f"budget must be a DailyBudget, got {type(budget).__name__}")
+        self._auth = auth
+        self._transport = Transport(
+            base_url=base_url,
+            auth=auth,
+            http_client=http_client,
+            timeout=timeout,
+            retry=retry,
+            budget=budget if budget is not None else DailyBudget(),
+        )
+        self.units = Units(self._transport)
+
+    def __repr__(self) -> str:
+        kind = "token" if isinstance(self._auth, _BearerAuth) else "login"
+        return f"ZiikClient(base_url={self.base_url!r}, auth={kind!r}, budget={self.budget!r})"
