@@ -1,0 +1,720 @@
+"""safe_extract: unsafe archives are refused before anything is written; extraction is
+all-or-nothing, also when cancelled."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import struct
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from zigziik._extract import (
+    CHUNK_SIZE,
+    RATIO_CHECK_MIN_BYTES,
+    UnsafeArchiveError,
+    _copy_member,
+    _Limits,
+    _Progress,
+    safe_extract,
+    safe_extract_sync,
+)
+from zigziik.errors import IntegrityError
+
+pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
+
+Entry = tuple[str | zipfile.ZipInfo, bytes]
+
+
+def make_zip(path: Path, entries: Iterable[Entry], *, method: int = zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", method) as zf:
+        for name, data in entries:
+            zf.writestr(name, data)
+    return path
+
+
+def symlink_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+def mode_info(name: str, mode: int) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3
+    info.external_attr = mode << 16
+    return info
+
+
+def tree(root: Path) -> list[str] | None:
+    """Every entry below ``root`` (files and folders, hidden ones too), or None if absent."""
+    if not root.exists():
+        return None
+    return sorted(str(p.relative_to(root)) + ("/" if p.is_dir() else "") for p in root.rglob("*"))
+
+
+def patch_central(path: Path, index: int, **fields: int) -> None:
+    """Overwrite fields of the ``index``-th central directory record (and its local header).
+
+    Fields: ``flags``, ``crc``, ``file_size`` (uncompressed), ``name_byte`` (a (position, byte)
+    pair packed as position * 256 + byte, replacing one byte of the file name).
+    """
+    data = bytearray(path.read_bytes())
+    central = -1
+    for _ in range(index + 1):
+        central = data.index(b"PK\x01\x02", central + 1)
+    (local,) = struct.unpack_from("<I", data, central + 42)
+    name_len = struct.unpack_from("<H", data, central + 28)[0]
+    assert data[local : local + 4] == b"PK\x03\x04"
+    for field, value in fields.items():
+        if field == "flags":
+            struct.pack_into("<H", data, central + 8, value)
+            struct.pack_into("<H", data, local + 6, value)
+        elif field == "crc":
+            struct.pack_into("<I", data, central + 16, value)
+            struct.pack_into("<I", data, local + 14, value)
+        elif field == "file_size":
+            struct.pack_into("<I", data, central + 24, value)
+            struct.pack_into("<I", data, local + 22, value)
+        elif field == "name_byte":
+            position, byte = divmod(value, 256)
+            assert position < name_len
+            data[central + 46 + position] = byte
+            data[local + 30 + position] = byte
+        else:
+            raise AssertionError(field)
+    path.write_bytes(bytes(data))
+
+
+def problems_of(excinfo: pytest.ExceptionInfo[UnsafeArchiveError]) -> str:
+    return "\n".join(excinfo.value.problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Good archives
+
+
+GOOD_ENTRIES: list[Entry] = [
+    ("readme.txt", b"hello\n"),
+    ("photos/", b""),
+    ("photos/IMG_0001.jpg", os.urandom(50_000)),
+    ("photos/sub/IMG_0002.jpg", os.urandom(3 * CHUNK_SIZE + 17)),
+    ("empty.bin", b""),
+    ("Villa på 120 m² (stue).jpg", b"\xff\xd8\xff" + bytes(1000)),
+    ("implied/dir/file.txt", b"x" * 10),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_good_zip_extracts_byte_exact(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "good.zip", GOOD_ENTRIES)
+    dest = tmp_path / "out" / "nested"
+    paths = await safe_extract(zip_path, dest)
+    files = [(name, data) for name, data in GOOD_ENTRIES if isinstance(name, str)]
+    files = [(name, data) for name, data in files if not name.endswith("/")]
+    assert paths == [dest / name for name, _ in files]
+    for (_, data), path in zip(files, paths, strict=True):
+        assert path.read_bytes() == data
+    assert tree(dest) == sorted(
+        [
+            "Villa på 120 m² (stue).jpg",
+            "empty.bin",
+            "implied/",
+            "implied/dir/",
+            "implied/dir/file.txt",
+            "photos/",
+            "photos/IMG_0001.jpg",
+            "photos/sub/",
+            "photos/sub/IMG_0002.jpg",
+            "readme.txt",
+        ]
+    )
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_other_compression_methods(tmp_path: Path, method: int) -> None:
+    data = os.urandom(100_000)
+    zip_path = make_zip(tmp_path / "m.zip", [("a/b.bin", data)], method=method)
+    (path,) = safe_extract_sync(zip_path, tmp_path / "out")
+    assert path.read_bytes() == data
+
+
+def test_relative_paths_and_harmless_segments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    zip_path = make_zip(Path("r.zip"), [("./a//b/./c.txt", b"c"), ("d\\e.txt", b"e")])
+    paths = safe_extract_sync("r.zip", "out")
+    assert paths == [tmp_path / "out" / "a" / "b" / "c.txt", tmp_path / "out" / "d" / "e.txt"]
+    assert all(p.is_absolute() for p in paths)
+    assert zip_path.exists()
+
+
+def test_empty_archive_creates_dest(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "empty.zip", [])
+    assert safe_extract_sync(zip_path, tmp_path / "out") == []
+    assert tree(tmp_path / "out") == []
+
+
+def test_overwrites_existing_files_and_keeps_others(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    (dest / "photos").mkdir(parents=True)
+    (dest / "photos" / "a.jpg").write_bytes(b"old")
+    (dest / "keep.txt").write_bytes(b"keep")
+    zip_path = make_zip(tmp_path / "z.zip", [("photos/a.jpg", b"new")])
+    safe_extract_sync(zip_path, dest)
+    assert (dest / "photos" / "a.jpg").read_bytes() == b"new"
+    assert (dest / "keep.txt").read_bytes() == b"keep"
+    assert tree(dest) == ["keep.txt", "photos/", "photos/a.jpg"]
+
+
+def test_extracted_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    info = mode_info("run.sh", stat.S_IFREG | 0o4777)  # setuid, world-writable
+    zip_path = make_zip(tmp_path / "p.zip", [(info, b"#!/bin/sh\n")])
+    (path,) = safe_extract_sync(zip_path, tmp_path / "out")
+    mode = path.stat().st_mode
+    assert not mode & (stat.S_ISUID | stat.S_IXUSR)
+    assert mode & stat.S_IRUSR
+
+
+# --------------------------------------------------------------------------------------------
+# Unsafe archives: refused, all offenders named, nothing written
+
+
+UNSAFE_NAMES = [
+    ("../evil.txt", "'..' segment"),
+    ("a/../../evil.txt", "'..' segment"),
+    ("..\\evil.txt", "'..' segment"),
+    ("a\\..\\..\\evil.txt", "'..' segment"),
+    ("/etc/passwd", "absolute path"),
+    ("\\windows\\evil.txt", "absolute path"),
+    ("//server/share/x", "absolute path"),
+    ("C:evil.txt", "drive letter"),
+    ("C:\\evil.txt", "drive letter"),
+    ("c:/evil.txt", "drive letter"),
+    ("a/b:stream", "':' in name"),
+    ("a/.../b.txt", "only dots and spaces"),
+    ("a/.. /b.txt", "only dots and spaces"),
+    ("con.txt", "Windows device name"),
+    ("x/NUL", "Windows device name"),
+    ("x/COM\u00b9.jpg", "Windows device name"),
+    ("new\nline.txt", "control character"),
+    ("esc\x1b[31m.txt", "control character"),
+    ("x/" + "y" * 256, "longer than 255 bytes"),
+]
+
+
+@pytest.mark.parametrize(("name", "reason"), UNSAFE_NAMES)
+def test_unsafe_names_are_refused(tmp_path: Path, name: str, reason: str) -> None:
+    zip_path = make_zip(tmp_path / "bad.zip", [("ok.txt", b"fine"), (name, b"evil")])
+    dest = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, dest)
+    assert excinfo.value.members == (name,)
+    assert reason in problems_of(excinfo)
+    assert repr(name) in str(excinfo.value)
+    assert tree(dest) is None
+    assert tree(tmp_path) == ["bad.zip"]
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_all_offenders_are_named_and_nothing_is_written(tmp_path: Path) -> None:
+    entries: list[Entry] = [("ok.txt", b"fine")]
+    entries += [(name, b"evil") for name, _ in UNSAFE_NAMES]
+    entries.append((symlink_info("link"), b"/etc/passwd"))
+    entries.append(("ok2/ok.txt", b"fine"))
+    zip_path = make_zip(tmp_path / "bad.zip", entries)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "existing.txt").write_bytes(b"untouched")
+    with pytest.raises(IntegrityError) as excinfo:
+        await safe_extract(zip_path, dest)
+    assert isinstance(excinfo.value, UnsafeArchiveError)
+    assert excinfo.value.members == (*(name for name, _ in UNSAFE_NAMES), "link")
+    message = str(excinfo.value)
+    assert "bad.zip" in message
+    for name, _ in UNSAFE_NAMES:
+        assert repr(name) in message
+    assert "'ok.txt'" not in message
+    assert tree(dest) == ["existing.txt"]
+    assert (dest / "existing.txt").read_bytes() == b"untouched"
+
+
+def test_many_offenders_are_all_listed_in_problems(tmp_path: Path) -> None:
+    names = [f"../x{i}.txt" for i in range(1005)]
+    zip_path = make_zip(tmp_path / "many.zip", [(name, b"") for name in names])
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, tmp_path / "out")
+    assert excinfo.value.members == tuple(names)
+    assert len(excinfo.value.problems) == 1005
+    message = str(excinfo.value)
+    assert "'../x999.txt'" in message
+    assert "'../x1000.txt'" not in message
+    assert "and 5 more (see .problems)" in message
+    assert tree(tmp_path / "out") is None
+
+
+def test_nul_in_member_name(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "nul.zip", [("evil.sh.jpg", b"x")])
+    patch_central(zip_path, 0, name_byte=7 * 256 + 0)  # "evil.sh\x00jpg"
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, tmp_path / "out")
+    assert excinfo.value.members == ("evil.sh\x00jpg",)
+    assert "control character" in problems_of(excinfo)
+    assert tree(tmp_path / "out") is None
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        (stat.S_IFLNK | 0o777, "symbolic link"),
+        (stat.S_IFIFO | 0o644, "special file"),
+        (stat.S_IFCHR | 0o644, "special file"),
+        (stat.S_IFBLK | 0o644, "special file"),
+        (stat.S_IFSOCK | 0o644, "special file"),
+    ],
+)
+def test_links_and_special_files_are_refused(tmp_path: Path, mode: int, reason: str) -> None:
+    zip_path = make_zip(tmp_path / "s.zip", [(mode_info("photos/x.jpg", mode), b"../../etc")])
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, tmp_path / "out")
+    assert excinfo.value.members == ("photos/x.jpg",)
+    assert reason in problems_of(excinfo)
+    assert tree(tmp_path / "out") is None
+
+
+def test_directory_mode_without_slash(tmp_path: Path) -> None:
+    empty_dir = mode_info("folder", stat.S_IFDIR | 0o755)
+    zip_path = make_zip(tmp_path / "d.zip", [(empty_dir, b""), ("folder/a.txt", b"a")])
+    assert safe_extract_sync(zip_path, tmp_path / "out") == [tmp_path / "out/folder/a.txt"]
+    with_data = mode_info("folder", stat.S_IFDIR | 0o755)
+    bad = make_zip(tmp_path / "bad.zip", [(with_data, b"data")])
+    with pytest.raises(UnsafeArchiveError, match="directory"):
+        safe_extract_sync(bad, tmp_path / "out2")
+    assert tree(tmp_path / "out2") is None
+
+
+@pytest.mark.parametrize("flags", [0x1, 0x41])
+def test_encrypted_members_are_refused(tmp_path: Path, flags: int) -> None:
+    zip_path = make_zip(tmp_path / "e.zip", [("a.txt", b"a"), ("secret.txt", b"s")])
+    patch_central(zip_path, 1, flags=flags)
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, tmp_path / "out")
+    assert excinfo.value.members == ("secret.txt",)
+    assert "encrypted" in problems_of(excinfo)
+    assert tree(tmp_path / "out") is None
+
+
+def test_unsupported_compression_is_refused(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "c.zip", [("a.txt", b"a")])
+    data = bytearray(zip_path.read_bytes())
+    central = data.index(b"PK\x01\x02")
+    struct.pack_into("<H", data, central + 10, 99)  # AES
+    zip_path.write_bytes(bytes(data))
+    with pytest.raises(UnsafeArchiveError, match="unsupported compression method 99"):
+        safe_extract_sync(zip_path, tmp_path / "out")
+
+
+def test_zip_bomb_is_refused_by_ratio(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "bomb.zip", [("zeros.bin", bytes(8 * 1024 * 1024))])
+    info = zipfile.ZipFile(zip_path).getinfo("zeros.bin")
+    assert info.file_size / info.compress_size > 200
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, tmp_path / "out")
+    assert excinfo.value.members == ("zeros.bin",)
+    assert "compression ratio" in problems_of(excinfo)
+    assert tree(tmp_path / "out") is None
+    # a looser ratio lets it through
+    (path,) = safe_extract_sync(zip_path, tmp_path / "out", max_ratio=100_000)
+    assert path.stat().st_size == 8 * 1024 * 1024
+
+
+def test_small_compressible_members_are_exempt_from_the_ratio(tmp_path: Path) -> None:
+    size = RATIO_CHECK_MIN_BYTES - 1
+    zip_path = make_zip(tmp_path / "z.zip", [("zeros.bin", bytes(size))])
+    (path,) = safe_extract_sync(zip_path, tmp_path / "out")
+    assert path.stat().st_size == size
+
+
+def test_declared_total_over_the_bound(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "t.zip", [("a.bin", os.urandom(600)), ("b.bin", b"x" * 600)])
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, tmp_path / "out", max_total_bytes=1000)
+    assert "declared total of 1200 bytes is over the limit of 1000" in problems_of(excinfo)
+    assert excinfo.value.members == ()
+    assert tree(tmp_path / "out") is None
+    assert len(safe_extract_sync(zip_path, tmp_path / "out", max_total_bytes=1200)) == 2
+
+
+def test_too_many_members(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "n.zip", [(f"{i}.txt", b"") for i in range(11)])
+    with pytest.raises(UnsafeArchiveError, match="11 members, more than the limit of 10"):
+        safe_extract_sync(zip_path, tmp_path / "out", max_members=10)
+    assert tree(tmp_path / "out") is None
+    assert len(safe_extract_sync(zip_path, tmp_path / "out", max_members=11)) == 11
+
+
+@pytest.mark.parametrize(
+    ("names", "reason"),
+    [
+        (["a.txt", "a.txt"], "duplicate of 'a.txt'"),
+        (["dir/a.txt", "dir\\a.txt"], "duplicate of 'dir/a.txt'"),
+        (["dir/a.txt", "dir//./a.txt"], "duplicate of 'dir/a.txt'"),
+        (["IMG.JPG", "img.jpg"], "duplicate of 'IMG.JPG'"),
+        (["Dir/a.txt", "dir/A.TXT"], "duplicate of 'Dir/a.txt'"),
+        (["\u00e9.txt", "e\u0301.txt"], "duplicate of '\u00e9.txt'"),
+        (["a.txt", "a.txt."], "duplicate of 'a.txt'"),
+        (["a", "a/b.txt"], "parent 'a' is a file"),
+        (["a/b.txt", "a"], "also a directory"),
+        (["a/", "A"], "also a directory"),
+        (["a", "a/"], "duplicates the file 'a'"),
+    ],
+)
+def test_colliding_members_are_refused(tmp_path: Path, names: list[str], reason: str) -> None:
+    entries: list[Entry] = [(name, b"" if name.endswith("/") else b"x") for name in names]
+    zip_path = make_zip(tmp_path / "dup.zip", entries)
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, tmp_path / "out")
+    assert excinfo.value.members == (names[1],)
+    assert reason in problems_of(excinfo)
+    assert tree(tmp_path / "out") is None
+
+
+def test_duplicate_directory_entries_are_fine(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "d.zip", [("a/", b""), ("A/", b""), ("a/b.txt", b"b")])
+    assert safe_extract_sync(zip_path, tmp_path / "out") == [tmp_path / "out/a/b.txt"]
+
+
+def test_symlink_inside_dest_pointing_outside(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "photos").symlink_to(outside, target_is_directory=True)
+    zip_path = make_zip(tmp_path / "l.zip", [("photos/x.jpg", b"x"), ("photos/sub/", b"")])
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, dest)
+    assert excinfo.value.members == ("photos/x.jpg", "photos/sub/")
+    assert "resolves outside the destination" in problems_of(excinfo)
+    assert tree(outside) == []
+
+
+def test_symlinked_dest_itself_is_fine(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    zip_path = make_zip(tmp_path / "l.zip", [("a/x.jpg", b"x")])
+    assert safe_extract_sync(zip_path, tmp_path / "link") == [tmp_path / "link/a/x.jpg"]
+    assert (real / "a" / "x.jpg").read_bytes() == b"x"
+
+
+def test_conflicts_with_existing_files(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    (dest / "is_dir").mkdir(parents=True)
+    (dest / "is_file").write_bytes(b"f")
+    zip_path = make_zip(
+        tmp_path / "c.zip", [("is_dir", b"x"), ("is_file/a.txt", b"x"), ("is_file/", b"")]
+    )
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, dest)
+    problems = problems_of(excinfo)
+    assert "would replace an existing directory" in problems
+    assert "'is_file' exists and is not a directory" in problems
+    assert "'is_file/': exists and is not a directory" in problems
+    assert tree(dest) == ["is_dir/", "is_file"]
+
+
+def test_member_would_overwrite_the_archive(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "order.zip", [("order.zip", b"x")])
+    with pytest.raises(UnsafeArchiveError, match="would overwrite the archive itself"):
+        safe_extract_sync(zip_path, tmp_path)
+    assert tree(tmp_path) == ["order.zip"]
+
+
+# --------------------------------------------------------------------------------------------
+# Corrupt archives and lying headers
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"not a zip at all", b"PK\x05\x06" + bytes(10), b"PK\x03\x04garbage"]
+)
+def test_not_a_zip(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "fake.zip"
+    path.write_bytes(content)
+    with pytest.raises(IntegrityError, match=r"fake\.zip.*not a readable zip archive"):
+        safe_extract_sync(path, tmp_path / "out")
+    assert tree(tmp_path / "out") is None
+
+
+def test_missing_file_and_bad_dest(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        safe_extract_sync(tmp_path / "missing.zip", tmp_path / "out")
+    zip_path = make_zip(tmp_path / "a.zip", [("a.txt", b"a")])
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(NotADirectoryError):
+        safe_extract_sync(zip_path, tmp_path / "file")
+
+
+def test_bad_limits() -> None:
+    with pytest.raises(ValueError, match="max_ratio"):
+        safe_extract_sync("x.zip", "out", max_ratio=0)
+    with pytest.raises(ValueError, match="negative"):
+        safe_extract_sync("x.zip", "out", max_members=-1)
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_crc_error_removes_everything_already_written(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "existing.txt").write_bytes(b"untouched")
+    big = os.urandom(2 * CHUNK_SIZE)
+    zip_path = make_zip(
+        tmp_path / "crc.zip",
+        [("a/first.bin", big), ("b/c/second.bin", b"second" * 1000), ("third.bin", b"3")],
+    )
+    patch_central(zip_path, 1, crc=zlib.crc32(b"something else"))
+    with pytest.raises(IntegrityError, match=r"'b/c/second\.bin' is corrupt.*CRC"):
+        await safe_extract(zip_path, dest)
+    assert tree(dest) == ["existing.txt"]
+
+
+def test_header_declaring_fewer_bytes_than_the_data(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "lie.zip", [("a.bin", b"a" * 5000)])
+    patch_central(zip_path, 0, file_size=100)
+    with pytest.raises(IntegrityError, match="'a.bin'"):
+        safe_extract_sync(zip_path, tmp_path / "out")
+    assert tree(tmp_path / "out") is None
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_header_declaring_more_bytes_than_the_data(tmp_path: Path, method: int) -> None:
+    zip_path = make_zip(
+        tmp_path / "lie.zip", [("ok.bin", b"ok"), ("a.bin", b"a" * 5000)], method=method
+    )
+    patch_central(zip_path, 1, file_size=9000)
+    with pytest.raises(IntegrityError, match="'a.bin'"):
+        safe_extract_sync(zip_path, tmp_path / "out")
+    assert tree(tmp_path / "out") is None
+
+
+def test_actual_bytes_are_bounded_even_if_zipfile_returned_more() -> None:
+    class LyingZip:
+        def open(self, info: zipfile.ZipInfo) -> io.BytesIO:
+            return io.BytesIO(b"x" * 5000)
+
+    info = zipfile.ZipInfo("a.bin")
+    info.file_size = 100
+    out = io.BytesIO()
+    with pytest.raises(IntegrityError, match="larger than the 100 bytes it declares"):
+        _copy_member(LyingZip(), info, out, "z.zip", _Limits(10**9, 10, 200.0), _Progress(), None)  # type: ignore[arg-type]
+    assert out.getvalue() == b""
+    info.file_size = 5000
+    with pytest.raises(IntegrityError, match="more than 1000 bytes decompressed"):
+        _copy_member(LyingZip(), info, out, "z.zip", _Limits(1000, 10, 200.0), _Progress(), None)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# Interruption and cancellation: nothing half-written remains
+
+
+def big_zip(path: Path, members: int = 12, size: int = 3 * CHUNK_SIZE) -> Path:
+    return make_zip(
+        path,
+        [(f"d{i % 3}/f{i}.bin", os.urandom(size)) for i in range(members)],
+        method=zipfile.ZIP_STORED,
+    )
+
+
+@pytest.mark.parametrize("stop_after", [1, 2, 5, 20, 47])
+def test_interrupted_sync_extraction_leaves_nothing(tmp_path: Path, stop_after: int) -> None:
+    zip_path = big_zip(tmp_path / "big.zip")
+    dest = tmp_path / "out"
+    calls = 0
+
+    def checkpoint() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == stop_after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        safe_extract_sync(zip_path, dest, checkpoint=checkpoint)
+    assert calls == stop_after
+    assert tree(dest) is None
+    assert tree(tmp_path) == ["big.zip"]
+
+
+def test_failing_final_rename_removes_placed_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zip_path = make_zip(tmp_path / "r.zip", [(f"f{i}.txt", b"x") for i in range(5)])
+    dest = tmp_path / "out"
+    real_replace = os.replace
+    done = 0
+
+    def flaky_replace(src: str, dst: str) -> None:
+        nonlocal done
+        if done == 3:
+            raise OSError("disk on fire")
+        real_replace(src, dst)
+        done += 1
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    with pytest.raises(OSError, match="disk on fire"):
+        safe_extract_sync(zip_path, dest)
+    assert tree(dest) is None
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_cancellation_midway_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zip_path = big_zip(tmp_path / "big.zip")
+    dest = tmp_path / "out"
+    real_check: Callable[[], None] = anyio.from_thread.check_cancelled
+    calls = 0
+    with anyio.CancelScope() as scope:
+
+        def check() -> None:
+            # cancel from the event loop in the middle of the third file, then let the real
+            # check notice it
+            nonlocal calls
+            calls += 1
+            if calls == 8:
+                anyio.from_thread.run_sync(scope.cancel)
+            real_check()
+
+        monkeypatch.setattr(anyio.from_thread, "check_cancelled", check)
+        await safe_extract(zip_path, dest)
+    assert scope.cancelled_caught
+    assert calls == 8
+    assert tree(dest) is None
+    assert tree(tmp_path) == ["big.zip"]
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_timeout_on_a_large_archive_leaves_no_partial_files(tmp_path: Path) -> None:
+    zip_path = big_zip(tmp_path / "big.zip", members=40, size=1024 * 1024)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "existing.txt").write_bytes(b"untouched")
+    result: list[Path] = []
+    with anyio.move_on_after(0.01) as scope:
+        result = await safe_extract(zip_path, dest)
+    after = tree(dest)
+    assert after is not None
+    assert not [name for name in after if name.endswith(".part")]
+    if scope.cancelled_caught:
+        assert after == ["existing.txt"]
+    else:  # the machine was fast enough: then everything is there
+        assert len(result) == 40
+        assert all(path.stat().st_size == 1024 * 1024 for path in result)
+    # and the event loop was not blocked meanwhile: a second extraction works
+    assert len(await safe_extract(zip_path, tmp_path / "again")) == 40
+
+
+@pytest.mark.anyio
+async def test_event_loop_is_not_blocked(tmp_path: Path) -> None:
+    zip_path = big_zip(tmp_path / "big.zip", members=20, size=1024 * 1024)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await safe_extract(zip_path, tmp_path / "out")
+        tg.cancel_scope.cancel()
+    assert ticks > 1
+
+
+# --------------------------------------------------------------------------------------------
+# Property: whatever the member names, either a refusal with nothing written, or every file
+# extracted inside dest with the right bytes.
+
+NAME_PIECES = st.sampled_from(
+    [
+        "a",
+        "B",
+        "photo.jpg",
+        "IMG.JPG",
+        "img.jpg",
+        "..",
+        ".",
+        "",
+        "/",
+        "\\",
+        "C:",
+        "con",
+        " ",
+        "...",
+        "\u00e9",
+        "e\u0301",
+        "\u202e",
+        "x" * 30,
+        "\t",
+        "\x7f",
+        "~",
+        "$",
+        ":",
+    ]
+)
+member_names = st.lists(NAME_PIECES, min_size=1, max_size=6).map("".join).filter(bool)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(st.tuples(member_names, st.binary(max_size=64)), max_size=5))
+def test_any_archive_is_refused_cleanly_or_extracted_inside(
+    entries: list[tuple[str, bytes]],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        zip_path = make_zip(root / "any.zip", [(name, data) for name, data in entries])
+        dest = root / "zone" / "dest"
+        (root / "zone").mkdir()
+        refused: UnsafeArchiveError | None = None
+        try:
+            paths = safe_extract_sync(zip_path, dest)
+        except UnsafeArchiveError as exc:
+            refused = exc
+        event("refused" if refused is not None else "extracted")
+        if refused is not None:
+            assert refused.problems
+            assert tree(root / "zone") == []
+            assert sorted(os.listdir(root)) == ["any.zip", "zone"]
+            return
+        real_dest = os.path.realpath(dest)
+        written = {p for p in dest.rglob("*") if p.is_file()}
+        assert set(paths) == written
+        assert sorted(os.listdir(root)) == ["any.zip", "zone"]
+        assert os.listdir(root / "zone") == ["dest"]
+        files = [(n, d) for n, d in entries if not n.replace("\\", "/").endswith("/")]
+        assert len(paths) == len(files)
+        for path, (name, data) in zip(paths, files, strict=True):
+            assert os.path.commonpath([real_dest, os.path.realpath(path)]) == real_dest
+            assert path.read_bytes() == data
+            assert ".." not in name.replace("\\", "/").split("/")

@@ -1,0 +1,525 @@
+"""Safe, all-or-nothing extraction of zip archives (such as Zigna's picture zips).
+
+Every member is checked before anything is written; then each file is streamed into a
+temporary file beside its final place, and only when every member has been written and verified
+are they all moved into place with :func:`os.replace`. On any failure or cancellation the
+temporary files, the files this call already moved into place and the directories it created
+are removed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import lzma
+import os
+import re
+import stat
+import unicodedata
+import zipfile
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio.from_thread
+import anyio.to_thread
+
+from zigziik._filenames import is_reserved_name, temporary_name
+from zigziik.errors import IntegrityError
+
+__all__ = [
+    "CHUNK_SIZE",
+    "DEFAULT_MAX_MEMBERS",
+    "DEFAULT_MAX_RATIO",
+    "DEFAULT_MAX_TOTAL_BYTES",
+    "RATIO_CHECK_MIN_BYTES",
+    "UnsafeArchiveError",
+    "safe_extract",
+    "safe_extract_sync",
+]
+
+DEFAULT_MAX_TOTAL_BYTES = 4 * 1024**3
+DEFAULT_MAX_MEMBERS = 100_000
+DEFAULT_MAX_RATIO = 200.0
+#: Members declaring fewer uncompressed bytes than this are exempt from the ratio check: a small
+#: run of zeros legitimately compresses far better than 200:1 and can do no harm.
+RATIO_CHECK_MIN_BYTES = 1024 * 1024
+#: Bytes decompressed per read; cancellation is checked between chunks.
+CHUNK_SIZE = 256 * 1024
+
+_MAX_COMPONENT_BYTES = 255
+_MAX_MESSAGE_LINES = 1000
+_SUPPORTED_METHODS = frozenset(
+    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+)
+_ENCRYPTED_FLAGS = 0x0001 | 0x0040  # traditional PKWARE encryption, strong encryption
+_DRIVE_RE = re.compile(r"[A-Za-z]:")
+# What zipfile and the decompressors raise for broken archives.
+_ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    OSError,  # bz2 reports bad data as OSError; so does a failing read of the archive
+    ValueError,
+    UnicodeDecodeError,
+    NotImplementedError,
+    RuntimeError,
+)
+_OPEN_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+class UnsafeArchiveError(IntegrityError):
+    """A zip archive has members that must not be extracted; nothing was written.
+
+    ``members`` names the offending members (in archive order), ``problems`` holds one line per
+    problem, archive-wide ones (too many members, too large in total) included. The message
+    lists every problem, up to 1,000 lines.
+    """
+
+    def __init__(self, zip_path: str, problems: Sequence[str], members: Sequence[str]) -> None:
+        self.zip_path = zip_path
+        self.problems = tuple(problems)
+        self.members = tuple(members)
+        count = len(self.problems)
+        lines = [f"  {problem}" for problem in self.problems[:_MAX_MESSAGE_LINES]]
+        if count > _MAX_MESSAGE_LINES:
+            lines.append(f"  ... and {count - _MAX_MESSAGE_LINES} more (see .problems)")
+        joined = "\n".join(lines)
+        super().__init__(
+            f"unsafe zip archive {zip_path!r}, nothing extracted "
+            f"({count} problem{'s' if count != 1 else ''}):\n{joined}"
+        )
+
+
+@dataclass(frozen=True)
+class _Member:
+    info: zipfile.ZipInfo
+    parts: tuple[str, ...]
+    is_dir: bool
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_total_bytes: int
+    max_members: int
+    max_ratio: float
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def _is_inside(root: str, path: str) -> bool:
+    try:
+        return os.path.commonpath([root, path]) == root
+    except ValueError:  # different drives on Windows
+        return False
+
+
+def _dup_key(parts: Sequence[str]) -> str:
+    """Compare names as a case-insensitive, normalising file system (and Windows) would."""
+    return "/".join(unicodedata.normalize("NFC", part).casefold().rstrip(". ") for part in parts)
+
+
+def _name_problems(name: str) -> tuple[list[str], tuple[str, ...], bool]:
+    """Problems of a member name alone, its normalised segments, and whether it names a dir."""
+    reasons: list[str] = []
+    if _has_control(name):
+        reasons.append("control character (NUL, newline, ...) in name")
+    norm = name.replace("\\", "/")
+    if norm.startswith("/"):
+        reasons.append("absolute path")
+    if _DRIVE_RE.match(norm):
+        reasons.append("drive letter")
+    elif ":" in norm:
+        reasons.append("':' in name (drive letter or NTFS stream on Windows)")
+    is_dir = norm.endswith("/")
+    parts = tuple(part for part in norm.split("/") if part not in ("", "."))
+    if not parts:
+        reasons.append("empty name")
+    for part in parts:
+        if part == "..":
+            reason = "'..' segment"
+        elif not part.strip(". "):
+            reason = f"segment {part!r} of only dots and spaces"
+        elif is_reserved_name(part):
+            reason = f"Windows device name {part!r}"
+        elif len(part.encode("utf-8", "surrogatepass")) > _MAX_COMPONENT_BYTES:
+            reason = f"segment longer than {_MAX_COMPONENT_BYTES} bytes"
+        else:
+            continue
+        if reason not in reasons:
+            reasons.append(reason)
+    return reasons, parts, is_dir
+
+
+def _validate(
+    zf: zipfile.ZipFile,
+    zip_name: str,
+    dest_real: str,
+    limits: _Limits,
+    checkpoint: Callable[[], None] | None,
+) -> list[_Member]:
+    """Check every member; return the extraction plan or raise `UnsafeArchiveError`."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_members:
+        raise UnsafeArchiveError(
+            zip_name, [f"{len(infos)} members, more than the limit of {limits.max_members}"], []
+        )
+    zip_real = os.path.realpath(zip_name)
+    problems: list[str] = []
+    offenders: list[str] = []
+    plan: list[_Member] = []
+    files: dict[str, str] = {}  # duplicate key -> first member name
+    dirs: set[str] = set()  # duplicate keys of explicit and implied directories
+    total = 0
+    for index, info in enumerate(infos):
+        if checkpoint is not None and index % 256 == 255:
+            checkpoint()
+        name = info.orig_filename  # before zipfile cuts the name at a NUL byte
+        reasons, parts, is_dir = _name_problems(name)
+
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            reasons.append("symbolic link")
+        elif stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+            reasons.append("special file (device, FIFO or socket)")
+        elif stat.S_ISDIR(mode) and not is_dir:
+            if info.file_size:
+                reasons.append("directory mode on a member with data")
+            is_dir = True
+        if is_dir and info.file_size:
+            reasons.append("directory entry with data")
+        if info.flag_bits & _ENCRYPTED_FLAGS:
+            reasons.append("encrypted")
+        if info.compress_type not in _SUPPORTED_METHODS:
+            reasons.append(f"unsupported compression method {info.compress_type}")
+        if not is_dir:
+            total += info.file_size
+            if info.file_size >= RATIO_CHECK_MIN_BYTES:
+                if info.compress_size <= 0:
+                    reasons.append(f"declares {info.file_size} bytes from no compressed data")
+                else:
+                    ratio = info.file_size / info.compress_size
+                    if ratio > limits.max_ratio:
+                        reasons.append(
+                            f"compression ratio {ratio:.0f}:1 over the limit of "
+                            f"{limits.max_ratio:g}:1 (zip bomb?)"
+                        )
+
+        if parts:
+            # Collisions inside the archive: exact and case-/normalisation-insensitive.
+            for depth in range(1, len(parts)):
+                prefix = _dup_key(parts[:depth])
+                if prefix in files:
+                    reasons.append(f"parent {files[prefix]!r} is a file in this archive")
+                    break
+            key = _dup_key(parts)
+            if is_dir:
+                if key in files:
+                    reasons.append(f"directory duplicates the file {files[key]!r}")
+            elif key in files:
+                reasons.append(f"duplicate of {files[key]!r} (names are compared ignoring case)")
+            elif key in dirs:
+                reasons.append("file name is also a directory in this archive")
+            if is_dir:
+                dirs.add(key)
+            elif key not in files:
+                files[key] = name
+            dirs.update(_dup_key(parts[:depth]) for depth in range(1, len(parts)))
+
+        if not reasons:
+            reasons.extend(_filesystem_problems(dest_real, parts, is_dir, zip_real))
+
+        if reasons:
+            offenders.append(name)
+            problems.extend(f"{name!r}: {reason}" for reason in reasons)
+        else:
+            plan.append(_Member(info, parts, is_dir))
+
+    if total > limits.max_total_bytes:
+        problems.append(
+            f"declared total of {total} bytes is over the limit of {limits.max_total_bytes}"
+        )
+    if problems:
+        raise UnsafeArchiveError(zip_name, problems, offenders)
+    return plan
+
+
+def _filesystem_problems(
+    dest_real: str, parts: tuple[str, ...], is_dir: bool, zip_real: str
+) -> list[str]:
+    """Where the member would land on disk: inside dest, on no file, not on the archive."""
+    target = os.path.join(dest_real, *parts)
+    # A directory would be created through existing links; a file's own name is replaced,
+    # never followed, so only its folder must resolve inside.
+    resolved = os.path.realpath(target if is_dir else os.path.dirname(target))
+    if not _is_inside(dest_real, resolved):
+        return ["resolves outside the destination"]
+    for depth in range(1, len(parts)):
+        ancestor = os.path.join(dest_real, *parts[:depth])
+        if os.path.lexists(ancestor) and not os.path.isdir(ancestor):
+            return [f"{'/'.join(parts[:depth])!r} exists and is not a directory"]
+    if is_dir:
+        if os.path.lexists(target) and not os.path.isdir(target):
+            return ["exists and is not a directory"]
+    else:
+        if os.path.isdir(target):
+            return ["would replace an existing directory"]
+        if os.path.realpath(target) == zip_real:
+            return ["would overwrite the archive itself"]
+    return []
+
+
+def _make_dirs(path: str, created: list[str]) -> None:
+    """``os.makedirs`` that records every directory it creates, outermost first."""
+    missing: list[str] = []
+    current = path
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+        else:
+            created.append(directory)
+
+
+@dataclass
+class _Progress:
+    total_bytes: int = 0
+
+
+def _write_member(
+    zf: zipfile.ZipFile,
+    member: _Member,
+    folder: str,
+    zip_name: str,
+    limits: _Limits,
+    progress: _Progress,
+    checkpoint: Callable[[], None] | None,
+) -> str:
+    """Stream one member into a new temporary file in ``folder``; return its path.
+
+    On any failure the temporary file is removed before the exception propagates.
+    """
+    info = member.info
+    temp = os.path.join(folder, temporary_name(member.parts[-1]))
+    fd = os.open(temp, _OPEN_FLAGS, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _copy_member(zf, info, out, zip_name, limits, progress, checkpoint)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+    return temp
+
+
+def _copy_member(
+    zf: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    out: BinaryIO,
+    zip_name: str,
+    limits: _Limits,
+    progress: _Progress,
+    checkpoint: Callable[[], None] | None,
+) -> None:
+    """Copy one member's bytes into ``out``, counting them and bounding the count."""
+    try:
+        source = zf.open(info)
+    except _ARCHIVE_ERRORS as exc:
+        raise IntegrityError(
+            f"zip archive {zip_name!r}: cannot read member {info.orig_filename!r}: {exc}"
+        ) from exc
+    written = 0
+    with source:
+        while True:
+            if checkpoint is not None:
+                checkpoint()
+            try:
+                chunk = source.read(CHUNK_SIZE)
+            except _ARCHIVE_ERRORS as exc:
+                raise IntegrityError(
+                    f"zip archive {zip_name!r}: member {info.orig_filename!r} is corrupt: {exc}"
+                ) from exc
+            if not chunk:
+                break
+            written += len(chunk)
+            progress.total_bytes += len(chunk)
+            if written > info.file_size:
+                raise IntegrityError(
+                    f"zip archive {zip_name!r}: member {info.orig_filename!r} is larger than "
+                    f"the {info.file_size} bytes it declares"
+                )
+            if progress.total_bytes > limits.max_total_bytes:
+                raise IntegrityError(
+                    f"zip archive {zip_name!r}: more than {limits.max_total_bytes} bytes "
+                    "decompressed"
+                )
+            out.write(chunk)
+    if written != info.file_size:
+        raise IntegrityError(
+            f"zip archive {zip_name!r}: member {info.orig_filename!r} has {written} bytes, "
+            f"not the {info.file_size} it declares"
+        )
+
+
+def _check_still_inside(dest_real: str, folder: str, zip_name: str, member: _Member) -> None:
+    """Re-check containment just before writing (the tree may have changed since validation)."""
+    if not _is_inside(dest_real, os.path.realpath(folder)):
+        raise IntegrityError(
+            f"zip archive {zip_name!r}: {member.info.orig_filename!r} would land outside the "
+            "destination"
+        )
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _extract(
+    zf: zipfile.ZipFile,
+    plan: list[_Member],
+    zip_name: str,
+    dest_abs: str,
+    dest_real: str,
+    limits: _Limits,
+    checkpoint: Callable[[], None] | None,
+) -> list[Path]:
+    created_dirs: list[str] = []
+    temps: list[str] = []
+    finals: list[str] = []
+    placed = 0  # how many of temps are already moved to finals
+    progress = _Progress()
+    try:
+        _make_dirs(dest_abs, created_dirs)
+        for member in plan:
+            if checkpoint is not None:
+                checkpoint()
+            if member.is_dir:
+                _make_dirs(os.path.join(dest_abs, *member.parts), created_dirs)
+                continue
+            folder = os.path.join(dest_abs, *member.parts[:-1])
+            _make_dirs(folder, created_dirs)
+            _check_still_inside(dest_real, folder, zip_name, member)
+            temps.append(_write_member(zf, member, folder, zip_name, limits, progress, checkpoint))
+            finals.append(os.path.join(folder, member.parts[-1]))
+        if checkpoint is not None:
+            checkpoint()
+        # Everything is complete and verified: move it all into place.
+        for temp, final in zip(temps, finals, strict=True):
+            os.replace(temp, final)
+            placed += 1
+        return [Path(final) for final in finals]
+    except BaseException:
+        # Synchronous cleanup only: it must also run after a cancellation.
+        for temp in temps[placed:]:
+            _remove_quietly(temp)
+        for final in finals[:placed]:
+            _remove_quietly(final)
+        for directory in reversed(created_dirs):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        raise
+
+
+def safe_extract_sync(
+    zip_path: str | os.PathLike[str],
+    dest_dir: str | os.PathLike[str],
+    *,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+    checkpoint: Callable[[], None] | None = None,
+) -> list[Path]:
+    """Blocking form of :func:`safe_extract`.
+
+    ``checkpoint``, if given, is called before every chunk is decompressed; whatever it raises
+    aborts the extraction (with the same all-or-nothing cleanup) and propagates.
+    """
+    if max_total_bytes < 0 or max_members < 0:
+        raise ValueError("max_total_bytes and max_members must not be negative")
+    if not max_ratio > 0:
+        raise ValueError("max_ratio must be positive")
+    limits = _Limits(max_total_bytes, max_members, max_ratio)
+    zip_name = os.fspath(zip_path)
+    dest_abs = os.path.abspath(os.fspath(dest_dir))
+    dest_real = os.path.realpath(dest_abs)
+    if os.path.lexists(dest_abs) and not os.path.isdir(dest_abs):
+        raise NotADirectoryError(f"destination {dest_abs!r} exists and is not a directory")
+    try:
+        zf = zipfile.ZipFile(zip_name)
+    except OSError:  # missing, unreadable, a directory: not a question of integrity
+        raise
+    except _ARCHIVE_ERRORS as exc:
+        raise IntegrityError(f"{zip_name!r} is not a readable zip archive: {exc}") from exc
+    with zf:
+        plan = _validate(zf, zip_name, dest_real, limits, checkpoint)
+        return _extract(zf, plan, zip_name, dest_abs, dest_real, limits, checkpoint)
+
+
+async def safe_extract(
+    zip_path: str | os.PathLike[str],
+    dest_dir: str | os.PathLike[str],
+    *,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+) -> list[Path]:
+    """Unpack the zip file ``zip_path`` into ``dest_dir``; return the extracted files' paths.
+
+    Every member is checked first; if any is unsafe, `UnsafeArchiveError` (an
+    `IntegrityError`) names all of them and nothing is written. Refused are: names that are
+    absolute (``/x``, ``\\x``), carry a drive letter or any ``:``, contain a ``..`` segment
+    (after treating ``\\`` as ``/``), a segment of only dots and spaces, a Windows device
+    name, a control character, or resolve outside ``dest_dir`` (through existing links);
+    symbolic links and other special files (unix mode in ``external_attr``); encrypted
+    members and unsupported compression methods; a member of at least 1 MiB whose
+    compression ratio is over ``max_ratio``; more than ``max_members`` members; a declared
+    total over ``max_total_bytes``; and two members that would land on the same path on a
+    case-insensitive file system (names compared after NFC and case folding), or a file that
+    is also used as a directory.
+
+    Then the files are streamed, in chunks, into temporary files in their target folders
+    (``dest_dir`` and subfolders are created as needed); the bytes actually decompressed are
+    counted and bounded by each member's declared size and by ``max_total_bytes``, and
+    zipfile's CRC check applies. A corrupt member raises `IntegrityError`. Only when every
+    member is complete are all files moved into place with :func:`os.replace`, overwriting
+    existing files of the same names.
+
+    All-or-nothing: on any failure or cancellation the temporary files, the files this call
+    already moved into place and the directories it created are removed (a pre-existing file
+    that was already overwritten is not restored; that can only happen if a final rename
+    fails). The returned list holds the files (not directories) in archive order.
+
+    The work runs in a worker thread; cancellation is noticed between chunks, and the call
+    returns only once the thread has cleaned up.
+    """
+    work = functools.partial(
+        safe_extract_sync,
+        zip_path,
+        dest_dir,
+        max_total_bytes=max_total_bytes,
+        max_members=max_members,
+        max_ratio=max_ratio,
+        checkpoint=anyio.from_thread.check_cancelled,
+    )
+    return await anyio.to_thread.run_sync(work, abandon_on_cancel=False)
