@@ -490,13 +490,15 @@ async def safe_extract(
     `IntegrityError`) names all of them and nothing is written. Refused are: names that are
     absolute (``/x``, ``\\x``), carry a drive letter or any ``:``, contain a ``..`` segment
     (after treating ``\\`` as ``/``), a segment of only dots and spaces, a Windows device
-    name, a control character, or resolve outside ``dest_dir`` (through existing links);
+    name, a control character, a segment over 255 bytes, or resolve outside ``dest_dir``
+    (through existing links), onto an existing directory or onto the archive itself;
     symbolic links and other special files (unix mode in ``external_attr``); encrypted
     members and unsupported compression methods; a member of at least 1 MiB whose
     compression ratio is over ``max_ratio``; more than ``max_members`` members; a declared
     total over ``max_total_bytes``; and two members that would land on the same path on a
-    case-insensitive file system (names compared after NFC and case folding), or a file that
-    is also used as a directory.
+    case-insensitive file system (names compared after NFC, case folding and dropping
+    trailing dots and spaces), or a file that is also used as a directory. Refusals raise
+    before ``dest_dir`` is even created.
 
     Then the files are streamed, in chunks, into temporary files in their target folders
     (``dest_dir`` and subfolders are created as needed); the bytes actually decompressed are
