@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -30,10 +31,11 @@ from zigziik.testing import (
     serve,
 )
 
-try:
-    from PIL import Image
-except ImportError:  # pragma: no cover - Pillow is optional
-    Image = None  # type: ignore[assignment]
+Image: Any
+try:  # Pillow is optional: with it, the JPEGs are decoded too
+    Image = importlib.import_module("PIL.Image")
+except ImportError:  # pragma: no cover
+    Image = None
 
 ORDER_KEYS = {
     "floors", "created", "picturesTakenDate", "status", "statusID", "totalPrice", "products",

@@ -14,6 +14,7 @@ from ._faults import FaultMiddleware, Faults, InjectedDisconnect, InjectedFault
 from ._files import GeneratedFile, make_jpeg, make_pdf, make_swf
 from ._serve import serve
 from ._zigna import DEMO_API_KEY, EMPTY_DATE, HOSTILE_NAMES, ORDER_STATUSES, FakeZigna
+from ._ziik import FakeZiik
 
 __all__ = [
     "DEMO_API_KEY",
@@ -22,6 +23,7 @@ __all__ = [
     "ORDER_STATUSES",
     "FakeServer",
     "FakeZigna",
+    "FakeZiik",
     "FaultMiddleware",
     "Faults",
     "GeneratedFile",
