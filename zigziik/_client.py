@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from ._transport import Transport
+from .errors import ClientClosedError
 from .ratelimit import DailyBudget
 
 __all__ = ["BaseClient"]
@@ -24,6 +25,11 @@ class BaseClient:
     _transport: Transport
 
     async def __aenter__(self: _C) -> _C:
+        if self._transport.closed:
+            raise ClientClosedError(
+                f"{type(self).__name__} for {self._transport.base_url} is closed; "
+                "create a new client instead of re-entering a closed one"
+            )
         return self
 
     async def __aexit__(
