@@ -3,7 +3,7 @@
 This module only re-exports the public names; see the README for usage.
 """
 
-from ._extract import safe_extract
+from ._extract import UnsafeArchiveError, safe_extract
 from ._version import __version__
 from .errors import (
     APIError,
@@ -120,6 +120,7 @@ __all__ = [
     "UnitPatch",
     "UnitType",
     "UnprocessableEntityError",
+    "UnsafeArchiveError",
     "ZignaClient",
     "ZigziikError",
     "ZiikClient",
