@@ -238,7 +238,7 @@ def test_wrong_json_types_are_decode_errors(payload: dict[str, Any], where: str)
 
 def test_a_list_where_units_are_expected_is_an_error() -> None:
     with pytest.raises(DecodeError):
-        units({"id": 1})  # type: ignore[arg-type]
+        units({"id": 1})
 
 
 # -- the pure quirk conversions -----------------------------------------------------------------
