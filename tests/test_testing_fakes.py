@@ -693,4 +693,4 @@ def test_fault_arguments_are_checked() -> None:
     fake.faults.latency = 1.0
     assert fake.faults.pending == 3
     fake.faults.clear()
-    assert fake.faults.pending == 0 and fake.faults.latency == 0.0
+    assert fake.faults.pending == 0 and fake.faults.latency == 1.0

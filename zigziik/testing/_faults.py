@@ -183,10 +183,9 @@ class Faults:
         )
 
     def clear(self) -> None:
-        """Drop every queued fault and set ``latency`` back to 0."""
+        """Drop every queued one-shot fault (``latency`` stays as it is)."""
         with self._lock:
             self._rules.clear()
-        self.latency = 0.0
 
     @property
     def pending(self) -> int:

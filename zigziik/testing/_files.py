@@ -21,6 +21,7 @@ __all__ = [
     "FileKind",
     "GeneratedFile",
     "ZipEntry",
+    "crc32_of",
     "image_size",
     "make_jpeg",
     "make_pdf",
@@ -168,7 +169,7 @@ def _jpeg_layout(size: int, seed: int, portrait: bool) -> tuple[bytes, int, int,
             w, h = h, w
         body = _jpeg_body(w, h, dc)
         padding = size - len(_JPEG_HEAD) - len(body)
-        if padding >= 0 or (w, h) in ((8, 8),):
+        if padding >= 0 or (w, h) == (8, 8):
             return body, max(0, padding), w, h
     raise AssertionError("unreachable")  # pragma: no cover
 
