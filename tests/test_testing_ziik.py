@@ -81,6 +81,23 @@ async def test_login_renew_and_expiry() -> None:
 
 
 @pytest.mark.anyio
+async def test_non_ascii_credentials_and_tokens() -> None:
+    fake = FakeZiik(units=2, username="søren", password="blåbærgrød", token="æøå")
+    transport = httpx.ASGITransport(app=fake.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ziik.test") as http:
+        ok = await http.post(
+            "/api/authenticate", json={"username": "søren", "password": "blåbærgrød"}
+        )
+        wrong = await http.post(
+            "/api/authenticate", json={"username": "søren", "password": "blåbær"}
+        )
+        odd_token = await http.get("/api/units", headers={"Authorization": b"Bearer \xe6\xf8"})
+    assert ok.status_code == 200 and wrong.status_code == 401
+    assert odd_token.status_code == 401
+    assert fake.token_valid("æøå")
+
+
+@pytest.mark.anyio
 async def test_static_token(shared: tuple[FakeZiik, str]) -> None:
     _, origin = shared
     async with client(origin) as http:

@@ -512,7 +512,7 @@ class FakeZiik(FakeServer):
 
     def token_valid(self, token: str) -> bool:
         """Whether a bearer token is accepted right now."""
-        if self.static_token is not None and hmac.compare_digest(token, self.static_token):
+        if self.static_token is not None and _same(token, self.static_token):
             return True
         with self._lock:
             expires = self._tokens.get(token)
@@ -533,8 +533,7 @@ class FakeZiik(FakeServer):
             return _message(400, "Malformed JSON.")
         username, password = body.get("username"), body.get("password")
         if not (isinstance(username, str) and isinstance(password, str)) or not (
-            hmac.compare_digest(username, self.username)
-            and hmac.compare_digest(password, self.password)
+            _same(username, self.username) and _same(password, self.password)
         ):
             return _message(401, "Invalid credentials.")
         with self._lock:
@@ -812,6 +811,13 @@ class FakeZiik(FakeServer):
             unit["image"] = [] if body["image"] is None else self._files(body["image"])
         if "opening_hours" in body:
             unit["opening_hours"] = _opening_hours(body["opening_hours"])
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of two strings of any characters."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def _is_int(value: Any) -> bool:
