@@ -9,6 +9,7 @@ import logging
 import re
 import ssl
 import struct
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -103,6 +104,29 @@ async def test_serve_works_under_asyncio_and_trio() -> None:
         async with client(origin) as http:
             response = await http.get("/v2/orders")
     assert [o["id"] for o in response.json()["orders"]] == fake.order_ids
+
+
+def test_exit_does_not_wait_for_a_stalled_request(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeZigna(orders=1, picture_size=500, daily_limit=None)
+    fake.faults.stall_next(seconds=60)
+    errors: list[BaseException] = []
+
+    def fetch(origin: str) -> None:
+        try:
+            httpx.get(origin + "/v2/orders", headers=HEADERS, timeout=30)
+        except httpx.HTTPError as exc:
+            errors.append(exc)
+
+    with serve(fake.app) as origin:
+        worker = threading.Thread(target=fetch, args=(origin,))
+        worker.start()
+        while fake.in_flight == 0:
+            time.sleep(0.01)
+        started = time.monotonic()
+    assert time.monotonic() - started < 1.5
+    worker.join(5)
+    assert len(errors) == 1 and isinstance(errors[0], httpx.RemoteProtocolError)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 @pytest.mark.anyio

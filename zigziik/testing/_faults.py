@@ -91,9 +91,9 @@ class Faults:
     """
 
     latency: float = 0.0
-    fired: list[InjectedFault] = field(default_factory=list)
-    _rules: list[_Rule] = field(default_factory=list, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    fired: list[InjectedFault] = field(default_factory=list, init=False)
+    _rules: list[_Rule] = field(default_factory=list, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _add(self, rule: _Rule) -> None:
         if rule.remaining < 1:

@@ -19,8 +19,9 @@ __all__ = ["serve"]
 class _Server(uvicorn.Server):
     """A uvicorn server whose main loop wakes at once when asked to stop (not every 0.1 s)."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, grace: float = 0.5) -> None:
         super().__init__(config)
+        self.grace = grace
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
@@ -34,7 +35,12 @@ class _Server(uvicorn.Server):
                 await asyncio.wait_for(self._stop.wait(), timeout=1.0)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """uvicorn's shutdown without its fixed 0.1 s sleeps: poll every 5 ms instead."""
+        """uvicorn's shutdown, minus its fixed 0.1 s sleeps, and firmer with stuck requests.
+
+        Idle connections are closed at once; requests still running get ``grace`` seconds,
+        then their connections are closed (the app sees a client disconnect, so a stalled
+        fault ends quietly); whatever still runs after that is cancelled.
+        """
         state = getattr(self, "server_state", None)
         servers = getattr(self, "servers", None)
         if state is None or servers is None:  # pragma: no cover - a different uvicorn
@@ -47,9 +53,19 @@ class _Server(uvicorn.Server):
         for connection in list(state.connections):
             connection.shutdown()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.config.timeout_graceful_shutdown or 5)
+        total = float(self.config.timeout_graceful_shutdown or 5)
+        grace = min(self.grace, total)
+        started = loop.time()
+        disconnected = False
         while (state.connections or state.tasks) and not self.force_exit:
-            if loop.time() > deadline:
+            waited = loop.time() - started
+            if waited > grace and not disconnected:
+                disconnected = True
+                for connection in list(state.connections):
+                    transport = getattr(connection, "transport", None)
+                    if isinstance(transport, asyncio.BaseTransport):
+                        transport.close()
+            if waited > total:
                 for task in list(state.tasks):
                     task.cancel()
                 break
@@ -84,8 +100,10 @@ def serve(
     The listening socket is bound (port 0 by default: a free port) before the thread starts, so
     there is no race for the port. With ``ssl_certfile`` (and ``ssl_keyfile``) it serves TLS and
     yields an ``https://`` origin. A plain (sync) context manager: the server has its own event
-    loop, so the calling code may run asyncio, trio, or nothing. On exit the server shuts down
-    and the thread is joined (at most about ``shutdown_timeout`` seconds).
+    loop, so the calling code may run asyncio, trio, or nothing. On exit the server shuts down:
+    idle connections close at once, requests still running get half a second before their
+    connections are closed (a stalled fault does not hold the exit up), and the thread is
+    joined (at most about ``shutdown_timeout`` seconds).
     """
     # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto
     # is IPPROTO_TCP, and without it every response pays a ~40 ms Nagle/delayed-ACK stall.
