@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -58,12 +59,15 @@ class AsyncPaginator(Generic[T]):
     def __aiter__(self) -> AsyncIterator[T]:
         return self._items()
 
-    async def _items(self) -> AsyncIterator[T]:
-        async for page in self.pages():
-            for item in page:
-                yield item
+    async def _items(self) -> AsyncGenerator[T, None]:
+        # aclosing: closing this generator early (a ``break``) closes ``pages()`` at once,
+        # instead of leaving it to the garbage collector (which trio warns about).
+        async with aclosing(self.pages()) as pages:
+            async for page in pages:
+                for item in page:
+                    yield item
 
-    async def pages(self) -> AsyncIterator[list[T]]:
+    async def pages(self) -> AsyncGenerator[list[T], None]:
         """Each page's items, in order."""
         url: str = self._url
         params = self._params
@@ -96,10 +100,11 @@ class AsyncPaginator(Generic[T]):
         items: list[T] = []
         if limit == 0:
             return items
-        async for page in self.pages():
-            items.extend(page)
-            if limit is not None and len(items) >= limit:
-                return items[:limit]
+        async with aclosing(self.pages()) as pages:
+            async for page in pages:
+                items.extend(page)
+                if limit is not None and len(items) >= limit:
+                    return items[:limit]
         return items
 
 
