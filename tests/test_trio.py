@@ -32,7 +32,12 @@ from zigziik import (
 from zigziik.testing import DEMO_API_KEY, FakeZigna, make_jpeg, serve
 from zigziik.testing._ziik import FakeZiik
 
-pytestmark = [pytest.mark.anyio, pytest.mark.both_backends]
+# ResourceWarning as an error: e.g. trio warns about async generators left for the GC
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.both_backends,
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+]
 
 FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.005)
 

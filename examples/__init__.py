@@ -1,0 +1,1 @@
+"""Embedding examples (FastAPI, aiohttp.web); tested by ``tests/test_examples.py``."""
