@@ -320,18 +320,29 @@ def test_done_zip_orders_still_unpack_when_asked() -> None:
     assert plan.done[0].unpack is None
 
 
-@pytest.mark.parametrize("strategy", ["pictures", "zip"])
-def test_fixed_strategies_ignore_the_budget(strategy: str) -> None:
+def test_pictures_strategy_ignores_the_budget() -> None:
     plan = plan_harvest(
-        inputs("1", "2", "3"),
-        Manifest(),
-        strategy=strategy,  # type: ignore[arg-type]
-        remaining=1,
-        disk=FakeDisk(),
+        inputs("1", "2", "3"), Manifest(), strategy="pictures", remaining=1, disk=FakeDisk()
     )
-    assert [j.route for j in plan.jobs] == [strategy] * 3
+    assert [j.route for j in plan.jobs] == ["pictures"] * 3
     assert plan.unaffordable == []
     assert plan.spare is None
+
+
+def test_zip_strategy_plans_one_call_per_order() -> None:
+    plan = plan_harvest(
+        inputs("1", "2", "3"), Manifest(), strategy="zip", remaining=10, disk=FakeDisk()
+    )
+    assert [j.route for j in plan.jobs] == ["zip"] * 3
+    assert plan.spare == 7
+    short = plan_harvest(
+        inputs("1", "2", "3"), Manifest(), strategy="zip", remaining=1, disk=FakeDisk()
+    )
+    assert [j.order_id for j in short.jobs] == ["1"]
+    assert [j.order_id for j in short.unaffordable] == ["2", "3"]
+    assert short.spare == 0
+    unknown = plan_harvest(inputs("1"), Manifest(), strategy="zip", remaining=None, disk=FakeDisk())
+    assert (unknown.jobs[0].route, unknown.spare) == ("zip", None)
 
 
 def test_auto_without_a_budget_goes_per_picture() -> None:

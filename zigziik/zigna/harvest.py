@@ -502,10 +502,11 @@ def plan_harvest(
 
     An order is done when the manifest has it complete, its files are on disk with their
     sizes, and (when the listing told us) the order has not changed since. The others are
-    jobs: ``"pictures"`` and ``"zip"`` as the strategy says; for ``"auto"`` with a budget of
-    ``remaining`` calls, one call is held back per job and the rest (``spare``) pays for
-    per-picture fetching (see `Allowance`): if nothing is spare every job goes by zip, and
-    if ``remaining`` cannot even pay one call per job, the jobs beyond it are unaffordable.
+    jobs. With a budget of ``remaining`` calls (``None``: unknown), ``"zip"`` and ``"auto"``
+    hold back one call per job; the jobs beyond ``remaining`` are unaffordable, and what is
+    left over is ``spare``. For ``"auto"`` the spare calls pay for per-picture fetching (see
+    `Allowance`); if there are none, every job goes by zip. ``"pictures"`` plans nothing
+    against the budget (its cost is known only after each order's listing).
     """
     folders = assign_folders([o.order_id for o in orders], manifest)
     done: list[DoneOrder] = []
@@ -523,14 +524,14 @@ def plan_harvest(
             )
             continue
         todo.append(OrderJob(order.order_id, folder, strategy, order.fingerprint))
-    if strategy != "auto" or remaining is None:
+    if strategy == "pictures" or remaining is None:
         route: Route = "zip" if strategy == "zip" else "pictures"
         return HarvestPlan(done, [attrs.evolve(j, route=route) for j in todo], [], None)
     affordable = max(0, remaining)
     spare = affordable - len(todo)
-    if spare <= 0:
+    if spare <= 0 or strategy == "zip":
         jobs = [attrs.evolve(j, route="zip") for j in todo[:affordable]]
-        return HarvestPlan(done, jobs, todo[affordable:], 0)
+        return HarvestPlan(done, jobs, todo[affordable:], max(0, spare))
     return HarvestPlan(done, todo, [], spare)
 
 
@@ -714,6 +715,7 @@ class _Harvest:
         self.extract = extract
         self.progress = progress
         self.counter = counter
+        self.concurrency = concurrency
         self.limiter = anyio.CapacityLimiter(concurrency)
         self.disk = _RealDisk(dest)
         self.manifest = load_manifest(dest)
@@ -763,6 +765,21 @@ class _Harvest:
             self.manifest.orders[job.order_id] = record
         return record
 
+    def tune(self) -> None:
+        """Keep the requests in flight within the calls to spare.
+
+        The budget counts the server's ``Remaining`` minus every request still in flight, so
+        with ``n`` requests in flight it may believe up to ``n - 1`` more calls spent than
+        really are. Under a tight plan that would refuse its last calls; so at most ``spare``
+        (at least one) requests are sent at a time.
+        """
+        spare = self.allowance.spare
+        if spare is None:
+            return
+        tokens = max(1, min(self.concurrency, spare))
+        if self.limiter.total_tokens != tokens:
+            self.limiter.total_tokens = tokens
+
     def changed(self) -> None:
         self._dirty = True
         if time.monotonic() - self._saved_at >= _SAVE_INTERVAL:
@@ -805,6 +822,7 @@ class _Harvest:
             disk=self.disk,
         )
         self.allowance = Allowance(plan.spare)
+        self.tune()
         for done in plan.done:
             self.skipped += done.files
             self.emit(HarvestEvent("skip", done.order_id, files=done.files, bytes=done.bytes))
@@ -858,12 +876,14 @@ class _Harvest:
             if auto and not self.allowance.begin_listing():
                 listing = None
             else:
+                self.tune()
                 try:
                     listing = await self.client.pictures.list(job.order_id)
                 except BaseException:
                     if auto:
                         self.allowance.end_listing(None)
                         self.allowance.release()
+                        self.tune()
                     raise
         if listing is None:
             await self.zip(state)
@@ -871,7 +891,9 @@ class _Harvest:
         plan = plan_pictures(listing.pictures, state.record, job.folder, self.disk)
         if auto:
             self.allowance.end_listing(plan.missing)
-            if not self.allowance.afford(plan.missing):
+            affordable = self.allowance.afford(plan.missing)
+            self.tune()
+            if not affordable:
                 await self.zip(state)
                 return
         record = state.record
