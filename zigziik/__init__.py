@@ -43,6 +43,7 @@ from .zigna import (
     Seller,
     ZignaClient,
 )
+from .zigna.harvest import HarvestEvent, HarvestFailure, HarvestProgress, HarvestReport
 from .ziik import (
     UNSET,
     ClosedPeriod,
@@ -83,6 +84,10 @@ __all__ = [
     "Delivery",
     "ExtraProduct",
     "Feature",
+    "HarvestEvent",
+    "HarvestFailure",
+    "HarvestProgress",
+    "HarvestReport",
     "HousingType",
     "InMemoryBudgetStore",
     "IncompleteBodyError",
