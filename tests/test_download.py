@@ -1,0 +1,263 @@
+"""Streaming, verified, atomic downloads (`pictures.download`, `download_zip`) over real sockets."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from zigziik import (
+    IncompleteBodyError,
+    IntegrityError,
+    RetryPolicy,
+    TransportError,
+    ZignaClient,
+)
+from zigziik._filenames import picture_file_name
+from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
+from zigziik.zigna.models import Picture
+
+FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.002, jitter=False)
+
+
+_BASES: dict[int, str] = {}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeZigna]:
+    fake = FakeZigna(orders=6, picture_size=(600_000, 900_000), pictures_per_order=(3, 4))
+    with serve(fake.app) as origin:
+        _BASES[id(fake)] = origin + "/v2"
+        yield fake
+        del _BASES[id(fake)]
+
+
+def client(fake: FakeZigna, **options: Any) -> ZignaClient:
+    """A client of the served ``fake`` (quick retries unless told otherwise)."""
+    options.setdefault("retry", FAST_RETRY)
+    return ZignaClient(DEMO_API_KEY, base_url=_BASES[id(fake)], **options)
+
+
+def pictures_of(fake: FakeZigna) -> list[tuple[str, Picture]]:
+    found = []
+    for order_id in fake.order_ids:
+        for item in fake.pictures(order_id):
+            picture = Picture(
+                picture_id=item["pictureID"],
+                original_file_name=item["originalFileName"],
+                size=item["size"],
+            )
+            found.append((order_id, picture))
+    return found
+
+
+def a_picture(fake: FakeZigna, kind: str = "image/jpeg") -> tuple[str, Picture]:
+    for order_id, picture in pictures_of(fake):
+        assert picture.picture_id is not None
+        if fake.picture_content_type(order_id, picture.picture_id) == kind:
+            return order_id, picture
+    raise AssertionError(f"no {kind} picture")
+
+
+def everything(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+@pytest.mark.parametrize(
+    ("kind", "extension"),
+    [
+        ("image/jpeg", ".jpg"),
+        ("application/pdf", ".pdf"),
+        ("application/x-shockwave-flash", ".swf"),
+    ],
+)
+async def test_download_is_byte_exact(
+    fake: FakeZigna, tmp_path: Path, kind: str, extension: str
+) -> None:
+    order_id, picture = a_picture(fake, kind)
+    assert picture.picture_id is not None
+    async with client(fake) as zigna:
+        path = await zigna.pictures.download(order_id, picture, tmp_path)
+    assert isinstance(path, Path)
+    assert path.parent == tmp_path
+    assert path.suffix == extension
+    assert path.name == picture_file_name(picture.picture_id, picture.original_file_name, kind)
+    assert path.read_bytes() == fake.picture_bytes(order_id, picture.picture_id)
+    assert everything(tmp_path) == [path.name]
+
+
+@pytest.mark.anyio
+async def test_download_by_bare_id_names_the_file_from_its_type(
+    fake: FakeZigna, tmp_path: Path
+) -> None:
+    order_id, picture = a_picture(fake, "application/pdf")
+    assert picture.picture_id is not None
+    async with client(fake) as zigna:
+        path = await zigna.pictures.download(order_id, picture.picture_id, tmp_path)
+    assert path.name == f"{picture.picture_id}.pdf"
+    assert path.read_bytes() == fake.picture_bytes(order_id, picture.picture_id)
+    assert fake.calls == 1
+
+
+@pytest.mark.anyio
+async def test_progress_reports_every_byte(fake: FakeZigna, tmp_path: Path) -> None:
+    order_id, picture = a_picture(fake)
+    seen: list[int] = []
+    async with client(fake) as zigna:
+        await zigna.pictures.download(order_id, picture, tmp_path, progress=seen.append)
+    assert all(type(n) is int and n > 0 for n in seen)
+    assert sum(seen) == picture.size
+    assert len(seen) > 1  # streamed in chunks, not in one piece
+
+
+@pytest.mark.anyio
+async def test_a_complete_file_is_skipped_without_a_call(fake: FakeZigna, tmp_path: Path) -> None:
+    order_id, picture = a_picture(fake)
+    async with client(fake) as zigna:
+        first = await zigna.pictures.download(order_id, picture, tmp_path)
+        fake.reset_stats()
+        again = await zigna.pictures.download(order_id, picture, tmp_path)
+    assert again == first
+    assert fake.calls == 0
+
+
+@pytest.mark.anyio
+async def test_a_file_of_the_wrong_size_is_replaced(fake: FakeZigna, tmp_path: Path) -> None:
+    order_id, picture = a_picture(fake)
+    assert picture.picture_id is not None
+    async with client(fake) as zigna:
+        path = await zigna.pictures.download(order_id, picture, tmp_path)
+        path.write_bytes(b"half a picture")
+        fake.reset_stats()
+        again = await zigna.pictures.download(order_id, picture, tmp_path)
+    assert again == path
+    assert fake.calls == 1
+    assert path.read_bytes() == fake.picture_bytes(order_id, picture.picture_id)
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("truncate", IncompleteBodyError),
+        ("reset", TransportError),
+        ("longer", IncompleteBodyError),
+        ("shorter", IntegrityError),
+    ],
+)
+async def test_a_broken_body_leaves_no_file(
+    fake: FakeZigna, tmp_path: Path, fault: str, error: type[Exception]
+) -> None:
+    order_id, picture = a_picture(fake)
+    match = f"/pictures/{picture.picture_id}"
+    attempts = FAST_RETRY.max_attempts
+    if fault == "truncate":
+        fake.faults.truncate_next(attempts, match=match)
+    elif fault == "reset":
+        fake.faults.reset_next(attempts, match=match)
+    elif fault == "longer":
+        fake.faults.wrong_length_next(attempts, match=match, delta=100)
+    else:
+        fake.faults.wrong_length_next(attempts, match=match, delta=-100)
+    async with client(fake) as zigna:
+        with pytest.raises(error) as caught:
+            await zigna.pictures.download(order_id, picture, tmp_path)
+    assert isinstance(caught.value, (IntegrityError, TransportError))
+    assert everything(tmp_path) == []
+    # A short but well-formed body is an integrity error at once; broken ones are retried.
+    assert fake.calls == (1 if fault == "shorter" else attempts)
+
+
+@pytest.mark.anyio
+async def test_a_body_broken_once_is_retried_into_a_whole_file(
+    fake: FakeZigna, tmp_path: Path
+) -> None:
+    order_id, picture = a_picture(fake)
+    assert picture.picture_id is not None
+    fake.faults.truncate_next(1, match=f"/pictures/{picture.picture_id}")
+    fake.faults.reset_next(1, match=f"/pictures/{picture.picture_id}")
+    async with client(fake) as zigna:
+        path = await zigna.pictures.download(order_id, picture, tmp_path)
+    assert path.read_bytes() == fake.picture_bytes(order_id, picture.picture_id)
+    assert everything(tmp_path) == [path.name]
+    assert fake.calls == 3
+
+
+@pytest.mark.anyio
+async def test_a_listing_size_that_disagrees_is_an_integrity_error(
+    fake: FakeZigna, tmp_path: Path
+) -> None:
+    order_id, picture = a_picture(fake)
+    assert picture.size is not None
+    wrong = Picture(
+        picture_id=picture.picture_id, original_file_name="x.jpg", size=picture.size + 1
+    )
+    async with client(fake) as zigna:
+        with pytest.raises(IntegrityError, match="size"):
+            await zigna.pictures.download(order_id, wrong, tmp_path)
+    assert everything(tmp_path) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_cancellation_mid_body_leaves_no_file(fake: FakeZigna, tmp_path: Path) -> None:
+    order_id, picture = a_picture(fake)
+    chunks = 0
+    with anyio.CancelScope() as scope:
+
+        def progress(n: int) -> None:
+            nonlocal chunks
+            chunks += 1
+            scope.cancel()
+
+        async with client(fake) as zigna:
+            await zigna.pictures.download(order_id, picture, tmp_path, progress=progress)
+    assert scope.cancelled_caught
+    assert chunks >= 1
+    assert everything(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_a_stalled_body_times_out_and_leaves_no_file(fake: FakeZigna, tmp_path: Path) -> None:
+    order_id, picture = a_picture(fake)
+    fake.faults.stall_next(1, match=f"/pictures/{picture.picture_id}", seconds=5)
+    async with client(fake, timeout=0.2, retry=RetryPolicy.never()) as zigna:
+        with pytest.raises(TransportError, match="timed out"):
+            await zigna.pictures.download(order_id, picture, tmp_path)
+    assert everything(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_zip_download_and_empty_orders(fake: FakeZigna, tmp_path: Path) -> None:
+    full = next(o for o in fake.order_ids if fake.pictures(o))
+    empty = next(o for o in fake.order_ids if not fake.pictures(o))
+    async with client(fake) as zigna:
+        path = await zigna.pictures.download_zip(full, tmp_path / "full")
+        nothing = await zigna.pictures.download_zip(empty, tmp_path / "empty")
+    assert path is not None
+    assert path.name == f"{full}.zip"
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        assert names == [p["originalFileName"] for p in fake.pictures(full)]
+        for item in fake.pictures(full):
+            data = archive.read(item["originalFileName"])
+            assert data == fake.picture_bytes(full, item["pictureID"])
+    assert nothing is None
+    assert everything(tmp_path / "empty") == []
+
+
+@pytest.mark.anyio
+async def test_a_truncated_zip_leaves_no_file(fake: FakeZigna, tmp_path: Path) -> None:
+    full = next(o for o in fake.order_ids if fake.pictures(o))
+    fake.faults.truncate_next(FAST_RETRY.max_attempts, match="/zip")
+    async with client(fake) as zigna:
+        with pytest.raises(IncompleteBodyError):
+            await zigna.pictures.download_zip(full, tmp_path)
+    assert everything(tmp_path) == []
