@@ -449,8 +449,15 @@ def _embed_name(url: object) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1] or "video"
 
 
-def _to_unit_type(value: Any) -> Any:
+def _to_unit_type(value: int | str | None) -> int | str | None:
     """``UnitType.GROUP`` -> ``1`` (a plain int), so the body holds plain JSON values."""
+    if isinstance(value, UnitType):
+        return int(value)
+    return value
+
+
+def _to_patch_unit_type(value: int | str | Unset | None) -> int | str | Unset | None:
+    """`_to_unit_type` for `UnitPatch`, where `UNSET` means "not sent"."""
     if isinstance(value, UnitType):
         return int(value)
     return value
@@ -560,7 +567,7 @@ class UnitPatch:
         default=UNSET, validator=_field_validator(str, "a str")
     )
     unit_type: int | str | Unset | None = attrs.field(
-        default=UNSET, converter=_to_unit_type, validator=_check_unit_type
+        default=UNSET, converter=_to_patch_unit_type, validator=_check_unit_type
     )
     unit: UnitAddress | Unset | None = attrs.field(
         default=UNSET, validator=_field_validator(UnitAddress, "a UnitAddress")
