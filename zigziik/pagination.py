@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import attrs
 import httpx
@@ -28,7 +28,7 @@ class Page(Generic[T]):
     next: str | None = None
 
 
-FetchPage = Callable[[str, Mapping[str, Any] | None], Awaitable[Page[T]]]
+FetchPage = Callable[[str, Mapping[str, object] | None], Awaitable[Page[T]]]
 
 
 class AsyncPaginator(Generic[T]):
@@ -44,7 +44,7 @@ class AsyncPaginator(Generic[T]):
         self,
         fetch: FetchPage[T],
         url: str,
-        params: Mapping[str, Any] | None,
+        params: Mapping[str, object] | None,
         *,
         base_url: str,
     ) -> None:
@@ -108,7 +108,7 @@ class AsyncPaginator(Generic[T]):
         return items
 
 
-def _key(url: str, params: Mapping[str, Any] | None) -> str:
+def _key(url: str, params: Mapping[str, object] | None) -> str:
     parsed = httpx.URL(with_params(url, params))
     query = "&".join(sorted(parsed.query.decode("ascii", "replace").split("&")))
     return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}{parsed.path}?{query}"
