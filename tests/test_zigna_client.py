@@ -153,6 +153,7 @@ async def test_caller_supplied_client_is_used_and_not_closed(mock: respx.MockRou
         assert zigna.closed
 
 
+@pytest.mark.both_backends
 async def test_closed_client_raises_a_clear_error(mock: respx.MockRouter) -> None:
     zigna = client()
     await zigna.aclose()
@@ -175,6 +176,7 @@ def test_unclosed_client_warns() -> None:
 # -- orders ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.both_backends
 async def test_orders_list_follows_next_links(mock: respx.MockRouter) -> None:
     first = mock.get("/orders", params={"take": "2", "skip": "0"}).respond(
         json=page(["1", "2"], "/v2/orders?take=2&skip=2")
@@ -317,6 +319,7 @@ async def test_orders_create_is_not_retried_after_a_read_timeout(mock: respx.Moc
     assert route.call_count == 1
 
 
+@pytest.mark.both_backends
 async def test_orders_create_is_retried_when_the_connection_never_opened(
     mock: respx.MockRouter,
 ) -> None:
@@ -406,6 +409,7 @@ async def test_error_statuses_map_to_exceptions(
     assert route.call_count == 1
 
 
+@pytest.mark.both_backends
 async def test_server_errors_are_retried_then_raised(mock: respx.MockRouter) -> None:
     route = mock.get("/orders/1").respond(503, text="down")
     budget = DailyBudget()
@@ -434,6 +438,7 @@ async def test_connect_errors_become_transport_errors(mock: respx.MockRouter) ->
     assert route.call_count == 4
 
 
+@pytest.mark.both_backends
 async def test_429_with_a_near_reset_is_retried(mock: respx.MockRouter) -> None:
     slept: list[float] = []
 
@@ -487,6 +492,7 @@ async def test_200_with_empty_body_is_a_decode_error(mock: respx.MockRouter) -> 
 # -- the budget -----------------------------------------------------------------------------------
 
 
+@pytest.mark.both_backends
 async def test_budget_lets_exactly_the_remaining_calls_through(mock: respx.MockRouter) -> None:
     route = mock.get(url__regex=r"/orders/\d+$").mock(
         side_effect=lambda request: httpx.Response(
@@ -529,6 +535,7 @@ async def test_server_remaining_lowers_the_budget(mock: respx.MockRouter) -> Non
     assert route2.call_count == 3
 
 
+@pytest.mark.both_backends
 async def test_budget_wait_mode_waits_for_the_reset(mock: respx.MockRouter) -> None:
     now = [datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)]
     budget = DailyBudget(1, on_exhausted="wait", max_wait=60, clock=lambda: now[0])
@@ -643,6 +650,7 @@ async def test_download_skips_a_complete_file_without_a_call(
     assert budget.used == 1
 
 
+@pytest.mark.both_backends
 async def test_download_size_mismatch_raises_and_leaves_no_file(
     mock: respx.MockRouter, tmp_path: Path
 ) -> None:
@@ -654,6 +662,7 @@ async def test_download_size_mismatch_raises_and_leaves_no_file(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.both_backends
 async def test_download_errors_leave_no_file(mock: respx.MockRouter, tmp_path: Path) -> None:
     mock.get("/orders/7/pictures/5").respond(404)
     async with client() as zigna:
@@ -680,6 +689,7 @@ async def test_download_zip(mock: respx.MockRouter, tmp_path: Path) -> None:
     assert path.read_bytes() == b"PK\x03\x04zip"
 
 
+@pytest.mark.both_backends
 async def test_download_zip_204_returns_none_and_writes_nothing(
     mock: respx.MockRouter, tmp_path: Path
 ) -> None:
@@ -689,6 +699,7 @@ async def test_download_zip_204_returns_none_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.both_backends
 async def test_upload_and_replace_send_multipart(mock: respx.MockRouter, tmp_path: Path) -> None:
     upload = mock.post("/orders/7/pictures").respond(200)
     replace = mock.post("/orders/7/pictures/5").respond(200)

@@ -208,6 +208,7 @@ async def test_list_user_filter() -> None:
     assert route.called
 
 
+@pytest.mark.both_backends
 @respx.mock
 async def test_list_envelope_follows_links_next() -> None:
     first, second = load("units_list")
@@ -333,6 +334,7 @@ async def test_update_sends_only_the_fields_set() -> None:
     assert route.calls[0].request.headers["content-type"] == "application/json"
 
 
+@pytest.mark.both_backends
 @respx.mock
 async def test_update_is_retried_as_idempotent() -> None:
     route = respx.patch(f"{BASE}/units/1").mock(
@@ -353,6 +355,7 @@ async def test_delete_and_delete_image() -> None:
     assert unit.called and image.called
 
 
+@pytest.mark.both_backends
 @respx.mock
 async def test_add_image_variants(tmp_path: Path) -> None:
     route = respx.post(f"{BASE}/units/image").respond(204)
@@ -453,6 +456,7 @@ async def test_the_token_never_reaches_errors_or_logs(caplog: pytest.LogCaptureF
     assert TOKEN not in caplog.text
 
 
+@pytest.mark.both_backends
 @respx.mock
 async def test_every_request_counts_against_the_budget() -> None:
     respx.get(f"{BASE}/units/1").respond(json={"id": 1})
