@@ -79,14 +79,22 @@ class AsyncPaginator(Generic[T]):
             yield page.items
             if not page.next:
                 return
-            next_url = resolve_link(self._base_url, page.next)
-            if not same_origin(next_url, self._base_url):
+            try:
+                next_url = resolve_link(self._base_url, page.next)
+                other_origin = not same_origin(next_url, self._base_url)
+                key = _key(next_url, None)  # httpx's own parse: what it cannot send is refused
+            except (ValueError, httpx.InvalidURL):  # UnicodeError is a ValueError
+                raise DecodeError(
+                    f"the next link is not a usable URL: {page.next[:200]!r}",
+                    method="GET",
+                    url=with_params(url, params),
+                ) from None
+            if other_origin:
                 raise DecodeError(
                     f"refusing to follow a next link to another origin: {next_url!r}",
                     method="GET",
                     url=with_params(url, params),
                 )
-            key = _key(next_url, None)
             if key in followed:
                 logger.warning("the server repeated the next link %s; stopping", next_url)
                 return
