@@ -94,7 +94,10 @@ def parse_token(data: Any, *, method: str, url: str) -> Token:
             method=method,
             url=url,
         )
-    value = float(expires)
+    try:
+        value = float(expires)
+    except OverflowError:  # an int beyond a float's range: as unusable as infinity
+        value = math.inf
     if not math.isfinite(value):
         raise DecodeError("the login response's expires is not finite", method=method, url=url)
     return Token(jwt, value)
