@@ -1,0 +1,7 @@
+"""``python -m zigziik``: the same as the ``zigziik`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

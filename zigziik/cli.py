@@ -1,0 +1,716 @@
+"""The ``zigziik`` command (also ``python -m zigziik``).
+
+Subcommands: ``harvest``, ``orders list``, ``orders show``, ``units tree`` (Ziik) and
+``demo`` (a real harvest against the embedded fake Zigna server). Configuration comes from
+flags or the environment (``ZIGNA_API_KEY``, ``ZIGNA_BASE_URL``, ``ZIIK_BASE_URL``,
+``ZIIK_TOKEN``, ``ZIIK_USERNAME``/``ZIIK_PASSWORD``).
+
+Exit status: 0 success; 1 something failed (an API or network error, a refused budget, a
+harvest with failures); 2 a usage or configuration error (a missing key, a bad URL, a
+missing optional dependency); 130 interrupted (a harvest resumes when run again).
+
+Output: results and summaries on stdout, progress bars and errors on stderr. The bars and
+tables need ``rich`` (``pip install 'zigziik[cli]'``); the demo also needs the fake server's
+dependencies (``pip install 'zigziik[demo]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from . import __version__
+from .errors import BudgetExhaustedError, ConfigurationError, ZigziikError
+from .ratelimit import DailyBudget
+from .zigna.harvest import STRATEGIES, HarvestEvent, HarvestReport
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, ProgressColumn, Task
+
+    from .zigna.models import Order
+    from .ziik.models import Unit
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+PROG = "zigziik"
+CLI_HINT = "pip install 'zigziik[cli]'"
+DEMO_HINT = "pip install 'zigziik[demo]'"
+DEFAULT_DEMO_DEST = "demo-harvest"
+_MAX_FAILURE_ROWS = 20
+
+logger = logging.getLogger("zigziik")
+
+
+class _Usage(Exception):
+    """A usage or environment problem: one line on stderr, exit status 2."""
+
+
+# --------------------------------------------------------------------------------------------
+# Arguments
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _zigna_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("Zigna connection")
+    group.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the Zigna API key, a GUID (default: $ZIGNA_API_KEY; prefer the variable, "
+        "a flag shows in the process list)",
+    )
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the API's base URL (default: $ZIGNA_BASE_URL, else https://api.zigna.dk/v2)",
+    )
+    group.add_argument(
+        "--daily-limit",
+        type=_non_negative_int,
+        metavar="N",
+        help="calls allowed per day until the server says otherwise (default: 2000)",
+    )
+    group.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="request timeout")
+    return parent
+
+
+def _harvest_options(*, dest: bool) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("harvest")
+    if dest:
+        group.add_argument("dest", metavar="DEST", help="the folder to harvest into")
+    group.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="auto",
+        help="per picture, one zip per order, or per picture while the budget affords it "
+        "(default: auto)",
+    )
+    group.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="requests in flight at most (default: 8)",
+    )
+    group.add_argument("--extract", action="store_true", help="unpack zips into the order folder")
+    group.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (none when not a terminal)"
+    )
+    group.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``zigziik`` command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Harvest real-estate pictures from Zigna v2 and look at Ziik units.",
+        epilog="Exit status: 0 ok, 1 something failed, 2 usage or configuration error, "
+        "130 interrupted. Run 'zigziik demo' to see a harvest against a local fake server.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-vv: every request)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    zigna = _zigna_options()
+
+    harvest = commands.add_parser(
+        "harvest",
+        parents=[_harvest_options(dest=True), zigna],
+        help="download every picture of every order (or of --order ...) into DEST",
+        description="Download every picture of every order (or of the given orders) into "
+        "DEST/<order>/, within the daily budget. A manifest in DEST records what is "
+        "complete: run it again to fetch only what is missing.",
+    )
+    harvest.add_argument(
+        "--order",
+        dest="orders",
+        action="append",
+        metavar="ID",
+        help="harvest only this order (repeatable)",
+    )
+    harvest.set_defaults(handler=_cmd_harvest)
+
+    orders = commands.add_parser("orders", help="list or show orders")
+    order_commands = orders.add_subparsers(dest="orders_command", metavar="ACTION")
+    listing = order_commands.add_parser("list", parents=[zigna], help="list the orders")
+    listing.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="show at most N orders (fewer calls)"
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON (the API's keys)")
+    listing.set_defaults(handler=_cmd_orders_list)
+    show = order_commands.add_parser("show", parents=[zigna], help="show one order")
+    show.add_argument("order_id", metavar="ID")
+    show.add_argument("--json", action="store_true", help="print JSON (the API's keys)")
+    show.set_defaults(handler=_cmd_orders_show)
+    orders.set_defaults(handler=None, parser=orders)
+
+    units = commands.add_parser("units", help="Ziik units")
+    unit_commands = units.add_subparsers(dest="units_command", metavar="ACTION")
+    tree = unit_commands.add_parser(
+        "tree",
+        help="print the unit hierarchy",
+        description="Walk the Ziik unit hierarchy (credentials: $ZIIK_TOKEN, or "
+        "$ZIIK_USERNAME and $ZIIK_PASSWORD) and print it as a tree.",
+    )
+    tree.add_argument("--root", type=_non_negative_int, metavar="ID", help="start at this unit")
+    tree.add_argument("--max-depth", type=_non_negative_int, metavar="N", help="levels below")
+    tree.add_argument("--concurrency", type=_positive_int, default=8, metavar="N")
+    tree.add_argument(
+        "--base-url", metavar="URL", help="https://<tenant>.ziik.io/api (default: $ZIIK_BASE_URL)"
+    )
+    tree.add_argument(
+        "--token", metavar="TOKEN", help="bearer token (default: $ZIIK_TOKEN; prefer the variable)"
+    )
+    tree.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="request timeout")
+    tree.set_defaults(handler=_cmd_units_tree)
+    units.set_defaults(handler=None, parser=units)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[_harvest_options(dest=False)],
+        help="harvest from a fake Zigna server on this machine (no key, no network)",
+        description="Start the fake Zigna server on loopback and run a real harvest against "
+        f"it into --dest (default: ./{DEFAULT_DEMO_DEST}), with progress bars and a summary.",
+    )
+    demo.add_argument(
+        "--dest", default=DEFAULT_DEMO_DEST, metavar="DIR", help="the folder to harvest into"
+    )
+    demo.add_argument(
+        "--orders", type=_positive_int, default=12, metavar="N", help="orders on the fake server"
+    )
+    demo.add_argument(
+        "--daily-limit",
+        type=_non_negative_int,
+        default=2000,
+        metavar="N",
+        help="the fake server's daily limit (try 20 to see the auto strategy zip)",
+    )
+    demo.add_argument(
+        "--latency",
+        type=float,
+        default=0.02,
+        metavar="SECONDS",
+        help="delay the fake adds to each request (default: 0.02)",
+    )
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Output helpers
+
+
+def _consoles() -> tuple[Console, Console]:
+    from rich.console import Console
+
+    return Console(), Console(stderr=True)
+
+
+def _error(message: str) -> None:
+    text = " ".join(str(message).split())
+    print(f"{PROG}: error: {text}", file=sys.stderr)
+
+
+def _zigna_client(args: argparse.Namespace) -> Any:
+    from .zigna.client import ZignaClient
+
+    if not args.api_key and not os.environ.get("ZIGNA_API_KEY"):
+        raise ConfigurationError(
+            "no Zigna API key: set the ZIGNA_API_KEY environment variable (or pass --api-key)"
+        )
+    budget = DailyBudget(args.daily_limit) if args.daily_limit is not None else None
+    options: dict[str, Any] = {"budget": budget, "timeout": args.timeout}
+    if args.base_url is not None:
+        options["base_url"] = args.base_url
+    return ZignaClient(args.api_key, **options)
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(sep=" ") if value is not None else ""
+
+
+def _status(order: Order) -> str:
+    status = order.status_id
+    name = getattr(status, "name", None)
+    label = name.replace("_", " ").lower() if isinstance(name, str) else order.status or ""
+    return f"{int(status)} {label}".strip() if status is not None else (order.status or "")
+
+
+# --------------------------------------------------------------------------------------------
+# harvest (and the demo)
+
+
+class HarvestBars:
+    """A rich progress display fed by harvest events: files and bytes."""
+
+    def __init__(self, console: Console, *, enabled: bool) -> None:
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+        self.progress: Progress = Progress(
+            TextColumn("{task.description:>7}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            _detail_column(),
+            console=console,
+            disable=not enabled,
+            refresh_per_second=8,
+        )
+        self.files = self.progress.add_task("files", total=None, kind="files")
+        self.bytes = self.progress.add_task("bytes", total=None, kind="bytes")
+        self.planned_files = 0
+        self.planned_bytes = 0
+        self.done_files = 0
+        self.skipped = 0
+        self.failed = 0
+
+    def __enter__(self) -> HarvestBars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for task in self.progress.tasks:
+            if task.total is None:  # nothing was planned: show an empty, finished bar
+                self.progress.update(task.id, total=0)
+        self.progress.stop()
+
+    def __call__(self, event: HarvestEvent) -> None:
+        """The harvest's progress callback."""
+        progress = self.progress
+        if event.kind == "order":
+            self.planned_files += event.files
+            self.planned_bytes += event.bytes
+            progress.update(self.files, total=self.planned_files)
+            progress.update(self.bytes, total=self.planned_bytes)
+        elif event.kind == "bytes":
+            task = progress.tasks[self.bytes]
+            total = task.total or 0
+            if task.completed + event.bytes > total:  # a zip, or a retried attempt
+                progress.update(self.bytes, total=task.completed + event.bytes)
+            progress.advance(self.bytes, event.bytes)
+        elif event.kind == "skip":
+            self.skipped += event.files
+            progress.update(self.files, skipped=self.skipped)
+        elif event.kind in ("file", "empty", "fail"):
+            if event.kind == "fail":
+                self.failed += 1
+            self.done_files += event.files
+            progress.update(self.files, completed=self.done_files, failed=self.failed)
+
+
+def _detail_column() -> ProgressColumn:
+    """A column showing ``12/40 files, 3 skipped`` or ``1.2 MB of 8.0 MB  5.1 MB/s``."""
+    from rich.filesize import decimal
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class DetailColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            if task.fields.get("kind") == "files":
+                total = int(task.total) if task.total is not None else 0
+                parts = [f"{int(task.completed)}/{total} files"]
+                if task.fields.get("skipped"):
+                    parts.append(f"{task.fields['skipped']} skipped")
+                if task.fields.get("failed"):
+                    parts.append(f"{task.fields['failed']} failed")
+                return Text(", ".join(parts))
+            speed = task.finished_speed or task.speed
+            shown = decimal(int(task.completed))
+            if task.total:
+                shown += f" of {decimal(int(task.total))}"
+            if speed:
+                shown += f"  {decimal(int(speed))}/s"
+            return Text(shown)
+
+    return DetailColumn()
+
+
+def report_json(report: HarvestReport) -> dict[str, Any]:
+    """The report as JSON-ready data."""
+    return {
+        "orders": report.orders,
+        "written": report.written,
+        "skipped": report.skipped,
+        "failed": report.failed,
+        "bytes": report.bytes,
+        "calls": report.calls,
+        "failures": [
+            {"order_id": f.order_id, "picture_id": f.picture_id, "reason": f.reason}
+            for f in report.failures
+        ],
+    }
+
+
+def print_summary(
+    console: Console, report: HarvestReport, budget: DailyBudget | None, dest: Path
+) -> None:
+    """The end-of-harvest table, and the failures if any."""
+    from rich.filesize import decimal
+    from rich.table import Table
+
+    table = Table(title="Harvest summary", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("Orders", str(report.orders))
+    table.add_row("Files written", str(report.written))
+    table.add_row("Files skipped", str(report.skipped))
+    failed_style = "red" if report.failures else ""
+    table.add_row("Failed", f"[{failed_style}]{report.failed}[/]" if failed_style else "0")
+    exact = f" ({report.bytes:,} bytes)" if report.bytes >= 1000 else ""
+    table.add_row("Bytes written", f"{decimal(report.bytes)}{exact}")
+    table.add_row("Calls spent", str(report.calls))
+    if budget is not None:
+        table.add_row(
+            "Budget left",
+            f"{budget.remaining} of {budget.limit} "
+            f"(resets {budget.reset_at.astimezone():%Y-%m-%d %H:%M %Z})",
+        )
+    table.add_row("Folder", str(dest))
+    console.print(table)
+    if report.failures:
+        failures = Table(title="Failures", title_justify="left", title_style="bold red")
+        failures.add_column("order")
+        failures.add_column("picture")
+        failures.add_column("reason", overflow="fold")
+        for failure in report.failures[:_MAX_FAILURE_ROWS]:
+            failures.add_row(
+                failure.order_id or "-",
+                str(failure.picture_id) if failure.picture_id is not None else "-",
+                failure.reason,
+            )
+        console.print(failures)
+        hidden = len(report.failures) - _MAX_FAILURE_ROWS
+        if hidden > 0:
+            console.print(f"... and {hidden} more failures (--json lists them all)")
+
+
+async def run_harvest(
+    make_client: Callable[[], Any],
+    dest: Path,
+    *,
+    order_ids: list[str] | None,
+    strategy: str,
+    concurrency: int,
+    extract: bool,
+    bars: bool,
+    as_json: bool,
+    out: Console,
+    err: Console,
+) -> int:
+    """Harvest with bars, print the summary (or JSON); the exit status."""
+    async with make_client() as zigna:
+        with HarvestBars(err, enabled=bars and not as_json and err.is_terminal) as display:
+            report: HarvestReport = await zigna.harvest(
+                dest,
+                order_ids=order_ids,
+                strategy=strategy,
+                concurrency=concurrency,
+                extract=extract,
+                progress=display,
+            )
+        budget = zigna.budget
+    if as_json:
+        print(json.dumps(report_json(report), ensure_ascii=False, indent=2))
+    else:
+        print_summary(out, report, budget, dest)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_harvest(args: argparse.Namespace) -> int:
+    out, err = _consoles()
+    client = _zigna_client(args)  # ConfigurationError before anything else happens
+    return anyio.run(
+        lambda: run_harvest(
+            lambda: client,
+            Path(args.dest),
+            order_ids=args.orders,
+            strategy=args.strategy,
+            concurrency=args.concurrency,
+            extract=args.extract,
+            bars=not args.no_progress,
+            as_json=args.json,
+            out=out,
+            err=err,
+        )
+    )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from .testing import DEMO_API_KEY, FakeZigna, serve
+    except ImportError as exc:
+        raise _Usage(
+            f"the demo needs the fake server's dependencies ({exc.name}): {DEMO_HINT}"
+        ) from None
+    from .zigna.client import ZignaClient
+
+    out, err = _consoles()
+    dest = Path(args.dest)
+    fake = FakeZigna(orders=args.orders, daily_limit=args.daily_limit, latency=args.latency)
+    with serve(fake.app) as origin:
+        base_url = origin + "/v2"
+        if not args.json:
+            err.print(
+                f"[bold]zigziik demo[/]: a fake Zigna API with {args.orders} orders "
+                f"({fake.picture_count} pictures) at {base_url}\n"
+                f"harvesting into [bold]{dest}[/] (strategy {args.strategy}, "
+                f"concurrency {args.concurrency})",
+                highlight=False,
+            )
+
+        def make_client() -> ZignaClient:
+            return ZignaClient(DEMO_API_KEY, base_url=base_url)
+
+        status = anyio.run(
+            lambda: run_harvest(
+                make_client,
+                dest,
+                order_ids=None,
+                strategy=args.strategy,
+                concurrency=args.concurrency,
+                extract=args.extract,
+                bars=not args.no_progress,
+                as_json=args.json,
+                out=out,
+                err=err,
+            )
+        )
+    if not args.json:
+        err.print(
+            "Run it again: what is complete is skipped without a call "
+            f"(see {dest / '.zigziik-manifest.json'}).",
+            highlight=False,
+        )
+    return status
+
+
+# --------------------------------------------------------------------------------------------
+# orders
+
+
+def _order_row(order: Order) -> list[str]:
+    seller = order.seller
+    address = ", ".join(p for p in (seller.address1, seller.city) if p) if seller else ""
+    package = order.products.package_name if order.products is not None else None
+    return [
+        order.id or "",
+        _status(order),
+        order.case_number or "",
+        _when(order.created),
+        address,
+        package or "",
+    ]
+
+
+def _cmd_orders_list(args: argparse.Namespace) -> int:
+    from ._convert import unstructure
+
+    out, _ = _consoles()
+    client = _zigna_client(args)
+
+    async def fetch() -> list[Order]:
+        async with client as zigna:
+            orders: list[Order] = await zigna.orders.list().collect(limit=args.limit)
+            return orders
+
+    orders = anyio.run(fetch)
+    if args.json:
+        print(json.dumps([unstructure(o) for o in orders], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f"{len(orders)} orders", title_justify="left")
+    for column in ("id", "status", "case", "created", "address", "package"):
+        table.add_column(column, overflow="fold")
+    for order in orders:
+        table.add_row(*_order_row(order))
+    out.print(table)
+    return EXIT_OK
+
+
+def _flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, rows)
+    elif isinstance(value, list):
+        rows.append((prefix, ", ".join(str(v) for v in value)))
+    else:
+        rows.append((prefix, "" if value is None else str(value)))
+
+
+def _cmd_orders_show(args: argparse.Namespace) -> int:
+    from ._convert import unstructure
+
+    out, _ = _consoles()
+    client = _zigna_client(args)
+
+    async def fetch() -> Order:
+        async with client as zigna:
+            order: Order = await zigna.orders.get(args.order_id)
+            return order
+
+    order = anyio.run(fetch)
+    data = unstructure(order)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f"Order {order.id}", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    rows: list[tuple[str, str]] = []
+    _flatten("", data, rows)
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# units
+
+
+def _unit_label(unit: Unit) -> str:
+    from rich.markup import escape
+
+    kind = unit.unit_type
+    suffix = f" [dim]({kind})[/]" if kind not in (None, "") else ""
+    return f"{escape(unit.name or '?')} [dim]#{unit.id}[/]{suffix}"
+
+
+def _cmd_units_tree(args: argparse.Namespace) -> int:
+    from rich.tree import Tree
+
+    from .ziik.client import ZiikClient
+
+    out, _ = _consoles()
+    options: dict[str, Any] = {"timeout": args.timeout}
+    client = ZiikClient(args.base_url, args.token, **options)
+
+    async def walk() -> list[Any]:
+        async with client as ziik:
+            return [
+                node
+                async for node in ziik.units.walk(
+                    args.root, concurrency=args.concurrency, max_depth=args.max_depth
+                )
+            ]
+
+    nodes = anyio.run(walk)
+    top = Tree(f"[bold]{client.base_url}[/] ({len(nodes)} units)")
+    branches: dict[int | None, Tree] = {}
+    for node in nodes:
+        parent = branches.get(node.parent_id) if node.depth > 0 else None
+        branch = (parent or top).add(_unit_label(node.unit))
+        if node.unit.id is not None:
+            branches[node.unit.id] = branch
+    out.print(top)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# main
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: int) -> Iterator[None]:
+    """Show zigziik's warnings (``-v``: info, ``-vv``: debug) on stderr while a command runs."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        (getattr(args, "parser", None) or parser).print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        _error(f"the command line needs the 'rich' package: {CLI_HINT}")
+        return EXIT_USAGE
+    try:
+        with _logging_to_stderr(args.verbose):
+            return int(handler(args))
+    except KeyboardInterrupt:
+        resume = " (run the same command again to resume)" if args.command != "orders" else ""
+        _error(f"interrupted{resume}")
+        return EXIT_INTERRUPTED
+    except (ConfigurationError, _Usage) as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except BudgetExhaustedError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    except ZigziikError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    except OSError as exc:
+        _error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
