@@ -12,7 +12,7 @@ with its children, so it adds no round trip). A walk that made one call after an
 score about ``units / sum(ceil(width / c))`` (8 or more here); the target is <= 1.25.
 Details go to stderr.
 
-Options: ``--latency 0.05 --depth 4 --branching 4 --concurrency 8 --rounds 3``.
+Options: ``--latency 0.05 --depth 4 --branching 4 --concurrency 8 --rounds 5``.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--branching", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:

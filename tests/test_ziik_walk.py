@@ -48,8 +48,6 @@ class TreeServer:
         self.fail: dict[int, int] = {}
         self.with_parent_refs = False
         self.descendants_of: set[int] = set()
-        self.wait_for: dict[int, int] = {}  # X's children call answers once Y's has started
-        self._started: dict[int, anyio.Event] = {}
         self.reached = anyio.Event()
         self._opened = anyio.Event()
 
@@ -59,9 +57,6 @@ class TreeServer:
         if reference:
             data["parent"] = None if parent is None else {"id": parent, "leaf": False}
         return data
-
-    def started(self, unit_id: int) -> anyio.Event:
-        return self._started.setdefault(unit_id, anyio.Event())
 
     def subtree(self, unit_id: int) -> list[int]:
         found: list[int] = []
@@ -87,7 +82,6 @@ class TreeServer:
         match = _CHILDREN.fullmatch(path)
         assert match is not None, path
         unit_id = int(match[1])
-        self.started(unit_id).set()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -95,9 +89,6 @@ class TreeServer:
                 self.reached.set()
             if unit_id in self.block:
                 await anyio.sleep_forever()
-            if unit_id in self.wait_for:
-                with anyio.fail_after(10):  # a deadlock guard only
-                    await self.started(self.wait_for[unit_id]).wait()
             if self.gate is not None and unit_id in self.gated:
                 with anyio.fail_after(10):  # a deadlock guard only
                     await self.reached.wait()
@@ -291,10 +282,9 @@ async def test_a_failing_children_call_ends_the_walk_with_its_error() -> None:
     assert seen[:1] == [1] and len(seen) == 4  # the root and its children, then the error
 
 
-async def test_an_error_fetched_ahead_is_raised_when_the_walk_needs_it() -> None:
+async def test_an_error_deeper_down_comes_after_the_levels_above() -> None:
     server = make_tree(branching=2, depth=3)  # 1; 2, 3; 4..7; 8..15
     server.fail[5] = 404
-    server.wait_for[3] = 5  # so 5's children are surely fetched ahead, during level two
     ziik = client_for(server)
     seen: list[int | None] = []
 
@@ -306,16 +296,6 @@ async def test_an_error_fetched_ahead_is_raised_when_the_walk_needs_it() -> None
         await consume()
     assert sorted(seen) == [1, 2, 3, 4, 5, 6, 7]  # type: ignore[type-var]
     assert server.paths.count("/api/units/5/children") == 1
-
-
-async def test_idle_workers_fetch_the_next_level_ahead() -> None:
-    server = make_tree(branching=2, depth=3)
-    server.wait_for[3] = 4  # 3's answer waits until a worker fetched 4's children ahead
-    ziik = client_for(server)
-    nodes = await collect(ziik.units.walk(1, concurrency=4))
-    assert len(nodes) == 15
-    children_calls = Counter(p for p in server.paths if p.endswith("/children"))
-    assert set(children_calls.values()) == {1}  # fetched ahead once, never again
 
 
 async def test_a_server_error_is_retried_then_raised() -> None:

@@ -1,35 +1,29 @@
 """Walking the unit hierarchy: breadth-first, concurrent, each unit once.
 
-The walk goes a level at a time. A level's ``/units/{id}/children`` calls run inside an anyio
-task group of ``concurrency`` workers (so at most ``concurrency`` requests are in flight);
-the whole level completes before its units are yielded, so no task group is ever open across
-a ``yield`` (PEP 789) and cancelling the consumer (``break``, a cancel scope, a timeout)
-cancels the pending fetches with it. The calls of a level overlap, and a worker with none
-of the level's calls left to start fetches ahead (the children of units the level has just
-revealed) instead of idling through the level's tail, so the walk takes about
-``sum(ceil(width / concurrency))`` round trips over the levels, not one per unit. Workers
-rather than a bare `anyio.CapacityLimiter` give the level's own calls priority over fetching
-ahead under every backend (trio does not schedule tasks first-in first-out).
+The walk goes a level at a time. A level's ``/units/{id}/children`` calls run in batches (the
+whole level, or slices of ``32 * concurrency`` units of a very wide one) inside an anyio task
+group, at most ``concurrency`` at once (one `anyio.CapacityLimiter` for the walk). Each batch
+completes before its units are yielded, so no task group is ever open across a ``yield``
+(PEP 789), and cancelling the consumer (``break`` then ``aclose()``, a cancel scope, a
+timeout) cancels the pending fetches with it. The calls of a level overlap, so the walk takes
+about ``sum(ceil(width / concurrency))`` round trips over the levels, not one per unit; the
+root's own ``GET`` travels together with its children call.
 
 Exactly once: every id seen is remembered, and a unit seen before is neither yielded nor walked
 again. That cuts cycles in bad data, and copes with a children endpoint that also returns
 deeper descendants: a unit whose ``parent`` is another unit of the same answer is placed under
 that unit, at its real depth, and yielded with its level.
 
-Costs: one call per unit walked (its children), plus the root's own ``GET`` (sent together
-with its children call) or the listing of the top-level units. Fetching ahead only asks for
-children the walk will need (``max_depth`` is respected), but a consumer that stops early may
-leave up to ``concurrency`` such answers unused.
+Costs: one call per unit walked (its children), plus the root's ``GET`` or the listing of
+the top-level units.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 import anyio
-import anyio.abc
 import attrs
 
 from ..pagination import AsyncPaginator
@@ -184,108 +178,20 @@ def _relative_depths(parent_id: int, kids: list[Unit]) -> dict[int, tuple[int, i
     return found
 
 
-class _LevelFetch:
-    """Fetch the children of one level's units with ``concurrency`` workers, then return.
-
-    The level's own calls come first. A worker that finds none left to start while some are
-    still in flight (the level's tail, or a narrow level) does not idle: it fetches ahead,
-    the children of units the level has just revealed, if the walk will need them. Those
-    answers (or their errors, raised only if the walk gets to use them) are kept in
-    ``prefetched`` for the next levels. Nothing new starts once the level is complete, and
-    everything started has finished when `run` returns: no task outlives the call.
-    """
-
-    def __init__(
-        self,
-        units: UnitSource,
-        concurrency: int,
-        prefetched: dict[int, list[Unit] | Exception],
-        seen: set[int],
-    ) -> None:
-        self._units = units
-        self._concurrency = concurrency
-        self._prefetched = prefetched
-        self._seen = seen
-
-    async def run(self, frontier: list[int], *, look_ahead: bool) -> dict[int, list[Unit]]:
-        answers: dict[int, list[Unit]] = {}
-        todo: deque[int] = deque()
-        for unit_id in frontier:
-            ready = self._prefetched.pop(unit_id, None)
-            if ready is None:
-                todo.append(unit_id)
-            elif isinstance(ready, Exception):
-                raise ready
-            else:
-                answers[unit_id] = ready
-        if not todo:
-            return answers
-        ahead: deque[int] = deque()
-        queued = set(frontier) | set(self._prefetched)
-        remaining = len(todo)
-        changed = anyio.Event()
-        errors: list[Exception] = []
-
-        def notify() -> None:
-            nonlocal changed
-            changed.set()
-            changed = anyio.Event()
-
-        def reveal(kids: list[Unit]) -> None:
-            for kid in kids:
-                kid_id = kid.id
-                if kid_id is not None and kid_id not in self._seen and kid_id not in queued:
-                    queued.add(kid_id)
-                    ahead.append(kid_id)
-
-        async def worker(group: anyio.abc.TaskGroup) -> None:
-            nonlocal remaining
-            while True:
-                if todo:
-                    unit_id = todo.popleft()
-                    try:
-                        kids = await self._units.children(unit_id)
-                    except Exception as exc:
-                        errors.append(exc)
-                        group.cancel_scope.cancel()
-                        return
-                    answers[unit_id] = kids
-                    remaining -= 1
-                    if look_ahead and remaining:
-                        reveal(kids)
-                    notify()
-                elif remaining and ahead:
-                    unit_id = ahead.popleft()
-                    try:
-                        self._prefetched[unit_id] = await self._units.children(unit_id)
-                    except Exception as exc:
-                        self._prefetched[unit_id] = exc
-                elif remaining:
-                    await changed.wait()
-                else:
-                    return
-
-        async with anyio.create_task_group() as group:
-            for _ in range(self._concurrency):
-                group.start_soon(worker, group)
-        if errors:
-            raise errors[0]
-        return answers
-
-
 async def _walk(
     units: UnitSource, root_id: int | None, concurrency: int, max_depth: int | None
 ) -> AsyncIterator[UnitNode]:
+    limiter = anyio.CapacityLimiter(concurrency)
     placer = _Placer(max_depth)
-    prefetched: dict[int, list[Unit] | Exception] = {}
-    fetcher = _LevelFetch(units, concurrency, prefetched, placer.seen)
+    batch = concurrency * 32  # a multiple of concurrency: no slot idles between batches
+    prefetched: dict[int, list[Unit]] = {}
 
     if root_id is not None:
         # The root and its children are fetched together: one round trip, not two.
         jobs: list[Callable[[], Awaitable[object]]] = [lambda: units.get(root_id)]
         if max_depth != 0:
             jobs.append(_children_job(units, root_id))
-        fetched = await _gather(anyio.CapacityLimiter(concurrency), jobs)
+        fetched = await _gather(limiter, jobs)
         root = fetched[0]
         assert isinstance(root, Unit)
         if max_depth != 0:
@@ -318,14 +224,17 @@ async def _walk(
             if node.unit.id is not None:
                 following.append(node.unit.id)
             yield node
-        look_ahead = max_depth is None or depth < max_depth
-        answers = await fetcher.run(frontier, look_ahead=look_ahead)
-        for parent_id in frontier:
-            for node in placer.place(parent_id, answers[parent_id], depth):
-                found = True
-                if node.unit.id is not None:
-                    following.append(node.unit.id)
-                yield node
+        for start in range(0, len(frontier), batch):
+            chunk = frontier[start : start + batch]
+            missing = [unit_id for unit_id in chunk if unit_id not in prefetched]
+            answers = await _gather(limiter, [_children_job(units, i) for i in missing])
+            prefetched.update(zip(missing, answers, strict=True))
+            for parent_id in chunk:
+                for node in placer.place(parent_id, prefetched.pop(parent_id), depth):
+                    found = True
+                    if node.unit.id is not None:
+                        following.append(node.unit.id)
+                    yield node
         if not found and not placer.deferred:
             return
         frontier = following
