@@ -25,6 +25,7 @@ from ._urls import validate_base_url, with_params
 from ._version import __version__
 from .errors import (
     APIError,
+    BudgetExhaustedError,
     ClientClosedError,
     ConfigurationError,
     IncompleteBodyError,
@@ -300,7 +301,7 @@ class Transport:
         consume: Consumer[Any],
     ) -> _Outcome:
         """One try: a value, or how it failed and the error to raise if it is not retried."""
-        await self._reserve()
+        await self._reserve(method, url, params)
         record_call()
         settled = False
 
@@ -354,11 +355,16 @@ class Transport:
             for stream in opened:
                 stream.close()
 
-    async def _reserve(self) -> None:
+    async def _reserve(self, method: str, url: str, params: Mapping[str, Any] | None) -> None:
         if self.budget is None:
             return
         while True:
-            decision = self.budget.reserve()
+            try:
+                decision = self.budget.reserve()
+            except BudgetExhaustedError as exc:
+                raise BudgetExhaustedError(
+                    exc.reset_at, limit=exc.limit, method=method, url=with_params(url, params)
+                ) from None
             if decision.granted:
                 return
             logger.info("daily budget exhausted; waiting %.1fs for its reset", decision.wait)

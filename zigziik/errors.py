@@ -48,15 +48,28 @@ class TransportError(ZigziikError):
 
 
 class BudgetExhaustedError(ZigziikError):
-    """No API calls are left in the daily budget; nothing was sent."""
+    """No API calls are left in the daily budget; nothing was sent.
 
-    def __init__(self, reset_at: datetime, *, limit: int | None = None) -> None:
+    Raised by the transport, it names the request that was not sent (``method``, ``url``).
+    """
+
+    def __init__(
+        self,
+        reset_at: datetime,
+        *,
+        limit: int | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
         detail = f" of {limit}" if limit is not None else ""
+        where = f"{method} {url} not sent: " if method and url else ""
         super().__init__(
-            f"daily API budget{detail} is exhausted; it resets at {reset_at.isoformat()}"
+            f"{where}daily API budget{detail} is exhausted; it resets at {reset_at.isoformat()}"
         )
         self.reset_at = reset_at
         self.limit = limit
+        self.method = method
+        self.url = url
 
 
 class DecodeError(ZigziikError):
