@@ -858,6 +858,7 @@ class _Harvest:
 
     async def order(self, job: OrderJob) -> None:
         state = _OrderState(job, self.record_for(job))
+        state.record.complete = False  # until this run has made it so again
         try:
             if job.route == "zip":
                 await self.zip(state)
@@ -897,6 +898,9 @@ class _Harvest:
                 await self.zip(state)
                 return
         record = state.record
+        listed = {str(p.picture_id) for p in listing.pictures}
+        for gone in [pid for pid in record.pictures if pid not in listed]:
+            del record.pictures[gone]  # no longer in the order (its file is left alone)
         for picture, file in plan.present:
             record.pictures[str(picture.picture_id)] = file
             self.skipped += 1
