@@ -11,18 +11,29 @@ Three layers, as everywhere in zigziik:
 * The async executor, `harvest`: an anyio task group whose requests all pass one
   `anyio.CapacityLimiter`, so at most ``concurrency`` requests are in flight across all orders.
 
-What each strategy costs, in API calls (``L`` = the order-listing pages, none when
-``order_ids`` is given; an order already complete in the manifest, with its files on disk,
-costs nothing):
+An order the manifest records as complete costs nothing when its files are still on disk
+with their sizes and, if it came from the order listing, its status and dates
+(`order_fingerprint`) are unchanged; given by id, an order with no pictures last time is
+looked at again (one call). Any other order is listed again, and only its missing
+pictures are fetched: a file already there with the listed size never costs a call.
 
-* ``"pictures"``: ``L`` + per order 1 (its picture list) + 1 per missing picture.
-* ``"zip"``: ``L`` + 1 per order.
+What each strategy costs, in API calls (``L`` = the order-listing pages: ``ceil(N/50)`` for
+``N`` orders, one more if the server links an empty last page, none when ``order_ids`` is
+given; retries add to it):
+
+* ``"pictures"``: ``L`` + per order 1 (its picture list) + 1 per missing picture. Planned
+  against nothing: what the budget refuses is reported.
+* ``"zip"``: ``L`` + 1 per order; the orders beyond the budget are reported, not tried.
 * ``"auto"``: per picture while the budget affords it, else by zip. One call is held back
   for every order; an order's pictures are listed only when the calls left over beyond
   those (at least the expected number of pictures per order) can pay for fetching them one
   by one. With a small budget that means ``L`` + 1 per order; with a budget smaller than
   the number of orders, the orders it cannot afford are reported as failures (nothing is
   sent for them) and fetched by the next run.
+
+With ``"zip"`` and ``"auto"`` under a tight budget, fewer requests are sent at once (at most
+as many as the calls to spare): the budget's bookkeeping is pessimistic while requests are
+in flight, and would otherwise refuse the plan's last calls.
 """
 
 from __future__ import annotations
