@@ -12,7 +12,7 @@ import gc
 import warnings
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -282,3 +282,21 @@ def _picture_fields(fake: FakeZigna, order_id: str) -> dict[str, Any]:
         "original_file_name": raw["originalFileName"],
         "size": raw["size"],
     }
+
+
+async def test_leaving_a_walk_early_with_aclosing_leaves_nothing_behind() -> None:
+    """The walk is an async generator: stop early inside ``aclosing`` (typed as one)."""
+    fake = FakeZiik(depth=2, branching=3)
+    with serve(fake.app) as origin:
+        async with ZiikClient(
+            origin + "/api", username=fake.username, password=fake.password
+        ) as ziik:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                async with aclosing(ziik.units.walk(concurrency=2)) as nodes:
+                    async for node in nodes:
+                        assert node.depth == 0
+                        break
+                gc.collect()
+            leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
+            assert [str(w.message) for w in leaks] == []

@@ -9,7 +9,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -450,7 +450,7 @@ class Units:
         *,
         concurrency: int = 8,
         max_depth: int | None = None,
-    ) -> AsyncIterator[UnitNode]:
+    ) -> AsyncGenerator[UnitNode, None]:
         """Every unit below ``root_id`` (or below every top-level unit) once, breadth-first.
 
         Yields `UnitNode(unit, depth, parent_id)`, the root(s) first at depth 0, fetching

@@ -20,7 +20,7 @@ the top-level units.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 import anyio
@@ -63,7 +63,7 @@ def walk(
     *,
     concurrency: int = 8,
     max_depth: int | None = None,
-) -> AsyncIterator[UnitNode]:
+) -> AsyncGenerator[UnitNode, None]:
     """Walk the hierarchy below ``root_id`` (or below every unit whose ``parent`` is null).
 
     Yields the root(s) first at depth 0, then each level. ``max_depth=0`` yields the root(s)
@@ -180,7 +180,7 @@ def _relative_depths(parent_id: int, kids: list[Unit]) -> dict[int, tuple[int, i
 
 async def _walk(
     units: UnitSource, root_id: int | None, concurrency: int, max_depth: int | None
-) -> AsyncIterator[UnitNode]:
+) -> AsyncGenerator[UnitNode, None]:
     limiter = anyio.CapacityLimiter(concurrency)
     placer = _Placer(max_depth)
     batch = concurrency * 32  # a multiple of concurrency: no slot idles between batches
