@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from zigziik import __version__, cli
-from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
-from zigziik.testing._ziik import FakeZiik
+from zigziik.testing import DEMO_API_KEY, FakeZigna, FakeZiik, serve
 from zigziik.zigna.harvest import MANIFEST_NAME
 
 ENV_NAMES = (
