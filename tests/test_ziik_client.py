@@ -465,3 +465,8 @@ async def test_every_request_counts_against_the_budget() -> None:
         await ziik.units.get(1)
         await ziik.units.get(1)
     assert budget.used == 2 and budget.remaining == 8
+
+
+async def test_no_budget_is_kept_unless_one_is_given() -> None:
+    async with client() as ziik:
+        assert ziik.budget is None

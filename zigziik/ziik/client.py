@@ -465,9 +465,9 @@ class ZiikClient(BaseClient):
     ``base_url`` falls back to ``$ZIIK_BASE_URL``. Authenticate with a bearer ``token``
     (``$ZIIK_TOKEN``) or ``username``/``password`` (``$ZIIK_USERNAME``/``$ZIIK_PASSWORD``):
     the client then logs in on first use, renews the token when less than 60 s remain, and
-    logs in again once after a 401. Every request, logins included, counts against
-    ``budget`` (a fresh ``DailyBudget()`` unless one is given). ``clock`` (unix seconds) is
-    for tests of token expiry.
+    logs in again once after a 401. Ziik documents no daily call budget, so none is kept
+    unless one is given: with a ``budget``, every request (logins included) counts against
+    it, exactly as for Zigna. ``clock`` (unix seconds) is for tests of token expiry.
     """
 
     def __init__(
@@ -500,7 +500,7 @@ class ZiikClient(BaseClient):
             http_client=http_client,
             timeout=timeout,
             retry=retry,
-            budget=budget if budget is not None else DailyBudget(),
+            budget=budget,
         )
         self.units = Units(self._transport)
 
