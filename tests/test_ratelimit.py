@@ -160,6 +160,29 @@ def test_server_limit_and_reset_are_recorded() -> None:
     assert ledger.reset_at == T0 + timedelta(seconds=60)
 
 
+def test_a_caller_chosen_cap_is_never_raised_by_the_server() -> None:
+    ledger = BudgetLedger(limit=300, reset_at=T0 + timedelta(hours=1), used=1, in_flight=1, cap=300)
+    ledger = ledger.settle(RateLimit(limit=2000, remaining=1990), T0)
+    assert ledger.limit == 300
+    assert ledger.remaining == 299
+    lower = ledger.settle(RateLimit(limit=100, remaining=50), T0)
+    assert lower.limit == 100
+    assert lower.remaining == 50
+
+
+def test_explicit_limit_caps_the_server_and_the_default_follows_it() -> None:
+    clock = FakeClock(T0)
+    capped = DailyBudget(5, clock=clock)
+    default = DailyBudget(clock=clock)
+    for budget in (capped, default):
+        assert budget.reserve().granted
+        budget.settle(RateLimit(limit=3000, remaining=2999))
+    assert capped.limit == 5
+    assert capped.remaining == 4
+    assert default.limit == 3000
+    assert default.remaining == 2999
+
+
 def test_a_later_server_reset_starts_a_new_window() -> None:
     ledger = BudgetLedger(limit=2000, reset_at=T0 + timedelta(minutes=5), used=1900, in_flight=1)
     ledger = ledger.settle(RateLimit(remaining=1999, reset_after=86_000), T0)
@@ -270,6 +293,7 @@ def test_budget_uses_the_store() -> None:
     ("kwargs", "message"),
     [
         ({"limit": -1}, "limit"),
+        ({"limit": "2000"}, "limit"),
         ({"limit": True}, "limit"),
         ({"limit": 1.5}, "limit"),
         ({"on_exhausted": "sleep"}, "on_exhausted"),

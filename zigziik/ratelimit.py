@@ -43,6 +43,8 @@ __all__ = [
 
 Clock = Callable[[], datetime]
 
+DEFAULT_DAILY_LIMIT = 2000
+"""Zigna's documented daily limit, used until the server says otherwise."""
 _MAX_HEADER_INT = 10**12
 _NEW_WINDOW_TOLERANCE = timedelta(seconds=60)
 
@@ -120,6 +122,8 @@ class BudgetLedger:
     reset_at: datetime
     used: int = 0
     in_flight: int = 0
+    cap: int | None = None
+    """A limit the caller chose: the server's ``X-RateLimit-Limit`` never raises it."""
 
     @property
     def remaining(self) -> int:
@@ -143,7 +147,7 @@ class BudgetLedger:
         limit, used, reset_at = self.limit, self.used, self.reset_at
         if rate_limit is not None:
             if rate_limit.limit is not None:
-                limit = rate_limit.limit
+                limit = rate_limit.limit if self.cap is None else min(self.cap, rate_limit.limit)
             if rate_limit.reset_after is not None:
                 reset_at = now + timedelta(seconds=rate_limit.reset_after)
                 if reset_at > self.reset_at + _NEW_WINDOW_TOLERANCE:
@@ -153,7 +157,7 @@ class BudgetLedger:
             if rate_limit.remaining is not None:
                 server_remaining = rate_limit.remaining - in_flight
                 used = max(used, limit - server_remaining)
-        return BudgetLedger(limit=limit, reset_at=reset_at, used=used, in_flight=in_flight)
+        return attrs.evolve(self, limit=limit, reset_at=reset_at, used=used, in_flight=in_flight)
 
 
 @runtime_checkable
@@ -213,6 +217,9 @@ def _utc_now() -> datetime:
 class DailyBudget:
     """The API's daily call budget, shared by every request a client sends.
 
+    Without ``limit`` it starts at 2,000 calls and follows the server's ``X-RateLimit-Limit``;
+    an explicit ``limit`` is a cap the server's figure can lower but never raise (use it to
+    keep part of a shared key's calls for other programs).
     ``on_exhausted="raise"`` (default) raises `BudgetExhaustedError` when no call is left;
     ``"wait"`` sleeps until the reset instead, when that is at most ``max_wait`` seconds away.
     ``clock`` returns an aware ``datetime`` (tests inject a fake one); ``store`` holds the
@@ -221,7 +228,7 @@ class DailyBudget:
 
     def __init__(
         self,
-        limit: int = 2000,
+        limit: int | None = None,
         *,
         on_exhausted: Literal["raise", "wait"] = "raise",
         max_wait: float = 60.0,
@@ -229,14 +236,17 @@ class DailyBudget:
         clock: Clock | None = None,
         store: BudgetStore | None = None,
     ) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"limit must be a non-negative int, got {limit!r}")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
         if on_exhausted not in ("raise", "wait"):
             raise ValueError(f"on_exhausted must be 'raise' or 'wait', got {on_exhausted!r}")
         if not (isinstance(max_wait, (int, float)) and max_wait >= 0 and math.isfinite(max_wait)):
             raise ValueError(f"max_wait must be a non-negative number of seconds, got {max_wait!r}")
         self._zone: tzinfo = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
-        self._initial_limit = limit
+        self._initial_limit = DEFAULT_DAILY_LIMIT if limit is None else limit
+        self._cap = limit
         self.on_exhausted = on_exhausted
         self.max_wait = float(max_wait)
         self._clock: Clock = clock or _utc_now
@@ -259,7 +269,9 @@ class DailyBudget:
         return next_local_midnight(now, self._zone)
 
     def _initial(self, now: datetime) -> BudgetLedger:
-        return BudgetLedger(limit=self._initial_limit, reset_at=self._next_reset(now))
+        return BudgetLedger(
+            limit=self._initial_limit, reset_at=self._next_reset(now), cap=self._cap
+        )
 
     def _current(self) -> BudgetLedger:
         now = self._now()
