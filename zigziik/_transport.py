@@ -21,6 +21,8 @@ import httpx
 
 from ._calls import record_call
 from ._convert import decode_json
+from ._redact import register as register_secrets
+from ._redact import scrub_with
 from ._urls import validate_base_url, with_params
 from ._version import __version__
 from .errors import (
@@ -110,15 +112,9 @@ def make_timeout(timeout: TimeoutArg) -> httpx.Timeout:
     return httpx.Timeout(float(timeout), connect=min(float(timeout), 10.0))
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _excerpt(body: bytes) -> str:
-    text = body.decode("utf-8", errors="replace")
+def _excerpt(body: bytes, secrets: Iterable[str]) -> str:
+    # Scrub before the whitespace is squeezed and the text cut: either could break up a secret.
+    text = scrub_with(body.decode("utf-8", errors="replace"), secrets)
     text = " ".join(text.split())
     return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 3] + "..."
 
@@ -144,6 +140,7 @@ class Transport:
     ) -> None:
         self.base_url = validate_base_url(base_url)
         self._auth = auth
+        register_secrets(auth)  # every ZigziikError message is scrubbed of them from now on
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError(
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
@@ -381,7 +378,7 @@ class Transport:
             kind = FailureKind.TRANSPORT if isinstance(exc, _BROKEN_ERRORS) else FailureKind.FATAL
         url = str(request.url)
         what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-        detail = _redact(str(exc) or type(exc).__name__, self.secrets())
+        detail = scrub_with(str(exc) or type(exc).__name__, self.secrets())
         error = TransportError(f"{method} {url} {what}: {detail}", method=method, url=url)
         error.__cause__ = exc
         return _Outcome(failure=Failure(kind), error=error)
@@ -409,7 +406,7 @@ class Transport:
             response.status_code,
             method=method,
             url=str(request.url),
-            body_excerpt=_redact(_excerpt(bytes(body)), self.secrets()),
+            body_excerpt=_excerpt(bytes(body), self.secrets()),
             reset_at=reset_at,
         )
         failure = Failure(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ._redact import scrub
+
 __all__ = [
     "APIError",
     "AuthenticationError",
@@ -24,7 +26,15 @@ __all__ = [
 
 
 class ZigziikError(Exception):
-    """Base class of every error zigziik raises."""
+    """Base class of every error zigziik raises.
+
+    Its message never holds a secret of a live client: text arguments are scrubbed of every
+    spelling of them (see `zigziik._redact`), whoever builds the error from whatever a server
+    sent.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(scrub(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ConfigurationError(ZigziikError):
@@ -78,7 +88,7 @@ class DecodeError(ZigziikError):
     def __init__(self, reason: str, *, method: str | None = None, url: str | None = None) -> None:
         where = f"{method} {url}: " if method and url else ""
         super().__init__(f"{where}{reason}")
-        self.reason = reason
+        self.reason = scrub(reason)
         self.method = method
         self.url = url
 
@@ -109,7 +119,7 @@ class APIError(ZigziikError):
         self.status_code = status_code
         self.method = method
         self.url = url
-        self.body_excerpt = body_excerpt
+        self.body_excerpt = scrub(body_excerpt)
 
 
 class BadRequestError(APIError):

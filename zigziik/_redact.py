@@ -1,0 +1,91 @@
+"""Scrubbing secrets from error messages.
+
+Every `Transport` registers its `Authenticator` here; the message of every `ZigziikError`
+created while that authenticator lives is scrubbed of its secrets (API key, bearer token,
+password, tokens obtained by a login). A server may echo a secret anywhere: in an error body,
+in a 2xx body whose field then has the wrong type, upper-cased, JSON-escaped or
+percent-encoded. All of those spellings are replaced by ``***``, whatever their case.
+
+The registry holds weak references: a client that is gone is forgotten.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import Protocol
+from urllib.parse import quote, quote_plus
+
+__all__ = ["MASK", "register", "scrub", "scrub_with"]
+
+MASK = "***"
+_MIN_LENGTH = 4  # shorter "secrets" would mask ordinary text
+
+
+class SecretHolder(Protocol):
+    def secrets(self) -> Iterable[str]:
+        """Every secret value it holds right now."""
+
+
+# Keyed by id(): holders need not be hashable (a frozen attrs class holding a dict is not).
+_holders: dict[int, weakref.ReferenceType[SecretHolder]] = {}
+_lock = threading.RLock()  # re-entrant: a weakref callback may run inside the locked region
+
+
+def register(holder: SecretHolder) -> None:
+    """Scrub ``holder``'s secrets from every `ZigziikError` message while it lives."""
+    key = id(holder)
+
+    def forget(ref: weakref.ReferenceType[SecretHolder]) -> None:
+        with _lock:
+            if _holders.get(key) is ref:
+                del _holders[key]
+
+    with _lock:
+        _holders[key] = weakref.ref(holder, forget)
+
+
+def _registered() -> list[str]:
+    with _lock:
+        holders = [ref() for ref in _holders.values()]
+    found: list[str] = []
+    for holder in holders:
+        if holder is not None:
+            found.extend(holder.secrets())
+    return found
+
+
+def _spellings(secret: str) -> set[str]:
+    # Case-insensitive matching misses case changes that change the length ("ß" -> "SS").
+    cased = {secret, secret.upper(), secret.lower(), secret.casefold()}
+    return {
+        spelt
+        for variant in cased
+        for spelt in (
+            variant,
+            json.dumps(variant)[1:-1],
+            json.dumps(variant, ensure_ascii=False)[1:-1],
+            repr(variant)[1:-1],
+            quote(variant, safe=""),
+            quote_plus(variant, safe=""),
+        )
+    }
+
+
+def scrub_with(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every spelling of every secret in ``secrets`` replaced by ``***``."""
+    spellings = {s for secret in secrets if len(secret) >= _MIN_LENGTH for s in _spellings(secret)}
+    if not spellings:
+        return text
+    # Longest first, so that a secret's escaped form is not half-replaced by a shorter one.
+    pattern = "|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True))
+    return re.sub(pattern, MASK, text, flags=re.IGNORECASE)
+
+
+def scrub(text: str) -> str:
+    """``text`` scrubbed of the secrets of every registered holder."""
+    secrets = _registered()
+    return scrub_with(text, secrets) if secrets else text
