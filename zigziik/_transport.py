@@ -378,7 +378,7 @@ class Transport:
             kind = FailureKind.TRANSPORT if isinstance(exc, _BROKEN_ERRORS) else FailureKind.FATAL
         url = str(request.url)
         what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-        detail = scrub_with(str(exc) or type(exc).__name__, self.secrets())
+        detail = scrub_with(_network_detail(exc), self.secrets())
         error = TransportError(f"{method} {url} {what}: {detail}", method=method, url=url)
         error.__cause__ = exc
         return _Outcome(failure=Failure(kind), error=error)
@@ -438,6 +438,23 @@ class _Outcome:
     value: Any = None
     failure: Failure | None = None
     error: BaseException = attrs.field(factory=lambda: AssertionError("no error"))
+
+
+def _network_detail(exc: BaseException) -> str:
+    """What went wrong, from the first exception along the cause chain that says something.
+
+    Under trio httpx's ConnectError for a refused certificate has no text of its own; the
+    `ssl.SSLCertVerificationError` two causes down does.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current)
+        if text:
+            return text if current is exc else f"{type(exc).__name__}: {text}"
+        current = current.__cause__ or current.__context__
+    return type(exc).__name__
 
 
 def _describe(error: BaseException) -> str:
