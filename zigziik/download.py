@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from anyio.lowlevel import checkpoint_if_cancelled
 
 from ._filenames import has_extension, picture_file_name, temporary_name
 from .errors import IncompleteBodyError, IntegrityError
@@ -22,8 +23,6 @@ __all__ = ["Progress", "existing_complete_file", "stream_to_file"]
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just written."""
-
-_CHUNK = 256 * 1024
 
 
 def content_length(response: httpx.Response) -> int | None:
@@ -100,11 +99,16 @@ def stream_to_file(
         try:
             written = 0
             try:
-                async for chunk in response.aiter_bytes(_CHUNK):
+                # Chunks as the connection delivers them (at most about 1 MiB each from
+                # zigziik's own client): re-cutting them to a fixed size costs a copy.
+                async for chunk in response.aiter_bytes():
                     handle.write(chunk)
                     written += len(chunk)
                     if progress is not None:
                         progress(len(chunk))
+                    # A whole body can arrive in one read: stop here if the caller was
+                    # cancelled meanwhile (this yields only then).
+                    await checkpoint_if_cancelled()
             except httpx.RemoteProtocolError as exc:
                 received = response.num_bytes_downloaded
                 if declared is not None and received < declared:
