@@ -151,9 +151,15 @@ class BudgetLedger:
             if rate_limit.reset_after is not None:
                 reset_at = now + timedelta(seconds=rate_limit.reset_after)
                 if reset_at > self.reset_at + _NEW_WINDOW_TOLERANCE:
-                    # The server has started a window we did not know about yet: our own
-                    # count belongs to the old one; only calls still in flight count in the new one.
+                    # The server's window ends later than we thought: it started a new one, or
+                    # our guess (local midnight) was wrong. Of our count, keep what the server
+                    # has counted in its window, plus ours it has not answered yet; without
+                    # its Remaining, only the calls still in flight.
                     used = in_flight
+                    if rate_limit.remaining is not None:
+                        server_limit = rate_limit.limit if rate_limit.limit is not None else limit
+                        counted = max(0, server_limit - rate_limit.remaining) + in_flight
+                        used = min(self.used, counted)
             if rate_limit.remaining is not None:
                 server_remaining = rate_limit.remaining - in_flight
                 used = max(used, limit - server_remaining)
