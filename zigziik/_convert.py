@@ -443,6 +443,34 @@ def _generate_structure_fn(
     field goes through the same registered hook, and ``str``/``int``/``bool`` (optional or
     not) are checked inline exactly as their hooks check them.
     """
+    _GENERATING.add(cls)
+    try:
+        return _generate(cls, conv, style)
+    finally:
+        _GENERATING.discard(cls)
+
+
+_GENERATING: set[type] = set()
+"""Models whose structure function is being generated right now (to cut recursion)."""
+
+
+def _hook_for(conv: cattrs.Converter, target: Any) -> Callable[[Any, Any], Any]:
+    """The hook for ``target``; looked up on first use when ``target`` refers to a model still
+    being generated (``Unit.departments: list[Unit]``), where an eager lookup would recurse
+    forever."""
+    if not any(t in _GENERATING for t in (target, *get_args(target))):
+        return conv.get_structure_hook(target)
+    resolved: list[Callable[[Any, Any], Any]] = []
+
+    def lazy(value: Any, tp: Any) -> Any:
+        if not resolved:
+            resolved.append(conv.get_structure_hook(target))
+        return resolved[0](value, tp)
+
+    return lazy
+
+
+def _generate(cls: type, conv: cattrs.Converter, style: _Style) -> Callable[[Any, Any], Any]:
     namespace: dict[str, Any] = {
         "_cls": cls,
         "_MISSING": _MISSING,
@@ -477,7 +505,7 @@ def _generate_structure_fn(
             body.append(f"        raise _wrong({var}, {key!r}, _cls)")
         else:
             target = inner if inner is not None else field.type
-            hook = conv.get_structure_hook(target)
+            hook = _hook_for(conv, target)
             namespace[f"h{index}"] = hook
             namespace[f"t{index}"] = target
             condition = f"{var} is not None" if inner is not None else present
