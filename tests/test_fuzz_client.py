@@ -45,7 +45,9 @@ from zigziik import (
     ZiikClient,
 )
 from zigziik._convert import structure
+from zigziik._urls import same_origin
 from zigziik.errors import DecodeError
+from zigziik.pagination import AsyncPaginator, Page
 from zigziik.testing import DEMO_API_KEY, FakeZigna, FakeZiik
 from zigziik.ziik.client import parse_location, parse_token, unwrap_list
 from zigziik.ziik.models import Unit
@@ -531,3 +533,58 @@ def test_envelopes_and_locations_give_values_or_decode_errors(data: Any, locatio
         assert f"POST {url}" in error
     else:
         assert isinstance(new_id, int) and new_id >= 0
+
+
+# -- the pure core: next links ------------------------------------------------------------------------
+
+BASE = "https://api.zigna.dk/v2"
+link_text = st.one_of(
+    st.text(max_size=60),
+    st.sampled_from(
+        [
+            "/v2/orders?skip=50",
+            "orders?skip=50",
+            "https://api.zigna.dk/v2/orders?skip=50",
+            "https://API.zigna.dk:443/v2/orders?skip=1",
+            "http://api.zigna.dk/v2/orders",
+            "https://api.zigna.dk.evil.example/v2/orders",
+            "//evil.example/v2/orders",
+            "https://user:pw@api.zigna.dk/v2/orders",
+            "https://api.zigna.dk:8443/v2/orders",
+            "javascript:alert(1)",
+            "\\\\evil.example\\share",
+            "/\\evil.example",
+            "https://[::1/v2",
+            "\ud800",
+        ]
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.lists(link_text, min_size=1, max_size=4))
+def test_a_paginator_follows_only_same_origin_links_whatever_the_text(links: list[str]) -> None:
+    """Any sequence of next links: every page fetched is on the API's origin, and the end is
+    a clean stop or a `DecodeError` naming the page; nothing else escapes, no loop."""
+    fetched: list[str] = []
+
+    async def fetch(url: str, params: Any) -> Page[int]:
+        fetched.append(str(httpx.URL(url, params=params)))
+        index = len(fetched) - 1
+        return Page(items=[index], next=links[index] if index < len(links) else None)
+
+    async def run() -> tuple[list[int], str | None]:
+        paginator = AsyncPaginator(fetch, BASE + "/orders", {"take": 1}, base_url=BASE)
+        try:
+            return await paginator.collect(), None
+        except DecodeError as exc:
+            return [], str(exc)
+
+    items, error = anyio.run(run)
+    assert len(fetched) <= len(links) + 1
+    for url in fetched:
+        assert same_origin(url, BASE), url
+    if error is not None:  # it names the page whose next link it refused
+        assert error.startswith("GET ") and "api.zigna.dk" in error.lower(), error
+    else:
+        assert items == list(range(len(fetched)))
