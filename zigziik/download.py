@@ -19,10 +19,19 @@ from anyio.lowlevel import checkpoint_if_cancelled
 from ._filenames import has_extension, picture_file_name, temporary_name
 from .errors import IncompleteBodyError, IntegrityError
 
-__all__ = ["Progress", "existing_complete_file", "stream_to_file"]
+__all__ = ["ensure_folder", "Progress", "existing_complete_file", "stream_to_file"]
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just written."""
+
+
+def ensure_folder(dest_dir: str | os.PathLike[str]) -> Path:
+    """``dest_dir`` as a `Path`, created if missing; `NotADirectoryError` if it is a file."""
+    path = Path(dest_dir)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"dest_dir exists and is not a folder: {path}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def content_length(response: httpx.Response) -> int | None:

@@ -17,7 +17,13 @@ from .._convert import decode_json, unstructure
 from .._filenames import picture_file_name, sanitize_component
 from .._transport import FileUpload, StaticHeaders, TimeoutArg, Transport
 from .._urls import path_segment, with_params
-from ..download import Progress, existing_complete_file, picture_name_for, stream_to_file
+from ..download import (
+    Progress,
+    ensure_folder,
+    existing_complete_file,
+    picture_name_for,
+    stream_to_file,
+)
 from ..errors import ConfigurationError, DecodeError
 from ..pagination import AsyncPaginator, Page
 from ..ratelimit import DailyBudget
@@ -68,14 +74,6 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
-
-
-def _as_dir(dest_dir: str | os.PathLike[str]) -> Path:
-    path = Path(dest_dir)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"dest_dir exists and is not a folder: {path}")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 class Orders:
@@ -167,7 +165,7 @@ class Pictures:
         bare id, no listing call is made: the file is ``<id><ext>`` with the extension of the
         response's ``Content-Type``, checked against ``Content-Length``.
         """
-        folder = _as_dir(dest_dir)
+        folder = ensure_folder(dest_dir)
         if isinstance(picture, Picture):
             if picture.picture_id is None:
                 raise ValueError("the picture has no picture_id; cannot download it")
@@ -198,7 +196,7 @@ class Pictures:
         progress: Progress | None = None,
     ) -> Path | None:
         """All the order's pictures as ``<order_id>.zip`` in ``dest_dir``; ``None`` on 204."""
-        folder = _as_dir(dest_dir)
+        folder = ensure_folder(dest_dir)
         name = sanitize_component(f"{order_id}.zip")
         consume = stream_to_file(
             folder, lambda _response: name, progress=progress, no_content_ok=True

@@ -57,7 +57,7 @@ import attrs
 from .._calls import CallCounter, count_calls
 from .._extract import safe_extract
 from .._filenames import picture_file_name, sanitize_component, temporary_name
-from ..download import existing_complete_file
+from ..download import ensure_folder, existing_complete_file
 from ..errors import ZigziikError
 from .models import Order, Picture
 
@@ -1033,14 +1033,6 @@ def _check_args(
     return ids
 
 
-def _prepare_dest(dest_dir: str | os.PathLike[str]) -> Path:
-    dest = Path(dest_dir)
-    if dest.exists() and not dest.is_dir():
-        raise NotADirectoryError(f"dest_dir exists and is not a folder: {dest}")
-    dest.mkdir(parents=True, exist_ok=True)
-    return dest
-
-
 async def harvest(
     client: ZignaClient,
     dest_dir: str | os.PathLike[str],
@@ -1066,7 +1058,7 @@ async def harvest(
     ids = _check_args(order_ids, concurrency, strategy)
     if progress is not None and not callable(progress):
         raise TypeError("progress must be a callable taking a HarvestEvent")
-    dest = _prepare_dest(dest_dir)
+    dest = ensure_folder(dest_dir)
     with count_calls() as counter:
         run = _Harvest(
             client,
