@@ -33,6 +33,7 @@ __all__ = [
     "scripted",
     "short_body",
     "silent",
+    "trickle",
     "unaccepted_listener",
 ]
 
@@ -310,6 +311,22 @@ def long_body(body: bytes, declared: int, content_type: str = "image/jpeg") -> B
         await connection.send(
             head(200, [("Content-Type", content_type), ("Content-Length", str(declared))]) + body
         )
+
+    return behaviour
+
+
+def trickle(body: bytes, every: float, content_type: str = "image/jpeg") -> Behaviour:
+    """Answer ``body`` one byte every ``every`` seconds (each read succeeds in time)."""
+
+    async def behaviour(connection: Connection, request: RawRequest) -> None:
+        await connection.send(
+            head(200, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        )
+        for index in range(len(body)):
+            await asyncio.sleep(every)
+            if connection.closed or connection.writer.is_closing():
+                return
+            await connection.send(body[index : index + 1])
 
     return behaviour
 

@@ -282,6 +282,23 @@ async def test_content_length_shorter_than_the_picture(tmp_path: Path) -> None:
     assert order.id == "1"
 
 
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_a_trickling_body_is_bounded_by_the_callers_cancel_scope(tmp_path: Path) -> None:
+    """httpx's timeouts bound each read, not the whole transfer: a server that sends one
+    byte just often enough never times out. A caller's ``fail_after`` is the wall-clock
+    bound, and it leaves nothing behind."""
+    body = b"x" * 10_000  # 10,000 bytes at one per 20 ms: over three minutes
+    with raw.RawServer(raw.trickle(body, every=0.02)) as server:
+        async with zigna(server.origin) as client:
+            with pytest.raises(TimeoutError), anyio.fail_after(0.5):
+                await client.pictures.download("1", 7, tmp_path)
+        assert_empty(tmp_path)
+        with anyio.fail_after(2):
+            while server.open_connections:  # noqa: ASYNC110 - the server runs in a thread
+                await anyio.sleep(0.01)
+
+
 # -- the fake servers: storms and rate limits ------------------------------------------------------------
 
 
