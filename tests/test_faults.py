@@ -162,6 +162,37 @@ async def test_a_server_that_never_answers_times_out_and_a_post_is_sent_once() -
     assert_names(posted.value, "POST", "/v2/orders")
 
 
+async def _reset_at_once(connection: raw.Connection, request: raw.RawRequest) -> None:
+    await connection.reset()
+
+
+async def _close_at_once(connection: raw.Connection, request: raw.RawRequest) -> None:
+    connection.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        _reset_at_once,
+        _close_at_once,
+        raw.headers_then_stall(100, content_type="application/json"),
+        raw.short_body(b'{"status": "OK"', declared=100, content_type="application/json"),
+        raw.respond(502, b"bad gateway", content_type="text/html"),
+    ],
+    ids=["reset", "closed", "stall", "cut-body", "502"],
+)
+async def test_a_post_that_reached_the_server_is_never_sent_twice(behaviour: raw.Behaviour) -> None:
+    with raw.RawServer(behaviour) as server:
+        with anyio.fail_after(BOUND):
+            async with zigna(server.origin, retry=RetryPolicy(max_attempts=4)) as client:
+                with pytest.raises((TransportError, ServerError)) as caught:
+                    await client.orders.create(new_order())
+        assert [r.method for r in server.requests] == ["POST"]
+    assert_names(caught.value, "POST", f"{server.origin}/v2/orders")
+
+
 @pytest.mark.anyio
 @pytest.mark.both_backends
 async def test_headers_then_stall_leaves_no_file_and_the_next_download_completes(
