@@ -31,6 +31,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._redact import scrub
 from .errors import DecodeError
 
 T = TypeVar("T")
@@ -192,7 +193,7 @@ def unstructure(value: Any) -> Any:
 
 
 def _type_error(value: Any, expected: str) -> TypeError:
-    shown = repr(value)
+    shown = scrub(repr(value))  # before it is shortened: a cut secret could not be found
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return TypeError(f"expected {expected}, got {type(value).__name__} {shown}")

@@ -11,11 +11,12 @@ The registry holds weak references: a client that is gone is forgotten.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 from urllib.parse import quote, quote_plus
 
@@ -58,31 +59,38 @@ def _registered() -> list[str]:
     return found
 
 
+_ESCAPES: tuple[Callable[[str], str], ...] = (
+    lambda text: text,
+    lambda text: json.dumps(text)[1:-1],
+    lambda text: json.dumps(text, ensure_ascii=False)[1:-1],
+    lambda text: repr(text)[1:-1],
+    lambda text: quote(text, safe=""),
+    lambda text: quote_plus(text, safe=""),
+)
+
+
 def _spellings(secret: str) -> set[str]:
+    """The secret in every case, escaped up to twice (a request body echoed inside a JSON
+    string is escaped twice; one inside a query string is escaped, then percent-encoded)."""
     # Case-insensitive matching misses case changes that change the length ("ß" -> "SS").
     cased = {secret, secret.upper(), secret.lower(), secret.casefold()}
-    return {
-        spelt
-        for variant in cased
-        for spelt in (
-            variant,
-            json.dumps(variant)[1:-1],
-            json.dumps(variant, ensure_ascii=False)[1:-1],
-            repr(variant)[1:-1],
-            quote(variant, safe=""),
-            quote_plus(variant, safe=""),
-        )
-    }
+    return {outer(inner(variant)) for variant in cased for inner in _ESCAPES for outer in _ESCAPES}
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(secrets: frozenset[str]) -> re.Pattern[str] | None:
+    spellings = {s for secret in secrets if len(secret) >= _MIN_LENGTH for s in _spellings(secret)}
+    if not spellings:
+        return None
+    # Longest first, so that a secret's escaped form is not half-replaced by a shorter one.
+    alternatives = "|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True))
+    return re.compile(alternatives, re.IGNORECASE)
 
 
 def scrub_with(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every spelling of every secret in ``secrets`` replaced by ``***``."""
-    spellings = {s for secret in secrets if len(secret) >= _MIN_LENGTH for s in _spellings(secret)}
-    if not spellings:
-        return text
-    # Longest first, so that a secret's escaped form is not half-replaced by a shorter one.
-    pattern = "|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True))
-    return re.sub(pattern, MASK, text, flags=re.IGNORECASE)
+    pattern = _pattern(frozenset(secrets))
+    return text if pattern is None else pattern.sub(MASK, text)
 
 
 def scrub(text: str) -> str:
