@@ -259,17 +259,9 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             return await self._other().connect_tcp(
                 host, port, timeout, local_address, socket_options
             )
-        loop = asyncio.get_running_loop()
         try:
             transport, protocol = await asyncio.wait_for(
-                loop.create_connection(
-                    _Protocol,
-                    host,
-                    port,
-                    local_addr=(local_address, 0) if local_address else None,
-                    happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY,
-                ),
-                timeout,
+                _connect(host, port, local_address), timeout
             )
         except asyncio.TimeoutError:
             raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
@@ -294,6 +286,24 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             await self._other().sleep(seconds)
         else:
             await asyncio.sleep(seconds)
+
+
+async def _connect(
+    host: str, port: int, local_address: str | None
+) -> tuple[asyncio.Transport, _Protocol]:
+    """Resolve, then connect. Happy eyeballs (racing IPv6 and IPv4) only when the name has
+    addresses of both families: asyncio's race can leak a socket when it is cancelled."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    local = (local_address, 0) if local_address else None
+    both = len({info[0] for info in infos}) > 1
+    return await loop.create_connection(
+        _Protocol,
+        host,
+        port,
+        local_addr=local,
+        happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY if both else None,
+    )
 
 
 def install(transport: httpx.AsyncHTTPTransport) -> bool:

@@ -1,0 +1,104 @@
+"""The optional aiohttp-backed httpx transport behaves like httpx's own under zigziik."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from zigziik import NotFoundError, RetryPolicy, TransportError, ZignaClient
+from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
+
+pytest.importorskip("aiohttp")
+
+from zigziik.transports import AiohttpTransport, aiohttp_client
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def fake() -> FakeZigna:
+    return FakeZigna(orders=6, picture_size=(30_000, 90_000), seed=3)
+
+
+@pytest.fixture
+def origin(fake: FakeZigna) -> Iterator[str]:
+    with serve(fake.app) as url:
+        yield url
+
+
+def _with_pictures(fake: FakeZigna) -> str:
+    return next(i for i in fake.order_ids if len(fake.pictures(i)) >= 2)
+
+
+async def test_json_calls_paging_and_errors(fake: FakeZigna, origin: str) -> None:
+    async with (
+        aiohttp_client() as http,
+        ZignaClient(DEMO_API_KEY, base_url=origin + "/v2", http_client=http) as zigna,
+    ):
+        orders = await zigna.orders.list(take=2).collect()
+        assert [o.id for o in orders] == fake.order_ids
+        order = await zigna.orders.get(fake.order_ids[0])
+        assert order == orders[0]
+        with pytest.raises(NotFoundError):
+            await zigna.orders.get("no-such-order")
+    sent = [r for r in fake.records if r.method == "GET"]
+    assert sent and all(r.status is not None for r in sent)
+
+
+async def test_downloads_retry_a_truncated_body_and_uploads_stream(
+    fake: FakeZigna, origin: str, tmp_path: Path
+) -> None:
+    order_id = _with_pictures(fake)
+    async with (
+        aiohttp_client() as http,
+        ZignaClient(DEMO_API_KEY, base_url=origin + "/v2", http_client=http) as zigna,
+    ):
+        listing = await zigna.pictures.list(order_id)
+        first, second = listing.pictures[:2]
+        assert first.picture_id is not None and second.picture_id is not None
+        path = await zigna.pictures.download(order_id, first, tmp_path)
+        assert path.read_bytes() == fake.picture_bytes(order_id, first.picture_id)
+        fake.faults.truncate_next(1, match=f"/pictures/{second.picture_id}")
+        path = await zigna.pictures.download(order_id, second, tmp_path)
+        assert path.read_bytes() == fake.picture_bytes(order_id, second.picture_id)
+        assert len(list(tmp_path.iterdir())) == 2  # the two pictures, no temporary file left
+        upload = tmp_path / "new.jpg"
+        upload.write_bytes(b"\xff\xd8\xff" + bytes(200_000))
+        before = len(fake.pictures(order_id))
+        await zigna.pictures.upload(order_id, upload)
+        assert len(fake.pictures(order_id)) == before + 1
+
+
+async def test_a_harvest_through_aiohttp_writes_every_picture(
+    fake: FakeZigna, origin: str, tmp_path: Path
+) -> None:
+    async with (
+        aiohttp_client() as http,
+        ZignaClient(DEMO_API_KEY, base_url=origin + "/v2", http_client=http) as zigna,
+    ):
+        report = await zigna.harvest(tmp_path, concurrency=4, strategy="pictures")
+    assert report.failures == []
+    assert report.written == fake.picture_count
+    assert report.bytes == fake.picture_bytes_total
+
+
+async def test_a_refused_connection_is_a_transport_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    transport = AiohttpTransport()
+    async with (
+        httpx.AsyncClient(transport=transport) as http,
+        ZignaClient(
+            DEMO_API_KEY,
+            base_url=f"http://127.0.0.1:{port}/v2",
+            http_client=http,
+            retry=RetryPolicy(max_attempts=1),
+        ) as zigna,
+    ):
+        with pytest.raises(TransportError):
+            await zigna.orders.get("1")
