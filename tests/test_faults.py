@@ -46,7 +46,7 @@ from zigziik import (
 from zigziik.testing import DEMO_API_KEY, FakeZigna, FakeZiik, serve
 from zigziik.zigna.harvest import MANIFEST_NAME, load_manifest
 
-TIMEOUT = 0.25
+TIMEOUT = 0.5
 ATTEMPTS = 2
 RETRY = RetryPolicy(max_attempts=ATTEMPTS, base_delay=0.01, max_delay=0.02)
 # Every fault below must end within its attempts' timeouts plus backoff and some slack.
