@@ -1,0 +1,44 @@
+"""The benchmark runner runs end to end in quick mode and writes valid JSON (no timings
+are checked: the figures of a smoke run mean nothing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytest.importorskip("aiohttp")
+pytest.importorskip("pydantic")
+
+
+@pytest.mark.slow
+def test_quick_run_writes_results(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--no-install", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(output.read_text(encoding="utf-8"))
+    assert report["quick"] is True
+    assert {"cpu", "cores", "python", "versions"} <= set(report["machine"])
+    measures = report["measures"]
+    assert set(measures) == {"calls", "listing", "harvest", "rss", "walk"}
+    for name, measure in measures.items():
+        if measure["skipped"]:
+            assert "nginx" in measure["skipped"] or name == "walk", measure["skipped"]
+            continue
+        assert measure["contenders"], name
+        for series in measure["contenders"].values():
+            assert series["rounds"], (name, series)
+        assert measure["target"]["pass"] in (True, False)
+    assert "results written" in done.stdout
