@@ -749,3 +749,13 @@ async def test_one_debug_line_per_request_without_secrets(
     assert any("retry 1" in line for line in lines)
     everything = "\n".join(r.getMessage() + repr(r.args) for r in caplog.records)
     assert KEY not in everything and KEY.lower() not in everything.lower()
+
+
+async def test_a_picture_answered_with_204_is_an_error_and_writes_nothing(
+    mock: respx.MockRouter, tmp_path: Path
+) -> None:
+    mock.get("/orders/7/pictures/5").respond(204)
+    async with client() as zigna:
+        with pytest.raises(DecodeError, match="204"):
+            await zigna.pictures.download("7", 5, tmp_path)
+    assert list(tmp_path.iterdir()) == []

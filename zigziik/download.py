@@ -17,7 +17,7 @@ import httpx
 from anyio.lowlevel import checkpoint_if_cancelled
 
 from ._filenames import has_extension, picture_file_name, temporary_name
-from .errors import IncompleteBodyError, IntegrityError
+from .errors import DecodeError, IncompleteBodyError, IntegrityError
 
 __all__ = ["ensure_folder", "Progress", "existing_complete_file", "stream_to_file"]
 
@@ -97,8 +97,14 @@ def stream_to_file(
     """
 
     async def consume(response: httpx.Response) -> Path | None:
-        if response.status_code == 204 and no_content_ok:
-            return None
+        if response.status_code == 204:
+            if no_content_ok:
+                return None
+            raise DecodeError(
+                "the server answered 204 No Content where a file was expected",
+                method=response.request.method,
+                url=str(response.request.url),
+            )
         final = dest_dir / name_for(response)
         declared = content_length(response)
         url = str(response.request.url)
