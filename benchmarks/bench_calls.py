@@ -33,8 +33,13 @@ def _ids(servers: Servers, count: int) -> list[str]:
     return [ids[i % len(ids)] for i in range(count)]
 
 
-async def _zigziik(origin: str, ids: list[str]) -> float:
-    async with ZignaClient(API_KEY, base_url=origin + "/v2") as zigna:
+async def _zigziik(origin: str, ids: list[str], *, stock: bool = False) -> float:
+    # stock: the caller's own plain httpx.AsyncClient (httpx's own network stream, headers per
+    # request), to tell zigziik's layers apart from its leaner byte stream.
+    async with (
+        httpx.AsyncClient() as http,
+        ZignaClient(API_KEY, base_url=origin + "/v2", http_client=http if stock else None) as zigna,
+    ):
         await zigna.orders.get(ids[0])
         start = time.perf_counter()
         for order_id in ids:
@@ -80,9 +85,13 @@ def run(servers: Servers, rounds: int, calls: int) -> Result:
     contenders = {
         "zigziik": lambda: asyncio.run(_zigziik(origin, ids)),
         "httpx+json": lambda: asyncio.run(_httpx(origin, ids)),
+        "zigziik, own httpx client": lambda: asyncio.run(_zigziik(origin, ids, stock=True)),
     }
     result.series = {name: Series(name) for name in contenders}
     result.series["zigziik"].note = "ZignaClient.orders.get -> Order"
+    result.series[
+        "zigziik, own httpx client"
+    ].note = "the same with http_client=httpx.AsyncClient() (httpx's stock network stream)"
     result.series["httpx+json"].note = "httpx.AsyncClient.get + json.loads"
     log(f"{NAME}: warm-up, then {rounds} rounds of {calls} calls")
     for run_once in contenders.values():
@@ -96,4 +105,5 @@ def run(servers: Servers, rounds: int, calls: int) -> Result:
         "zigziik", "httpx+json", "<=", 1.15, aim=1.05, description="orders.get ÷ httpx+json.loads"
     )
     result.judge()
+    result.add_ratio("zigziik, own httpx client", "httpx+json")
     return result

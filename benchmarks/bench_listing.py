@@ -18,6 +18,7 @@ import aiohttp
 import httpx
 
 from zigziik import ZignaClient
+from zigziik._convert import use_fast_json
 
 from ._common import Result, Series, Target, alternate, log
 from ._peers import POrderPage
@@ -26,6 +27,14 @@ from ._servers import API_KEY, PAGE_SIZE, Servers
 NAME = "listing"
 TITLE = "Listing, pages of 50 orders"
 UNIT = "ms"
+
+
+def _zigziik_stdlib(origin: str, pages: int) -> float:
+    previous = use_fast_json(False)
+    try:
+        return asyncio.run(_zigziik(origin, pages))
+    finally:
+        use_fast_json(previous)
 
 
 async def _zigziik(origin: str, pages: int) -> float:
@@ -78,9 +87,13 @@ def run(servers: Servers, rounds: int) -> Result:
     contenders = {
         "zigziik": lambda: asyncio.run(_zigziik(origin, pages)),
         "httpx+pydantic": lambda: asyncio.run(_httpx_pydantic(origin, pages)),
+        "zigziik, stdlib json": lambda: _zigziik_stdlib(origin, pages),
     }
     result.series = {name: Series(name) for name in contenders}
-    result.series["zigziik"].note = "ZignaClient.orders.list().pages() -> attrs Orders"
+    result.series[
+        "zigziik"
+    ].note = "ZignaClient.orders.list().pages() -> attrs Orders (msgspec parser: the fast extra)"
+    result.series["zigziik, stdlib json"].note = "the same without the fast extra (json.loads)"
     result.series["httpx+pydantic"].note = "httpx get + pydantic v2 model_validate_json"
     log(f"{NAME}: warm-up, then {rounds} rounds of {pages} pages")
     for run_once in contenders.values():
@@ -99,4 +112,5 @@ def run(servers: Servers, rounds: int) -> Result:
         description="orders.list ÷ httpx+pydantic",
     )
     result.judge()
+    result.add_ratio("zigziik, stdlib json", "httpx+pydantic")
     return result

@@ -139,7 +139,9 @@ class BudgetLedger:
         """Take one call if one is left."""
         if self.used >= self.limit:
             return self, False
-        return attrs.evolve(self, used=self.used + 1, in_flight=self.in_flight + 1), True
+        # The constructor, not attrs.evolve: this runs on every request.
+        grown = BudgetLedger(self.limit, self.reset_at, self.used + 1, self.in_flight + 1, self.cap)
+        return grown, True
 
     def settle(self, rate_limit: RateLimit | None, now: datetime) -> BudgetLedger:
         """Close one reservation, applying the server's figures when it sent any."""
@@ -163,7 +165,7 @@ class BudgetLedger:
             if rate_limit.remaining is not None:
                 server_remaining = rate_limit.remaining - in_flight
                 used = max(used, limit - server_remaining)
-        return attrs.evolve(self, limit=limit, reset_at=reset_at, used=used, in_flight=in_flight)
+        return BudgetLedger(limit, reset_at, used, in_flight, self.cap)
 
 
 @runtime_checkable
@@ -257,6 +259,7 @@ class DailyBudget:
         self.max_wait = float(max_wait)
         self._clock: Clock = clock or _utc_now
         self._store: BudgetStore = store if store is not None else InMemoryBudgetStore()
+        self._initial_cache: tuple[datetime, BudgetLedger] | None = None
 
     def __repr__(self) -> str:
         ledger = self._current()
@@ -275,9 +278,16 @@ class DailyBudget:
         return next_local_midnight(now, self._zone)
 
     def _initial(self, now: datetime) -> BudgetLedger:
-        return BudgetLedger(
+        # The same ledger for every `now` from when it was made until its reset: made once a
+        # day, not on every request (the next midnight costs two time-zone conversions).
+        cached = self._initial_cache
+        if cached is not None and cached[0] <= now < cached[1].reset_at:
+            return cached[1]
+        ledger = BudgetLedger(
             limit=self._initial_limit, reset_at=self._next_reset(now), cap=self._cap
         )
+        self._initial_cache = (now, ledger)
+        return ledger
 
     def _current(self) -> BudgetLedger:
         now = self._now()
