@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds and not args.quick and args.rounds < 5:
         log("note: fewer than 5 rounds; the figures are indicative only")
 
+    # A terminated run still stops nginx and removes its files (the `finally` below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     started = time.perf_counter()
     report: dict[str, Any] = {
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -216,7 +216,7 @@ def machine_info() -> dict[str, Any]:
         "aiohttp",
         "pydantic",
         "pydantic-core",
-        "orjson",
+        "msgspec",
         "uvicorn",
         "starlette",
     ]
