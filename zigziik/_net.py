@@ -26,7 +26,6 @@ from typing import Any
 
 import httpcore
 import httpx
-import sniffio
 
 __all__ = ["AsyncioBackend", "default_ssl_context", "install"]
 
@@ -233,6 +232,15 @@ def _closed_detail(error: BaseException | None) -> str:
     return str(error) if error else "the connection is closed"
 
 
+def _on_asyncio() -> bool:
+    """Whether this runs in an asyncio task (under trio there is no running asyncio loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     """`AsyncioStream` connections under asyncio; httpcore's own backend anywhere else."""
 
@@ -241,11 +249,12 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         self._trio: httpcore.AsyncNetworkBackend | None = None
 
     def _other(self) -> httpcore.AsyncNetworkBackend:
-        if sniffio.current_async_library() == "trio":
-            if self._trio is None:
-                self._trio = httpcore.TrioBackend()
-            return self._trio
-        return self._fallback
+        """httpcore's own backends: anyio's under asyncio (Unix sockets), trio's otherwise."""
+        if _on_asyncio():
+            return self._fallback
+        if self._trio is None:
+            self._trio = httpcore.TrioBackend()
+        return self._trio
 
     async def connect_tcp(
         self,
@@ -255,7 +264,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        if sniffio.current_async_library() != "asyncio":
+        if not _on_asyncio():
             return await self._other().connect_tcp(
                 host, port, timeout, local_address, socket_options
             )
@@ -282,7 +291,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         return await self._other().connect_unix_socket(path, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
-        if sniffio.current_async_library() != "asyncio":
+        if not _on_asyncio():
             await self._other().sleep(seconds)
         else:
             await asyncio.sleep(seconds)

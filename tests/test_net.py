@@ -1,0 +1,157 @@
+"""zigziik._net: the asyncio byte stream under httpx's own transport, against raw servers.
+
+The rest of the suite runs every loopback test through it too (TLS, faults, timeouts,
+cancellation); these tests pin what only a hand-written server can show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpcore
+import httpx
+import pytest
+
+from zigziik._net import AsyncioBackend, AsyncioStream, install
+from zigziik._transport import _default_client
+
+pytestmark = pytest.mark.asyncio
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bool:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return False
+    return bool(head)
+
+
+def _answer(body: bytes, *, close: bool = False) -> bytes:
+    extra = b"Connection: close\r\n" if close else b""
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        + extra
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+async def test_the_default_client_streams_over_asyncio_protocol() -> None:
+    streams: list[object] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await _read_request(reader):
+            writer.write(_answer(b"x" * 10))
+            await writer.drain()
+        writer.close()
+
+    async with raw_server(handler) as origin:
+        client = _default_client(httpx.Timeout(5.0))
+        async with client:
+            response = await client.get(origin + "/")
+            assert response.content == b"x" * 10
+            pool = client._transport._pool  # type: ignore[attr-defined]
+            streams = [c._connection._network_stream for c in pool.connections]
+    assert streams and all(isinstance(s, AsyncioStream) for s in streams)
+
+
+async def test_install_refuses_a_transport_without_an_httpcore_pool() -> None:
+    assert install(httpx.AsyncHTTPTransport()) is True
+    assert install(httpx.MockTransport(lambda r: httpx.Response(200))) is False  # type: ignore[arg-type]
+
+
+async def test_a_body_sent_in_small_pieces_arrives_whole() -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        answer = _answer(body)
+        for start in range(0, len(answer), 50_000):
+            writer.write(answer[start : start + 50_000])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        writer.close()
+
+    async with raw_server(handler) as origin:
+        async with _default_client(httpx.Timeout(5.0)) as client:
+            chunks = []
+            async with client.stream("GET", origin + "/") as response:
+                async for chunk in response.aiter_raw():
+                    chunks.append(chunk)
+    assert b"".join(chunks) == body
+    assert max(len(c) for c in chunks) <= (1 << 20) + 256 * 1024
+
+
+async def test_a_connection_the_server_closed_is_not_reused() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        if await _read_request(reader):
+            writer.write(_answer(b"ok"))  # keep-alive promised, then closed anyway
+            await writer.drain()
+        writer.close()
+
+    async with raw_server(handler) as origin:
+        async with _default_client(httpx.Timeout(5.0)) as client:
+            for _ in range(3):
+                response = await client.get(origin + "/")
+                assert response.content == b"ok"
+                await asyncio.sleep(0.05)  # let the close arrive
+    assert connections == 3
+
+
+async def test_a_body_cut_short_is_a_protocol_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(_answer(b"y" * 100_000)[:50_000])
+        await writer.drain()
+        writer.close()
+
+    async with raw_server(handler) as origin:
+        async with _default_client(httpx.Timeout(5.0)) as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get(origin + "/")
+
+
+async def test_a_silent_server_times_out() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await asyncio.sleep(2)
+        writer.close()
+
+    async with raw_server(handler) as origin:
+        async with _default_client(httpx.Timeout(0.2)) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.get(origin + "/")
+
+
+async def test_a_refused_connection_is_a_connect_error() -> None:
+    async with raw_server(_never_called) as origin:
+        pass  # closed: nothing listens there any more
+    backend = AsyncioBackend()
+    host, port = origin.removeprefix("http://").split(":")
+    with pytest.raises(httpcore.ConnectError):
+        await backend.connect_tcp(host, int(port), timeout=2.0)
+
+
+async def _never_called(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.close()  # pragma: no cover
