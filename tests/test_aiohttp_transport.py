@@ -102,3 +102,22 @@ async def test_a_refused_connection_is_a_transport_error() -> None:
     ):
         with pytest.raises(TransportError):
             await zigna.orders.get("1")
+
+
+async def test_hooks_and_auth_take_httpx_own_send(fake: FakeZigna, origin: str) -> None:
+    seen: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        seen.append(request.url.path)
+
+    async with (
+        aiohttp_client(event_hooks={"request": [hook]}) as http,
+        ZignaClient(DEMO_API_KEY, base_url=origin + "/v2", http_client=http) as zigna,
+    ):
+        await zigna.orders.get(fake.order_ids[0])
+    assert seen == [f"/v2/orders/{fake.order_ids[0]}"]
+
+
+async def test_the_client_refuses_another_transport() -> None:
+    with pytest.raises(TypeError):
+        aiohttp_client(transport=httpx.AsyncHTTPTransport())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -28,9 +29,13 @@ Progress = Callable[[int], None]
 def ensure_folder(dest_dir: str | os.PathLike[str]) -> Path:
     """``dest_dir`` as a `Path`, created if missing; `NotADirectoryError` if it is a file."""
     path = Path(dest_dir)
-    if path.exists() and not path.is_dir():
+    try:
+        info = os.stat(path)  # one system call when the folder is there (every download)
+    except FileNotFoundError:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    if not stat.S_ISDIR(info.st_mode):
         raise NotADirectoryError(f"dest_dir exists and is not a folder: {path}")
-    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -65,10 +70,11 @@ def existing_complete_file(dest_dir: Path, name_without_type: str, size: int | N
             return None
     for candidate in candidates:
         try:
-            if candidate.is_file() and candidate.stat().st_size == size:
-                return candidate
+            info = os.stat(candidate)
         except OSError:
             continue
+        if stat.S_ISREG(info.st_mode) and info.st_size == size:
+            return candidate
     return None
 
 
