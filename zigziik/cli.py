@@ -465,11 +465,23 @@ async def run_harvest(
 def _cmd_harvest(args: argparse.Namespace) -> int:
     out, err = _consoles()
     client = _zigna_client(args)  # ConfigurationError before anything else happens
+    return _harvest_with_options(lambda: client, Path(args.dest), args.orders, args, out, err)
+
+
+def _harvest_with_options(
+    make_client: Callable[[], Any],
+    dest: Path,
+    order_ids: list[str] | None,
+    args: argparse.Namespace,
+    out: Console,
+    err: Console,
+) -> int:
+    """Run a harvest with the command line's strategy, concurrency and output options."""
     return anyio.run(
         lambda: run_harvest(
-            lambda: client,
-            Path(args.dest),
-            order_ids=args.orders,
+            make_client,
+            dest,
+            order_ids=order_ids,
             strategy=args.strategy,
             concurrency=args.concurrency,
             extract=args.extract,
@@ -507,20 +519,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         def make_client() -> ZignaClient:
             return ZignaClient(DEMO_API_KEY, base_url=base_url)
 
-        status = anyio.run(
-            lambda: run_harvest(
-                make_client,
-                dest,
-                order_ids=None,
-                strategy=args.strategy,
-                concurrency=args.concurrency,
-                extract=args.extract,
-                bars=not args.no_progress,
-                as_json=args.json,
-                out=out,
-                err=err,
-            )
-        )
+        status = _harvest_with_options(make_client, dest, None, args, out, err)
     if not args.json:
         err.print(
             "Run it again: what is complete is skipped without a call "
