@@ -405,8 +405,12 @@ def _attrs_structure_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any
         for a in attrs.fields(cls)
         if json_key(a, style) != a.name
     }
-    inner: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, conv, **overrides)
-    as_object = _object_check(cls, style)
+    return model_hook(cls, make_dict_structure_fn(cls, conv, **overrides))
+
+
+def model_hook(cls: type, inner: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``inner`` (a dict-structuring function for ``cls``) behind the model's object check."""
+    as_object = _object_check(cls, _style(cls))
 
     def structure_model(value: Any, tp: Any) -> Any:
         return inner(as_object(value), tp)

@@ -33,7 +33,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from .._convert import _type_error
+from .._convert import _type_error, model_hook
 from .models import (
     ClosedPeriod,
     Contact,
@@ -168,20 +168,6 @@ def _structure_versions(value: Any, _: Any) -> FileVersions:
     return FileVersions(versions)
 
 
-def _object_hook(cls: type, inner: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """``inner`` for JSON objects, PHP's ``[]`` read as ``{}``, anything else an error."""
-
-    def hook(value: Any, tp: Any) -> Any:
-        if type(value) is not dict:
-            if type(value) is list and not value:
-                value = {}
-            else:
-                raise _type_error(value, f"a JSON object for {cls.__name__}")
-        return inner(value, tp)
-
-    return hook
-
-
 def _make_parent_hook(conv: cattrs.Converter) -> Callable[[Any, Any], ParentRef | None]:
     inner = conv.get_structure_hook(ParentRef)
 
@@ -254,7 +240,7 @@ def register_ziik_hooks(conv: cattrs.Converter) -> None:
         parent=override(struct_hook=_make_parent_hook(conv)),
         departments=override(struct_hook=_make_departments_hook(conv)),
     )
-    conv.register_structure_hook(Unit, _object_hook(Unit, unit))
+    conv.register_structure_hook(Unit, model_hook(Unit, unit))
 
     hours = _optional(parse_hours)
     office_hours = make_dict_structure_fn(
@@ -264,7 +250,7 @@ def register_ziik_hooks(conv: cattrs.Converter) -> None:
         start=override(rename="starthours", struct_hook=hours),
         end=override(rename="endhours", struct_hook=hours),
     )
-    conv.register_structure_hook(OfficeHours, _object_hook(OfficeHours, office_hours))
+    conv.register_structure_hook(OfficeHours, model_hook(OfficeHours, office_hours))
     stamp = _optional(parse_timestamp)
     closed = make_dict_structure_fn(
         ClosedPeriod,
@@ -272,7 +258,7 @@ def register_ziik_hooks(conv: cattrs.Converter) -> None:
         start=override(struct_hook=stamp),
         end=override(struct_hook=stamp),
     )
-    conv.register_structure_hook(ClosedPeriod, _object_hook(ClosedPeriod, closed))
+    conv.register_structure_hook(ClosedPeriod, model_hook(ClosedPeriod, closed))
 
     def unstructure_hours(value: time | None) -> int | None:
         return None if value is None else format_hours(value)
