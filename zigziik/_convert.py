@@ -132,20 +132,14 @@ def loads(body: bytes | str) -> Any:
 
 def decode_json(body: bytes, target: Any, *, method: str, url: str) -> Any:
     """Parse and convert a response body, raising `DecodeError` for anything unexpected."""
-    fast = _fast_loads
-    if fast is not None:
-        try:
-            data = fast(body)
-        except Exception:
-            pass  # empty, not JSON, or something only the standard parser accepts: below
-        else:
-            return structure(data, target, method=method, url=url)
-    if not body.strip():
-        raise DecodeError("the body is empty where JSON was expected", method=method, url=url)
     try:
-        data = json.loads(body, parse_float=Decimal)
+        data = loads(body)
     except (ValueError, RecursionError) as exc:
         # UnicodeDecodeError and JSONDecodeError are ValueErrors.
+        if not body.strip():
+            raise DecodeError(
+                "the body is empty where JSON was expected", method=method, url=url
+            ) from None
         raise DecodeError(f"the body is not JSON ({exc})", method=method, url=url) from None
     return structure(data, target, method=method, url=url)
 
@@ -610,15 +604,9 @@ _ApiHooks = Callable[[cattrs.Converter], None]
 
 def _api_hooks() -> list[_ApiHooks]:
     from .zigna._hooks import register_zigna_hooks
+    from .ziik._hooks import register_ziik_hooks
 
-    hooks: list[_ApiHooks] = [register_zigna_hooks]
-    try:
-        from .ziik._hooks import register_ziik_hooks
-    except ImportError:  # pragma: no cover - only while the Ziik client is being written
-        pass
-    else:
-        hooks.append(register_ziik_hooks)
-    return hooks
+    return [register_zigna_hooks, register_ziik_hooks]
 
 
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
