@@ -403,7 +403,8 @@ class Transport:
             kind = FailureKind.TRANSPORT if isinstance(exc, _BROKEN_ERRORS) else FailureKind.FATAL
         url = str(request.url)
         what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-        detail = scrub_with(_network_detail(exc), self.secrets())
+        # No scrub here: every ZigziikError scrubs its message of the registered secrets.
+        detail = _network_detail(exc)
         error = TransportError(f"{method} {url} {what}: {detail}", method=method, url=url)
         error.__cause__ = exc
         return _Outcome(failure=Failure(kind), error=error)
