@@ -20,7 +20,13 @@ from anyio.lowlevel import checkpoint_if_cancelled
 from ._filenames import has_extension, picture_file_name, temporary_name
 from .errors import DecodeError, IncompleteBodyError, IntegrityError
 
-__all__ = ["ensure_folder", "Progress", "existing_complete_file", "stream_to_file"]
+__all__ = [
+    "Progress",
+    "ensure_folder",
+    "existing_complete_file",
+    "is_complete_file",
+    "stream_to_file",
+]
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just written."""
@@ -68,14 +74,16 @@ def existing_complete_file(dest_dir: Path, name_without_type: str, size: int | N
             candidates = [p for p in dest_dir.iterdir() if p.name.startswith(prefix)]
         except OSError:
             return None
-    for candidate in candidates:
-        try:
-            info = os.stat(candidate)
-        except OSError:
-            continue
-        if stat.S_ISREG(info.st_mode) and info.st_size == size:
-            return candidate
-    return None
+    return next((c for c in candidates if is_complete_file(c, size)), None)
+
+
+def is_complete_file(path: Path, size: int) -> bool:
+    """Whether ``path`` is a regular file of exactly ``size`` bytes."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
 def picture_name_for(

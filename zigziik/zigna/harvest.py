@@ -43,7 +43,6 @@ import hashlib
 import json
 import logging
 import os
-import stat
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -57,7 +56,7 @@ import attrs
 from .._calls import CallCounter, count_calls
 from .._extract import safe_extract
 from .._filenames import picture_file_name, sanitize_component, temporary_name
-from ..download import ensure_folder, existing_complete_file
+from ..download import ensure_folder, existing_complete_file, is_complete_file
 from ..errors import ZigziikError
 from .models import Order, Picture
 
@@ -688,11 +687,7 @@ class _RealDisk:
         self.root = root
 
     def has(self, folder: str, name: str, size: int) -> bool:
-        try:
-            info = (self.root / folder / name).stat()
-        except OSError:
-            return False
-        return stat.S_ISREG(info.st_mode) and info.st_size == size
+        return is_complete_file(self.root / folder / name, size)
 
     def find(self, folder: str, stem: str, size: int | None) -> str | None:
         path = existing_complete_file(self.root / folder, stem, size)
