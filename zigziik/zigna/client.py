@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from .._checks import check_int
 from .._client import BaseClient
 from .._convert import decode_json, unstructure
 from .._filenames import picture_file_name, sanitize_component
@@ -68,14 +69,6 @@ def normalize_api_key(api_key: object) -> str:
     return text.strip("{}")
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
 class Orders:
     """``zigna.orders``: listing, reading and creating orders, and the catalogs for new ones."""
 
@@ -87,8 +80,8 @@ class Orders:
 
     def list(self, *, take: int = 50, skip: int = 0) -> AsyncPaginator[Order]:
         """Every order, ``take`` per request, starting at ``skip``; follows ``response.next``."""
-        _check_int("take", take, 1)
-        _check_int("skip", skip, 0)
+        check_int("take", take, minimum=1)
+        check_int("skip", skip, minimum=0)
         transport = self._transport
 
         async def fetch(url: str, params: Mapping[str, Any] | None) -> Page[Order]:
@@ -177,7 +170,7 @@ class Pictures:
             if present is not None:
                 return present
         else:
-            picture_id = _check_int("picture", picture, 0)
+            picture_id = check_int("picture", picture, minimum=0)
             original, size = None, None
         consume = stream_to_file(
             folder, picture_name_for(picture_id, original), expected_size=size, progress=progress
@@ -213,7 +206,7 @@ class Pictures:
         self, order_id: str | int, picture_id: int, path: str | os.PathLike[str]
     ) -> None:
         """Replace an existing picture's file."""
-        _check_int("picture_id", picture_id, 0)
+        check_int("picture_id", picture_id, minimum=0)
         await self._upload(self._url(order_id, path_segment(picture_id, what="picture_id")), path)
 
     async def _upload(self, url: str, path: str | os.PathLike[str]) -> None:

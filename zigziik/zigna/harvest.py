@@ -54,6 +54,7 @@ import anyio
 import attrs
 
 from .._calls import CallCounter, count_calls
+from .._checks import check_int
 from .._extract import safe_extract
 from .._filenames import picture_file_name, sanitize_component, temporary_name
 from ..download import ensure_folder, existing_complete_file, is_complete_file
@@ -1009,10 +1010,7 @@ def _check_args(
 ) -> list[str] | None:
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-        raise TypeError(f"concurrency must be an int, got {type(concurrency).__name__}")
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    check_int("concurrency", concurrency, minimum=1)
     if order_ids is None:
         return None
     if isinstance(order_ids, (str, bytes)):

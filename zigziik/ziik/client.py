@@ -18,6 +18,7 @@ import anyio
 import attrs
 import httpx
 
+from .._checks import check_int
 from .._client import BaseClient
 from .._convert import decode_json, structure, unstructure
 from .._transport import TimeoutArg, Transport
@@ -156,14 +157,6 @@ def unwrap_object(data: Any) -> Any:
     if type(data) is dict and "data" in data and "id" not in data:
         return data["data"]
     return data
-
-
-def _check_id(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value}")
-    return value
 
 
 # -- authentication -------------------------------------------------------------------------------
@@ -339,7 +332,9 @@ class Units:
         return self._transport.url("units", *segments)
 
     def _id_url(self, unit_id: int, *segments: str) -> str:
-        return self._url(path_segment(_check_id("unit_id", unit_id), what="unit_id"), *segments)
+        return self._url(
+            path_segment(check_int("unit_id", unit_id, minimum=0), what="unit_id"), *segments
+        )
 
     def _paginator(self, url: str, params: Mapping[str, Any] | None) -> AsyncPaginator[Unit]:
         transport = self._transport
@@ -420,7 +415,7 @@ class Units:
         """Add an image to a unit: a local file (sent base64-encoded, named after the file or
         ``name``), a ``youtube=``/``vimeo=`` embed URL, or a prepared `NewImage`. Exactly one.
         """
-        _check_id("unit_id", unit_id)
+        check_int("unit_id", unit_id, minimum=0)
         given = [value is not None for value in (path, youtube, vimeo, image)]
         if sum(given) != 1:
             raise TypeError("pass exactly one of path, youtube=, vimeo= or image=")
@@ -441,7 +436,7 @@ class Units:
 
     async def delete_image(self, unit_id: int, file_id: int) -> None:
         """Delete one of a unit's files (an image's `UnitFile.id`)."""
-        file_segment = path_segment(_check_id("file_id", file_id), what="file_id")
+        file_segment = path_segment(check_int("file_id", file_id, minimum=0), what="file_id")
         await self._transport.request("DELETE", self._id_url(unit_id, "files", file_segment))
 
     def walk(
