@@ -261,3 +261,45 @@ async def test_a_truncated_zip_leaves_no_file(fake: FakeZigna, tmp_path: Path) -
         with pytest.raises(IncompleteBodyError):
             await zigna.pictures.download_zip(full, tmp_path)
     assert everything(tmp_path) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_a_slow_disk_holds_the_download_back(
+    fake: FakeZigna, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With little room for queued bytes, the body waits for the disk and still lands whole."""
+    import time
+
+    from zigziik import _diskwriter
+
+    disk = _diskwriter.DiskThread(high_water=64 << 10, low_water=16 << 10, idle_seconds=0.5)
+    monkeypatch.setattr(_diskwriter, "default_disk_thread", lambda: disk)
+    real = _diskwriter._write
+    most = 0
+
+    def slow_write(fd: int, data: bytes | memoryview) -> int:
+        nonlocal most
+        most = max(most, disk.queued_bytes)
+        time.sleep(0.002)
+        return real(fd, data)
+
+    monkeypatch.setattr(_diskwriter, "_write", slow_write)
+    drains = 0
+    real_drain = disk.drain
+
+    async def counted_drain() -> None:
+        nonlocal drains
+        drains += 1
+        await real_drain()
+
+    monkeypatch.setattr(disk, "drain", counted_drain)
+    order_id, picture = a_picture(fake)
+    assert picture.picture_id is not None and picture.size is not None
+    async with client(fake) as zigna:
+        path = await zigna.pictures.download(order_id, picture, tmp_path)
+    assert path.read_bytes() == fake.picture_bytes(order_id, picture.picture_id)
+    # Bounded by the high-water mark plus the chunk that crossed it (at most 1 MiB).
+    assert most <= disk.high_water + (1 << 20)
+    assert drains >= 1
+    assert everything(tmp_path) == [path.name]

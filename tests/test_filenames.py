@@ -474,3 +474,30 @@ def test_temporary_name_is_hidden_bounded_and_unique(text: str, max_bytes: int) 
     assert len(temp.encode("utf-8")) < 255
     assert temp != final
     assert temporary_name(final) != temp
+
+
+def test_the_plain_ascii_fast_path_agrees_with_every_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names the fast path accepts come out exactly as the full rules would make them."""
+    import random
+
+    from zigziik import _filenames
+
+    class Never:
+        def fullmatch(self, _text: str) -> None:
+            return None
+
+    alphabet = [chr(i) for i in range(128)] + ["é", "Å", "\u200b", "\u202e", "\u2028"]
+    common = "aZ9. -_.CONnulcom1"
+    rnd = random.Random(5)
+    names = [
+        "".join(
+            rnd.choice(alphabet if rnd.random() < 0.3 else common) for _ in range(rnd.randint(0, 8))
+        )
+        for _ in range(20_000)
+    ]
+    names += ["CON", "con.jpg", "a", ".", "..", " a", "a ", "a.", "x y.jpg", "LPT1.txt"]
+    fast = {(n, d): _filenames._clean(n, defuse_reserved=d) for n in names for d in (True, False)}
+    assert sum(1 for n in names if _filenames._PLAIN_NAME_RE.fullmatch(n)) > 1000
+    monkeypatch.setattr(_filenames, "_PLAIN_NAME_RE", Never())
+    slow = {(n, d): _filenames._clean(n, defuse_reserved=d) for n in names for d in (True, False)}
+    assert fast == slow

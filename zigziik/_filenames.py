@@ -44,6 +44,12 @@ _MAX_TEMP_EMBED_BYTES = 200
 
 _WINDOWS_INVALID = frozenset('<>:"|?*')
 _SEPARATORS_RE = re.compile(r"[/\\]")
+# Printable ASCII without separators, Windows-invalid characters, and dots or spaces at the
+# ends: the names most servers send, which only the device-name rule can change.
+_PLAIN_NAME_RE = re.compile(
+    r'[^\x00-\x20."*/:<>?\\|\x7f-\U0010ffff](?:[^\x00-\x1f"*/:<>?\\|\x7f-\U0010ffff]*'
+    r'[^\x00-\x20."*/:<>?\\|\x7f-\U0010ffff])?'
+)
 _ID_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
 _SUPERSCRIPT_DIGITS = "\u00b9\u00b2\u00b3"
@@ -211,6 +217,8 @@ def _truncate(name: str, max_bytes: int) -> str:
 
 def _clean(name: str, *, defuse_reserved: bool = True) -> str:
     """Every rule of :func:`sanitize_component` except the length bound and the fallback."""
+    if _PLAIN_NAME_RE.fullmatch(name):  # steps 1 to 5 leave printable plain ASCII alone
+        return "_" + name if defuse_reserved and is_reserved_name(name) else name
     # 1. Drop format characters: bidi overrides/isolates/marks, zero-width chars, BOM, ...
     text = "".join(ch for ch in name if unicodedata.category(ch) != "Cf")
     # 2. Canonical composition.

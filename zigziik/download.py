@@ -1,22 +1,24 @@
 """Streaming, verified, atomic downloads.
 
-A body is written in chunks to a hidden temporary file in the target folder; only when its
-byte count matches ``Content-Length`` (and the expected size, when known) is it moved to its
-final name with ``os.replace``. On any failure or cancellation the temporary file is deleted
-with a plain synchronous call (after a cancellation every further ``await`` raises).
+A body is written in chunks to a hidden temporary file in the target folder (by zigziik's
+disk thread, see `zigziik._diskwriter`, so receiving and writing overlap); only when its byte
+count matches ``Content-Length`` (and the expected size, when known) and every chunk is on
+disk is it moved to its final name with ``os.replace``. On any failure or cancellation the
+temporary file is deleted with a plain synchronous call (after a cancellation every further
+``await`` raises).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
 from anyio.lowlevel import checkpoint_if_cancelled
 
+from ._diskwriter import BackgroundFile
 from ._filenames import has_extension, picture_file_name, temporary_name
 from .errors import DecodeError, IncompleteBodyError, IntegrityError
 
@@ -27,6 +29,8 @@ __all__ = [
     "is_complete_file",
     "stream_to_file",
 ]
+
+_CANCEL_CHECK_BYTES = 8 << 20
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just written."""
@@ -86,6 +90,13 @@ def is_complete_file(path: Path, size: int) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
+def _body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The decoded body; the raw one (a layer fewer per chunk) when nothing is encoded."""
+    if "content-encoding" in response.headers:
+        return response.aiter_bytes()
+    return response.aiter_raw()
+
+
 def picture_name_for(
     picture_id: int | str, original_file_name: str | None
 ) -> Callable[[httpx.Response], str]:
@@ -122,22 +133,26 @@ def stream_to_file(
         final = dest_dir / name_for(response)
         declared = content_length(response)
         url = str(response.request.url)
-        temporary = dest_dir / temporary_name(final.name)
-        handle = open(temporary, "xb")  # noqa: ASYNC230, SIM115 - small sync writes beat a thread hop per chunk
+        file = BackgroundFile(dest_dir / temporary_name(final.name))
         complete = False
         try:
             written = 0
+            check_at = _CANCEL_CHECK_BYTES
             try:
                 # Chunks as the connection delivers them (at most about 1 MiB each from
                 # zigziik's own client): re-cutting them to a fixed size costs a copy.
-                async for chunk in response.aiter_bytes():
-                    handle.write(chunk)
+                async for chunk in _body_chunks(response):
+                    file.write(chunk)
                     written += len(chunk)
                     if progress is not None:
                         progress(len(chunk))
-                    # A whole body can arrive in one read: stop here if the caller was
-                    # cancelled meanwhile (this yields only then).
-                    await checkpoint_if_cancelled()
+                    if file.must_drain:
+                        await file.drain()
+                    elif written >= check_at:
+                        # A long body can arrive without the connection ever waiting: stop
+                        # here if the caller was cancelled meanwhile (yields only then).
+                        check_at = written + _CANCEL_CHECK_BYTES
+                        await checkpoint_if_cancelled()
             except httpx.RemoteProtocolError as exc:
                 received = response.num_bytes_downloaded
                 if declared is not None and received < declared:
@@ -146,7 +161,6 @@ def stream_to_file(
                         f"{declared} bytes (Content-Length)"
                     ) from exc
                 raise
-            handle.close()
             received = response.num_bytes_downloaded
             if declared is not None and received != declared:
                 raise IncompleteBodyError(
@@ -157,13 +171,12 @@ def stream_to_file(
                     f"GET {url}: received {written} bytes, the picture's size is "
                     f"{expected_size}; not saved as {final.name}"
                 )
-            os.replace(temporary, final)
+            await file.close()
+            os.replace(file.path, final)
             complete = True
             return final
         finally:
             if not complete:
-                handle.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temporary)
+                file.abort()
 
     return consume

@@ -172,8 +172,26 @@ class Pictures:
         else:
             picture_id = check_int("picture", picture, minimum=0)
             original, size = None, None
+        return await self.fetch_into(order_id, picture_id, original, size, folder, progress)
+
+    async def fetch_into(
+        self,
+        order_id: str | int,
+        picture_id: int | str,
+        original_file_name: str | None,
+        size: int | None,
+        folder: Path,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Stream one picture into an existing ``folder``, with no check of what is there.
+
+        The part of `download` the harvest uses (it has checked the disk already).
+        """
         consume = stream_to_file(
-            folder, picture_name_for(picture_id, original), expected_size=size, progress=progress
+            folder,
+            picture_name_for(picture_id, original_file_name),
+            expected_size=size,
+            progress=progress,
         )
         url = self._url(order_id, path_segment(picture_id, what="picture_id"))
         path = await self._transport.send("GET", url, accept="*/*", consume=consume)

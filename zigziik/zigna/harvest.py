@@ -807,7 +807,10 @@ class _Harvest:
             self._saved_at = time.monotonic()
         self._dirty = False
 
-    def bytes_callback(self, order_id: str, picture_id: int | None) -> Callable[[int], None]:
+    def bytes_callback(self, order_id: str, picture_id: int | None) -> Callable[[int], None] | None:
+        if self.progress is None:
+            return None
+
         def received(n: int) -> None:
             self.emit(HarvestEvent("bytes", order_id, picture_id, bytes=n))
 
@@ -934,7 +937,7 @@ class _Harvest:
             )
         )
         if plan.fetch:
-            folder = self.dest / job.folder
+            folder = ensure_folder(self.dest / job.folder)
             async with anyio.create_task_group() as tg:
                 for picture in plan.fetch:
                     tg.start_soon(self.picture, state, folder, picture)
@@ -944,12 +947,19 @@ class _Harvest:
 
     async def picture(self, state: _OrderState, folder: Path, picture: Picture) -> None:
         order_id, picture_id = state.job.order_id, picture.picture_id
+        assert picture_id is not None  # plan_pictures never fetches a picture without an id
         try:
             async with self.limiter:
-                path = await self.client.pictures.download(
-                    order_id, picture, folder, progress=self.bytes_callback(order_id, picture_id)
+                path = await self.client.pictures.fetch_into(
+                    order_id,
+                    picture_id,
+                    picture.original_file_name,
+                    picture.size,
+                    folder,
+                    self.bytes_callback(order_id, picture_id),
                 )
-            size = path.stat().st_size
+            # The download checked the size when the listing gave it.
+            size = picture.size if picture.size is not None else path.stat().st_size
         except Exception as exc:
             state.ok = False
             logger.debug("picture %s of order %s failed", picture_id, order_id, exc_info=True)

@@ -1,0 +1,289 @@
+"""The disk thread behind downloads (`zigziik._diskwriter`): order, errors, abort, back-pressure."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from zigziik import _diskwriter
+from zigziik._diskwriter import BackgroundFile, DiskThread
+
+
+@pytest.fixture
+def disk() -> Iterator[DiskThread]:
+    thread = DiskThread(idle_seconds=0.2)
+    yield thread
+    deadline = time.monotonic() + 5
+    while thread.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not thread.running, "the disk thread did not end when idle"
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Hold every write of the disk thread until the event is set."""
+    opened = threading.Event()
+    real = _diskwriter._write
+
+    def held(fd: int, data: bytes | memoryview) -> int:
+        opened.wait(10)
+        return real(fd, data)
+
+    monkeypatch.setattr(_diskwriter, "_write", held)
+    return opened
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll a condition that the disk thread makes true (it cannot set an anyio.Event)."""
+    with anyio.fail_after(5):
+        while not condition():  # noqa: ASYNC110
+            await anyio.sleep(0.005)
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_chunks_land_in_order(tmp_path: Path, disk: DiskThread) -> None:
+    chunks = [bytes([i % 256]) * (1000 + i) for i in range(200)]
+    file = BackgroundFile(tmp_path / "a.bin", disk)
+    for chunk in chunks:
+        file.write(chunk)
+    await file.close()
+    assert (tmp_path / "a.bin").read_bytes() == b"".join(chunks)
+    assert disk.queued_bytes == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_files_written_side_by_side_stay_apart(tmp_path: Path, disk: DiskThread) -> None:
+    async def one(n: int) -> None:
+        file = BackgroundFile(tmp_path / f"{n}.bin", disk)
+        for i in range(50):
+            file.write(f"{n}:{i};".encode())
+            await anyio.lowlevel.checkpoint()
+        await file.close()
+
+    async with anyio.create_task_group() as tg:
+        for n in range(20):
+            tg.start_soon(one, n)
+    for n in range(20):
+        assert (tmp_path / f"{n}.bin").read_bytes() == "".join(
+            f"{n}:{i};" for i in range(50)
+        ).encode()
+
+
+@pytest.mark.anyio
+async def test_no_chunks_still_make_an_empty_file(tmp_path: Path, disk: DiskThread) -> None:
+    file = BackgroundFile(tmp_path / "empty", disk)
+    file.write(b"")  # an empty chunk is nothing to queue
+    await file.close()
+    assert (tmp_path / "empty").read_bytes() == b""
+
+
+@pytest.mark.anyio
+async def test_a_file_that_exists_is_neither_overwritten_nor_deleted(
+    tmp_path: Path, disk: DiskThread
+) -> None:
+    there = tmp_path / "there"
+    there.write_bytes(b"keep me")
+    file = BackgroundFile(there, disk)
+    file.write(b"new")
+    with pytest.raises(FileExistsError):
+        await file.close()
+    file.abort()
+    await wait_until(lambda: disk.queued_bytes == 0)
+    assert there.read_bytes() == b"keep me"
+
+
+@pytest.mark.anyio
+async def test_a_write_error_is_raised_by_close(tmp_path: Path, disk: DiskThread) -> None:
+    file = BackgroundFile(tmp_path / "missing-folder" / "x", disk)
+    file.write(b"data")
+    with pytest.raises(FileNotFoundError):
+        await file.close()
+    file.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_an_error_mid_file_stops_its_writes(
+    tmp_path: Path, disk: DiskThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = _diskwriter._write
+    calls = 0
+
+    def full_disk(fd: int, data: bytes | memoryview) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(28, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(_diskwriter, "_write", full_disk)
+    file = BackgroundFile(tmp_path / "x", disk)
+    for _ in range(5):
+        file.write(b"12345")
+    with pytest.raises(OSError, match="No space"):
+        await file.close()
+    assert calls == 2  # nothing written after the failure
+    file.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_partial_writes_are_completed(
+    tmp_path: Path, disk: DiskThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = _diskwriter._write
+    monkeypatch.setattr(_diskwriter, "_write", lambda fd, data: real(fd, bytes(data[:3])))
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"abcdefghij")
+    await file.close()
+    assert (tmp_path / "x").read_bytes() == b"abcdefghij"
+
+
+@pytest.mark.anyio
+async def test_abort_deletes_the_file_even_while_writes_are_queued(
+    tmp_path: Path, disk: DiskThread, gate: threading.Event
+) -> None:
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"first")
+    file.write(b"second")
+    await wait_until(lambda: (tmp_path / "x").exists())  # created, its first write held
+    file.abort()
+    assert list(tmp_path.iterdir()) == []  # gone as abort returns
+    gate.set()
+    await wait_until(lambda: disk.queued_bytes == 0)
+    await anyio.sleep(0.05)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="closed"):
+        file.write(b"late")
+
+
+@pytest.mark.anyio
+async def test_abort_before_the_thread_creates_the_file(
+    tmp_path: Path, disk: DiskThread, gate: threading.Event
+) -> None:
+    blocker = BackgroundFile(tmp_path / "blocker", disk)
+    blocker.write(b"x")  # holds the thread
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"never")
+    file.abort()
+    gate.set()
+    await blocker.close()
+    await wait_until(lambda: disk.queued_bytes == 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_cancelled_while_closing_then_aborted_leaves_nothing(
+    tmp_path: Path, disk: DiskThread, gate: threading.Event
+) -> None:
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"held")
+    with anyio.move_on_after(0.1) as scope:
+        try:
+            await file.close()
+        finally:
+            file.abort()
+    assert scope.cancelled_caught
+    gate.set()
+    await wait_until(lambda: disk.queued_bytes == 0)
+    await anyio.sleep(0.05)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_writers_wait_when_too_much_is_queued(tmp_path: Path, gate: threading.Event) -> None:
+    disk = DiskThread(high_water=100, low_water=40, idle_seconds=0.2)
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"a" * 60)
+    assert not file.must_drain
+    file.write(b"b" * 60)
+    assert file.must_drain
+    assert disk.queued_bytes == 120
+    drained = False
+
+    async def drain() -> None:
+        nonlocal drained
+        await file.drain()
+        drained = True
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drain)
+        await anyio.sleep(0.1)
+        assert not drained  # the disk is held: the writer waits
+        gate.set()
+    assert drained
+    await file.close()
+    assert (tmp_path / "x").read_bytes() == b"a" * 60 + b"b" * 60
+
+
+@pytest.mark.anyio
+async def test_a_drain_can_be_cancelled(tmp_path: Path, gate: threading.Event) -> None:
+    disk = DiskThread(high_water=10, low_water=5, idle_seconds=0.2)
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"x" * 20)
+    with anyio.move_on_after(0.1) as scope:
+        await file.drain()
+    assert scope.cancelled_caught
+    file.abort()
+    gate.set()
+    await wait_until(lambda: disk.queued_bytes == 0)
+
+
+@pytest.mark.anyio
+async def test_the_thread_ends_when_idle_and_starts_again(tmp_path: Path) -> None:
+    disk = DiskThread(idle_seconds=0.05)
+    assert not disk.running
+    first = BackgroundFile(tmp_path / "1", disk)
+    first.write(b"1")
+    await first.close()
+    await wait_until(lambda: not disk.running)
+    second = BackgroundFile(tmp_path / "2", disk)
+    second.write(b"2")
+    await second.close()
+    assert (tmp_path / "2").read_bytes() == b"2"
+
+
+@pytest.mark.anyio
+async def test_close_twice_is_an_error(tmp_path: Path, disk: DiskThread) -> None:
+    file = BackgroundFile(tmp_path / "x", disk)
+    await file.close()
+    with pytest.raises(ValueError, match="already closed"):
+        await file.close()
+    with pytest.raises(ValueError, match="closed"):
+        file.write(b"x")
+
+
+def test_the_water_marks_are_checked() -> None:
+    with pytest.raises(ValueError, match="low_water"):
+        DiskThread(high_water=10, low_water=20)
+
+
+def test_the_shared_thread_is_one_per_process() -> None:
+    assert _diskwriter.default_disk_thread() is _diskwriter.default_disk_thread()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_thread() -> None:
+    parent = _diskwriter.default_disk_thread()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        ok = _diskwriter.default_disk_thread() is not parent
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert answer == b"1"

@@ -1,0 +1,301 @@
+"""New files written by a helper thread, so the event loop keeps receiving while bytes reach disk.
+
+Copying a chunk into the page cache costs about as much CPU as receiving it. Done in the
+event loop's thread, as hand-written download code does, the two take turns on one core;
+handed to a helper thread (``os.write`` releases the GIL), they overlap on two.
+
+A `BackgroundFile` queues its chunks to the shared `DiskThread` in order and never blocks the
+loop: `BackgroundFile.write` only appends to a queue, `BackgroundFile.close` awaits the last
+write and the close, `BackgroundFile.abort` (synchronous, so it is safe in ``finally`` after
+a cancellation) drops what is queued and deletes the file. Bytes queued across all files are
+bounded (``high_water``); a writer over the bound awaits `BackgroundFile.drain`, so a slow disk
+slows the downloads down instead of filling memory.
+
+The thread starts on first use and ends after ``idle_seconds`` with nothing to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import anyio
+
+__all__ = ["BackgroundFile", "DiskThread", "default_disk_thread"]
+
+
+class _Marker:
+    """A queue entry that is not bytes to write."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+_CLOSE: Final = _Marker("close")
+_ABORT: Final = _Marker("abort")
+_write = os.write  # a module attribute, so tests can slow the thread down or fail it
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0)
+
+
+class _Waker:
+    """Wakes one task of the running event loop from another thread (asyncio or trio)."""
+
+    def __init__(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: trio (anyio's only other backend)
+            import trio
+
+            event = trio.Event()
+            token = trio.lowlevel.current_trio_token()
+
+            def wake_trio() -> None:
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(event.set)
+
+            self.wake: Callable[[], None] = wake_trio
+            self._wait_trio = event.wait
+            self._future: asyncio.Future[None] | None = None
+            return
+        future: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        def wake_asyncio() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(resolve)
+
+        self.wake = wake_asyncio
+        self._future = future
+
+    async def wait(self) -> None:
+        if self._future is not None:
+            await self._future
+        else:
+            await self._wait_trio()
+
+
+class BackgroundFile:
+    """A new file (created exclusively: it must not exist) written by a `DiskThread`.
+
+    Chunks are written in the order given. The file is created by the thread on the first
+    chunk, or by `close` when there was none.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], thread: DiskThread | None = None) -> None:
+        self.path = Path(path)
+        self._thread = thread if thread is not None else default_disk_thread()
+        self._lock = threading.Lock()  # orders the thread's create against `abort`
+        self._fd: int | None = None
+        self._aborted = False
+        self._created = False
+        self._closing = False
+        self._error: BaseException | None = None
+        self._waker: _Waker | None = None
+
+    def write(self, chunk: bytes) -> None:
+        """Queue ``chunk`` (returns at once; see `must_drain`)."""
+        if self._closing or self._aborted:
+            raise ValueError(f"write to a closed file: {self.path}")
+        if chunk:
+            self._thread.submit(self, chunk)
+
+    @property
+    def must_drain(self) -> bool:
+        """Whether the bytes queued (by every file) are over the bound: await `drain` then."""
+        return self._thread.over_high_water
+
+    async def drain(self) -> None:
+        """Wait until the queued bytes are back under the bound."""
+        await self._thread.drain()
+
+    async def close(self) -> None:
+        """Wait until every chunk is written and the file closed; raise the first error.
+
+        The size and the place are the caller's to check; on an error (or a cancellation
+        while waiting) the caller must still call `abort`.
+        """
+        if self._closing:
+            raise ValueError(f"the file is already closed: {self.path}")
+        self._closing = True
+        waker = _Waker()
+        self._waker = waker
+        self._thread.submit(self, _CLOSE)
+        await waker.wait()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Drop whatever is still queued and delete the file (synchronous, idempotent)."""
+        with self._lock:
+            if self._aborted:
+                return
+            self._aborted = True
+            created = self._created
+        if created:
+            # Deleting here makes the file gone when this returns (the thread may still hold
+            # it open, which POSIX allows; elsewhere the thread deletes it once closed).
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        self._thread.submit(self, _ABORT)
+
+    # -- run by the thread -----------------------------------------------------------------
+
+    def _handle(self, data: bytes | _Marker) -> None:
+        if data is _CLOSE:
+            self._finish()
+        elif data is _ABORT:
+            self._release()
+            if self._created:  # never a file that was there before (O_EXCL refused it)
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+        elif self._error is None and not self._aborted and not isinstance(data, _Marker):
+            try:
+                self._write_all(data)
+            except BaseException as exc:  # reported by close()
+                self._error = exc
+
+    def _open(self) -> int | None:
+        if self._fd is None:
+            with self._lock:
+                if self._aborted:
+                    return None
+                self._fd = os.open(self.path, _OPEN_FLAGS, 0o666)
+                self._created = True
+        return self._fd
+
+    def _write_all(self, data: bytes) -> None:
+        fd = self._open()
+        if fd is None:
+            return
+        written = _write(fd, data)
+        if written < len(data):  # a partial write (rare on a regular file): write the rest
+            view = memoryview(data)[written:]
+            while view:
+                view = view[_write(fd, view) :]
+
+    def _finish(self) -> None:
+        try:
+            if self._error is None and not self._aborted:
+                self._open()  # an empty body still gives a file
+            self._release()
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
+        finally:
+            if self._waker is not None:
+                self._waker.wake()
+
+    def _release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class DiskThread:
+    """One helper thread writing the chunks of every `BackgroundFile` given to it, in order."""
+
+    def __init__(
+        self,
+        *,
+        high_water: int = 16 << 20,
+        low_water: int = 8 << 20,
+        idle_seconds: float = 10.0,
+    ) -> None:
+        if not 0 <= low_water <= high_water:
+            raise ValueError("need 0 <= low_water <= high_water")
+        self.high_water = high_water
+        self.low_water = low_water
+        self.idle_seconds = idle_seconds
+        self._lock = threading.Lock()
+        self._below_low_water = threading.Condition(self._lock)
+        self._queue: queue.SimpleQueue[tuple[BackgroundFile, bytes | _Marker]] = queue.SimpleQueue()
+        self._queued_bytes = 0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued and not yet written."""
+        return self._queued_bytes
+
+    @property
+    def over_high_water(self) -> bool:
+        return self._queued_bytes > self.high_water
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def submit(self, file: BackgroundFile, data: bytes | _Marker) -> None:
+        with self._lock:
+            if not isinstance(data, _Marker):
+                self._queued_bytes += len(data)
+            self._queue.put((file, data))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="zigziik-disk-writer", daemon=True
+                )
+                self._thread.start()
+
+    async def drain(self) -> None:
+        """Wait (in a worker thread, abandoned on cancellation) until under ``low_water``."""
+        if self._queued_bytes > self.low_water:
+            await anyio.to_thread.run_sync(self._wait_for_low_water, abandon_on_cancel=True)
+
+    def _wait_for_low_water(self) -> None:
+        with self._below_low_water:
+            self._below_low_water.wait_for(lambda: self._queued_bytes <= self.low_water)
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            try:
+                file, data = get(timeout=self.idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():  # submit() queues under this lock: none is lost
+                        self._thread = None
+                        return
+                continue
+            file._handle(data)
+            if not isinstance(data, _Marker):
+                with self._lock:
+                    self._queued_bytes -= len(data)
+                    if self._queued_bytes <= self.low_water:
+                        self._below_low_water.notify_all()
+
+
+_default: DiskThread | None = None
+_default_lock = threading.Lock()
+
+
+def default_disk_thread() -> DiskThread:
+    """The process's shared `DiskThread` (a new one in a forked child)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = DiskThread()
+    return _default
+
+
+def _forget_after_fork() -> None:
+    global _default, _default_lock
+    _default = None
+    _default_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
