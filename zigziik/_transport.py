@@ -99,6 +99,7 @@ class FileUpload:
 
 
 _JSON = "application/json"
+_MERGED_HEADERS_KEPT = 16
 
 
 def _default_client(timeout: httpx.Timeout | None) -> httpx.AsyncClient:
@@ -119,7 +120,15 @@ def _default_client(timeout: httpx.Timeout | None) -> httpx.AsyncClient:
 
 async def read_body(response: httpx.Response) -> bytes:
     """The default consumer: the whole body."""
-    return await response.aread()
+    if "content-encoding" in response.headers or not isinstance(
+        response.stream, httpx.AsyncByteStream
+    ):
+        return await response.aread()
+    # Nothing to decode: the chunks as the transport gives them, without httpx's iterator
+    # layers. Closing at once frees the connection (and spares `_close` its shielded scope).
+    body = b"".join([chunk async for chunk in response.stream])
+    await response.aclose()
+    return body
 
 
 def make_timeout(timeout: TimeoutArg) -> httpx.Timeout:
@@ -177,6 +186,7 @@ class Transport:
         self._per_request_headers = (
             {} if self._owns_client else {"Accept": _JSON, "User-Agent": USER_AGENT}
         )
+        self._merged_headers: dict[tuple[Any, ...], httpx.Headers] = {}
         self.retry = retry if retry is not None else RetryPolicy()
         self.budget = budget
         self._now = now or (lambda: datetime.now(timezone.utc))
@@ -343,15 +353,7 @@ class Transport:
                 opened.append(handle)
                 name = upload.filename or upload.path.name
                 files = {upload.field: (name, handle, upload.content_type)}
-            request = self._client.build_request(
-                method,
-                url,
-                params=params,
-                content=content,
-                files=files,
-                headers=headers,
-                timeout=self._timeout if self._timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
+            request = self._build_request(method, url, params, content, files, headers)
             try:
                 response = await self._client.send(request, stream=True)
             except httpx.TransportError as exc:
@@ -376,6 +378,53 @@ class Transport:
             settle(None)
             for stream in opened:
                 stream.close()
+
+    def _build_request(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        content: bytes | None,
+        files: Any,
+        headers: dict[str, str],
+    ) -> httpx.Request:
+        """What ``client.build_request`` builds, made quicker in the usual case.
+
+        With no query, upload or cookies, an absolute URL and httpx's own `build_request`,
+        all that method adds is the client's headers and timeout: the merged headers are
+        kept for the next request with the same ones (httpx merges them anew every time,
+        about a third of its cost).
+        """
+        client = self._client
+        timeout = self._timeout if self._timeout is not None else client.timeout
+        if (
+            params
+            or files is not None
+            or client.params
+            or client.cookies
+            or type(client).build_request is not httpx.AsyncClient.build_request
+            or not url.startswith(("https://", "http://"))
+        ):
+            return client.build_request(
+                method,
+                url,
+                params=params,
+                content=content,
+                files=files,
+                headers=headers,
+                timeout=timeout,
+            )
+        key = (tuple(client.headers.raw), tuple(headers.items()))
+        merged = self._merged_headers.get(key)
+        if merged is None:
+            merged = httpx.Headers(client.headers)
+            merged.update(headers)
+            if len(self._merged_headers) >= _MERGED_HEADERS_KEPT:
+                self._merged_headers.clear()
+            self._merged_headers[key] = merged
+        return httpx.Request(
+            method, url, content=content, headers=merged, extensions={"timeout": timeout.as_dict()}
+        )
 
     async def _reserve(self, method: str, url: str, params: Mapping[str, Any] | None) -> None:
         if self.budget is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -90,11 +90,14 @@ def is_complete_file(path: Path, size: int) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
-def _body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The decoded body; the raw one (a layer fewer per chunk) when nothing is encoded."""
-    if "content-encoding" in response.headers:
-        return response.aiter_bytes()
-    return response.aiter_raw()
+def _is_plain_stream(response: httpx.Response) -> bool:
+    """Whether the body's bytes are the file's: then the stream is read as the transport
+    gives it, without httpx's two iterator layers per chunk (else through `aiter_bytes`)."""
+    return (
+        "content-encoding" not in response.headers
+        and isinstance(response.stream, httpx.AsyncByteStream)
+        and not response.is_stream_consumed
+    )
 
 
 def picture_name_for(
@@ -134,6 +137,8 @@ def stream_to_file(
         declared = content_length(response)
         url = str(response.request.url)
         file = BackgroundFile(dest_dir / temporary_name(final.name))
+        raw = _is_plain_stream(response)
+        chunks = response.stream if raw else response.aiter_bytes()
         complete = False
         try:
             written = 0
@@ -141,7 +146,7 @@ def stream_to_file(
             try:
                 # Chunks as the connection delivers them (at most about 1 MiB each from
                 # zigziik's own client): re-cutting them to a fixed size costs a copy.
-                async for chunk in _body_chunks(response):
+                async for chunk in chunks:  # type: ignore[union-attr]
                     file.write(chunk)
                     written += len(chunk)
                     if progress is not None:
@@ -154,14 +159,16 @@ def stream_to_file(
                         check_at = written + _CANCEL_CHECK_BYTES
                         await checkpoint_if_cancelled()
             except httpx.RemoteProtocolError as exc:
-                received = response.num_bytes_downloaded
+                received = written if raw else response.num_bytes_downloaded
                 if declared is not None and received < declared:
                     raise IncompleteBodyError(
                         f"GET {url}: the connection ended after {received} of "
                         f"{declared} bytes (Content-Length)"
                     ) from exc
                 raise
-            received = response.num_bytes_downloaded
+            if raw:
+                await response.aclose()  # frees the connection while the disk catches up
+            received = written if raw else response.num_bytes_downloaded
             if declared is not None and received != declared:
                 raise IncompleteBodyError(
                     f"GET {url}: received {received} bytes, Content-Length said {declared}"
@@ -171,8 +178,7 @@ def stream_to_file(
                     f"GET {url}: received {written} bytes, the picture's size is "
                     f"{expected_size}; not saved as {final.name}"
                 )
-            await file.close()
-            os.replace(file.path, final)
+            await file.close(rename_to=final)
             complete = True
             return final
         finally:
