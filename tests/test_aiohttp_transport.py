@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,3 +123,89 @@ async def test_hooks_and_auth_take_httpx_own_send(fake: FakeZigna, origin: str) 
 async def test_the_client_refuses_another_transport() -> None:
     with pytest.raises(TypeError):
         aiohttp_client(transport=httpx.AsyncHTTPTransport())
+
+
+class _DripServer:
+    """A raw HTTP/1.1 server on loopback sending its body in timed pieces."""
+
+    def __init__(self, pieces: list[tuple[float, bytes]], length: int) -> None:
+        self.pieces = pieces
+        self.length = length
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n"
+                + f"Content-Length: {self.length}\r\n\r\n".encode()
+            )
+            for pause, piece in self.pieces:
+                await asyncio.sleep(pause)
+                writer.write(piece)
+                await writer.drain()
+            await asyncio.sleep(5)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+async def test_a_body_that_keeps_coming_outlasts_the_read_timeout(tmp_path: Path) -> None:
+    """The read timeout bounds each silence, not the whole body (as with httpx's transport)."""
+    pieces = [(0.15, bytes([i]) * 1000) for i in range(8)]  # 1.2 s in all, gaps of 0.15 s
+    async with (
+        _DripServer(pieces, 8000) as origin,
+        aiohttp_client(timeout=0.5) as http,
+        ZignaClient(
+            DEMO_API_KEY, base_url=origin + "/v2", http_client=http, retry=RetryPolicy.never()
+        ) as zigna,
+    ):
+        path = await zigna.pictures.download("1", 7, tmp_path)
+    assert path.read_bytes() == b"".join(piece for _, piece in pieces)
+
+
+async def test_a_body_that_stops_mid_way_times_out_and_leaves_no_file(tmp_path: Path) -> None:
+    # Pieces after the headers, then nothing (the server waits 5 s): the silence starts
+    # after the body has begun, where zigziik's own idle watch times it.
+    pieces = [(0.05, b"x" * 2000), (0.05, b"y" * 3000)]
+    started = time.monotonic()
+    async with (
+        _DripServer(pieces, 10_000) as origin,
+        aiohttp_client(timeout=0.3) as http,
+        ZignaClient(
+            DEMO_API_KEY, base_url=origin + "/v2", http_client=http, retry=RetryPolicy.never()
+        ) as zigna,
+    ):
+        with pytest.raises(TransportError, match="timed out"):
+            await zigna.pictures.download("1", 7, tmp_path)
+    assert time.monotonic() - started < 3
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_stall_after_the_headers_times_out(
+    fake: FakeZigna, origin: str, tmp_path: Path
+) -> None:
+    order_id = _with_pictures(fake)
+    picture = fake.pictures(order_id)[0]["pictureID"]
+    fake.faults.stall_next(1, match=f"/pictures/{picture}", seconds=5)
+    started = time.monotonic()
+    async with (
+        aiohttp_client(timeout=0.3) as http,
+        ZignaClient(
+            DEMO_API_KEY, base_url=origin + "/v2", http_client=http, retry=RetryPolicy.never()
+        ) as zigna,
+    ):
+        with pytest.raises(TransportError, match="timed out"):
+            await zigna.pictures.download(order_id, picture, tmp_path)
+    assert time.monotonic() - started < 3
+    assert list(tmp_path.iterdir()) == []

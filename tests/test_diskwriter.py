@@ -37,6 +37,7 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
         return real(fd, data)
 
     monkeypatch.setattr(_diskwriter, "_write", held)
+    monkeypatch.setattr(_diskwriter, "_writev", None)  # every chunk through `held`
     return opened
 
 
@@ -126,6 +127,7 @@ async def test_an_error_mid_file_stops_its_writes(
         return real(fd, data)
 
     monkeypatch.setattr(_diskwriter, "_write", full_disk)
+    monkeypatch.setattr(_diskwriter, "_writev", None)
     file = BackgroundFile(tmp_path / "x", disk)
     for _ in range(5):
         file.write(b"12345")
@@ -146,6 +148,60 @@ async def test_partial_writes_are_completed(
     file.write(b"abcdefghij")
     await file.close()
     assert (tmp_path / "x").read_bytes() == b"abcdefghij"
+
+
+@pytest.mark.skipif(_diskwriter._writev is None, reason="no os.writev here")
+@pytest.mark.parametrize("short", [0, 1, 4, 5, 9, 12])
+def test_a_short_vectored_write_is_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short: int
+) -> None:
+    """After a writev that wrote only ``short`` bytes, the rest follows, in order."""
+    real = _diskwriter._writev
+    assert real is not None
+    calls: list[int] = []
+
+    def partial(fd: int, chunks: list[bytes]) -> int:
+        calls.append(len(chunks))
+        return os.write(fd, b"".join(chunks)[:short])
+
+    monkeypatch.setattr(_diskwriter, "_writev", partial)
+    target = tmp_path / "x"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        _diskwriter._write_all(fd, [b"abcd", b"e", b"fghijklm"])
+    finally:
+        os.close(fd)
+    assert calls == [3]
+    assert target.read_bytes() == b"abcdefghijklm"
+
+
+@pytest.mark.anyio
+async def test_chunks_queued_together_are_written_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gate: threading.Event
+) -> None:
+    """A file's chunks waiting in the queue go to disk in one vectored write, in order."""
+    vectored: list[int] = []
+
+    def counted(fd: int, chunks: list[bytes]) -> int:
+        vectored.append(len(chunks))
+        return os.write(fd, b"".join(chunks))
+
+    disk = DiskThread(idle_seconds=0.2)
+    blocker = BackgroundFile(tmp_path / "blocker", disk)
+    blocker.write(b"hold")  # the thread waits on the gate with this one
+    await wait_until(lambda: (tmp_path / "blocker").exists())
+    monkeypatch.setattr(_diskwriter, "_writev", counted)
+    files = [BackgroundFile(tmp_path / f"{n}", disk) for n in range(3)]
+    for i in range(10):
+        for n, file in enumerate(files):
+            file.write(f"{n}.{i};".encode())
+    gate.set()
+    for file in files:
+        await file.close()
+    await blocker.close()
+    for n in range(3):
+        assert (tmp_path / f"{n}").read_bytes() == "".join(f"{n}.{i};" for i in range(10)).encode()
+    assert vectored and max(vectored) == 10  # each file's ten chunks in one call
 
 
 @pytest.mark.anyio

@@ -24,9 +24,11 @@ from .errors import DecodeError, IncompleteBodyError, IntegrityError
 
 __all__ = [
     "Progress",
+    "ReceivedFile",
     "ensure_folder",
     "existing_complete_file",
     "is_complete_file",
+    "receive_to_file",
     "stream_to_file",
 ]
 
@@ -111,20 +113,54 @@ def picture_name_for(
     return name
 
 
-def stream_to_file(
+class ReceivedFile:
+    """A body received whole and checked, still on its way to disk under a temporary name.
+
+    `finish` waits for the disk and moves the file to its final name; `abort` (synchronous)
+    deletes it instead. One left alone is aborted when it is garbage-collected.
+    """
+
+    def __init__(self, file: BackgroundFile, final: Path) -> None:
+        self._file = file
+        self.final = final
+        self._settled = False
+
+    async def finish(self) -> Path:
+        """The final path, once every byte is written and the file moved there."""
+        self._settled = True
+        try:
+            await self._file.close(rename_to=self.final)
+        except BaseException:
+            self._file.abort()
+            raise
+        return self.final
+
+    def abort(self) -> None:
+        """Delete the temporary file (idempotent; leaves a finished file alone)."""
+        self._settled = True
+        self._file.abort()
+
+    def __del__(self) -> None:
+        if not self._settled:
+            self._file.abort()
+
+
+def receive_to_file(
     dest_dir: Path,
     name_for: Callable[[httpx.Response], str],
     *,
     expected_size: int | None = None,
     progress: Progress | None = None,
     no_content_ok: bool = False,
-) -> Callable[[httpx.Response], Awaitable[Path | None]]:
-    """A transport consumer that streams a successful response into ``dest_dir``.
+) -> Callable[[httpx.Response], Awaitable[ReceivedFile | None]]:
+    """A transport consumer that receives a successful response towards a file in ``dest_dir``.
 
-    Returns the final path, or ``None`` for a 204 when ``no_content_ok``.
+    Returns a `ReceivedFile` to finish (the caller may first give up its place among the
+    requests in flight: the disk has its own bound), or ``None`` for a 204 when
+    ``no_content_ok``.
     """
 
-    async def consume(response: httpx.Response) -> Path | None:
+    async def consume(response: httpx.Response) -> ReceivedFile | None:
         if response.status_code == 204:
             if no_content_ok:
                 return None
@@ -178,11 +214,37 @@ def stream_to_file(
                     f"GET {url}: received {written} bytes, the picture's size is "
                     f"{expected_size}; not saved as {final.name}"
                 )
-            await file.close(rename_to=final)
             complete = True
-            return final
+            return ReceivedFile(file, final)
         finally:
             if not complete:
                 file.abort()
+
+    return consume
+
+
+def stream_to_file(
+    dest_dir: Path,
+    name_for: Callable[[httpx.Response], str],
+    *,
+    expected_size: int | None = None,
+    progress: Progress | None = None,
+    no_content_ok: bool = False,
+) -> Callable[[httpx.Response], Awaitable[Path | None]]:
+    """A transport consumer that streams a successful response into ``dest_dir``.
+
+    Returns the final path, or ``None`` for a 204 when ``no_content_ok``.
+    """
+    receive = receive_to_file(
+        dest_dir,
+        name_for,
+        expected_size=expected_size,
+        progress=progress,
+        no_content_ok=no_content_ok,
+    )
+
+    async def consume(response: httpx.Response) -> Path | None:
+        received = await receive(response)
+        return None if received is None else await received.finish()
 
     return consume

@@ -20,6 +20,7 @@ It runs under asyncio only (aiohttp has no trio support); respx does not see its
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -39,14 +40,17 @@ __all__ = ["AiohttpClient", "AiohttpTransport", "aiohttp_client"]
 _DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)  # zigziik's default
 
 
-def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
+def _timeouts(request: httpx.Request) -> tuple[float | None, float | None, float | None]:
+    """httpx's (pool, connect, read) timeouts of ``request``."""
     spec: dict[str, float | None] = request.extensions.get("timeout", {})
-    return aiohttp.ClientTimeout(
-        total=None,
-        connect=spec.get("pool"),
-        sock_connect=spec.get("connect"),
-        sock_read=spec.get("read"),
-    )
+    return spec.get("pool"), spec.get("connect"), spec.get("read")
+
+
+@functools.lru_cache(maxsize=32)
+def _client_timeout(
+    pool: float | None, connect: float | None, read: float | None
+) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
 
 
 def _map_error(exc: BaseException, request: httpx.Request, *, body: bool) -> httpx.HTTPError:
@@ -68,21 +72,80 @@ def _map_error(exc: BaseException, request: httpx.Request, *, body: bool) -> htt
 _ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
+class _IdleWatch:
+    """Fails a body that receives nothing for ``timeout`` seconds, with one timer per body.
+
+    aiohttp's own ``sock_read`` timeout moves a timer on every chunk (a cancelled timer
+    handle and a new one each time, a few percent of a bulk download); this one only
+    notes the time of the last chunk, and its timer, when it fires, looks at that.
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse, timeout: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._content = response.content
+        self._timeout = timeout
+        self.last = self._loop.time()
+        self._handle: asyncio.TimerHandle | None = self._loop.call_at(
+            self.last + timeout, self._check
+        )
+
+    def poke(self) -> None:
+        self.last = self._loop.time()
+
+    def _check(self) -> None:
+        due = self.last + self._timeout
+        if self._loop.time() < due:
+            self._handle = self._loop.call_at(due, self._check)
+            return
+        self._handle = None
+        self._content.set_exception(
+            aiohttp.ServerTimeoutError(f"no data for {self._timeout:g} s while reading the body")
+        )
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+def _watch_body(response: aiohttp.ClientResponse, timeout: float | None) -> _IdleWatch | None:
+    """Swap aiohttp's per-chunk read timer for an `_IdleWatch` (until the next request)."""
+    if not timeout or response.content.is_eof():
+        return None
+    connection = response.connection
+    protocol = connection.protocol if connection is not None else None
+    if protocol is None or not hasattr(protocol, "read_timeout"):  # pragma: no cover
+        return None  # an aiohttp without the setter: its own timer stays
+    protocol.read_timeout = None  # the next chunk drops aiohttp's timer; the next request
+    return _IdleWatch(response, timeout)  # sets its own read timeout again
+
+
 class _Body(httpx.AsyncByteStream):
     """The response body as aiohttp delivers it (every chunk waiting, in one piece)."""
 
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, request: httpx.Request, read_timeout: float | None
+    ) -> None:
         self._response = response
         self._request = request
+        self._watch = _watch_body(response, read_timeout)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        watch = self._watch
         try:
             async for chunk in self._response.content.iter_any():
+                if watch is not None:
+                    watch.poke()
                 yield chunk
         except _ERRORS as exc:
             raise _map_error(exc, self._request, body=True) from exc
+        finally:
+            if watch is not None:
+                watch.cancel()
 
     async def aclose(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         self._response.release()
 
 
@@ -138,6 +201,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             data = _request_body(request)
         else:
             data = content or None
+        timeouts = _timeouts(request)
         try:
             response = await session.request(
                 request.method,
@@ -145,7 +209,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=data,
                 allow_redirects=False,
-                timeout=_timeout(request),
+                timeout=_client_timeout(*timeouts),
                 compress=None,
             )
         except _ERRORS as exc:
@@ -153,7 +217,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=_Body(response, request),
+            stream=_Body(response, request, timeouts[2]),
             extensions={
                 "http_version": f"HTTP/{response.version.major}.{response.version.minor}".encode()
                 if response.version is not None

@@ -20,9 +20,11 @@ from .._transport import FileUpload, StaticHeaders, TimeoutArg, Transport
 from .._urls import path_segment, with_params
 from ..download import (
     Progress,
+    ReceivedFile,
     ensure_folder,
     existing_complete_file,
     picture_name_for,
+    receive_to_file,
     stream_to_file,
 )
 from ..errors import ConfigurationError, DecodeError
@@ -172,9 +174,10 @@ class Pictures:
         else:
             picture_id = check_int("picture", picture, minimum=0)
             original, size = None, None
-        return await self.fetch_into(order_id, picture_id, original, size, folder, progress)
+        received = await self.receive_into(order_id, picture_id, original, size, folder, progress)
+        return await received.finish()
 
-    async def fetch_into(
+    async def receive_into(
         self,
         order_id: str | int,
         picture_id: int | str,
@@ -182,22 +185,23 @@ class Pictures:
         size: int | None,
         folder: Path,
         progress: Progress | None = None,
-    ) -> Path:
-        """Stream one picture into an existing ``folder``, with no check of what is there.
+    ) -> ReceivedFile:
+        """Receive one picture towards an existing ``folder``, with no check of what is there.
 
-        The part of `download` the harvest uses (it has checked the disk already).
+        The part of `download` the harvest uses: it has checked the disk already, and
+        finishes the file after giving up its place among the requests in flight.
         """
-        consume = stream_to_file(
+        consume = receive_to_file(
             folder,
             picture_name_for(picture_id, original_file_name),
             expected_size=size,
             progress=progress,
         )
         url = self._url(order_id, path_segment(picture_id, what="picture_id"))
-        path = await self._transport.send("GET", url, accept="*/*", consume=consume)
-        if path is None:  # pragma: no cover - only zips may be empty
+        received = await self._transport.send("GET", url, accept="*/*", consume=consume)
+        if received is None:  # pragma: no cover - only zips may be empty
             raise DecodeError("the picture response had no body", method="GET", url=url)
-        return path
+        return received
 
     async def download_zip(
         self,

@@ -950,7 +950,7 @@ class _Harvest:
         assert picture_id is not None  # plan_pictures never fetches a picture without an id
         try:
             async with self.limiter:
-                path = await self.client.pictures.fetch_into(
+                received = await self.client.pictures.receive_into(
                     order_id,
                     picture_id,
                     picture.original_file_name,
@@ -958,6 +958,9 @@ class _Harvest:
                     folder,
                     self.bytes_callback(order_id, picture_id),
                 )
+            # Off the limiter: the network is free for the next request while the disk
+            # catches up (which has a bound of its own).
+            path = await received.finish()
             # The download checked the size when the listing gave it.
             size = picture.size if picture.size is not None else path.stat().st_size
         except Exception as exc:
