@@ -63,7 +63,8 @@ async def test_the_default_client_streams_over_asyncio_protocol() -> None:
         writer.close()
 
     async with raw_server(handler) as origin:
-        client = _default_client(httpx.Timeout(5.0))
+        client, transport = _default_client(httpx.Timeout(5.0))
+        assert client._transport is transport  # type: ignore[attr-defined]
         async with client:
             response = await client.get(origin + "/")
             assert response.content == b"x" * 10
@@ -90,7 +91,7 @@ async def test_a_body_sent_in_small_pieces_arrives_whole() -> None:
         writer.close()
 
     async with raw_server(handler) as origin:
-        async with _default_client(httpx.Timeout(5.0)) as client:
+        async with _default_client(httpx.Timeout(5.0))[0] as client:
             chunks = []
             async with client.stream("GET", origin + "/") as response:
                 async for chunk in response.aiter_raw():
@@ -111,7 +112,7 @@ async def test_a_connection_the_server_closed_is_not_reused() -> None:
         writer.close()
 
     async with raw_server(handler) as origin:
-        async with _default_client(httpx.Timeout(5.0)) as client:
+        async with _default_client(httpx.Timeout(5.0))[0] as client:
             for _ in range(3):
                 response = await client.get(origin + "/")
                 assert response.content == b"ok"
@@ -127,7 +128,7 @@ async def test_a_body_cut_short_is_a_protocol_error() -> None:
         writer.close()
 
     async with raw_server(handler) as origin:
-        async with _default_client(httpx.Timeout(5.0)) as client:
+        async with _default_client(httpx.Timeout(5.0))[0] as client:
             with pytest.raises(httpx.RemoteProtocolError):
                 await client.get(origin + "/")
 
@@ -139,7 +140,7 @@ async def test_a_silent_server_times_out() -> None:
         writer.close()
 
     async with raw_server(handler) as origin:
-        async with _default_client(httpx.Timeout(0.2)) as client:
+        async with _default_client(httpx.Timeout(0.2))[0] as client:
             with pytest.raises(httpx.ReadTimeout):
                 await client.get(origin + "/")
 
