@@ -343,3 +343,55 @@ def test_a_forked_child_gets_its_own_thread() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert answer == b"1"
+
+
+@pytest.mark.anyio
+async def test_a_received_file_is_finished_under_its_final_name(
+    tmp_path: Path, disk: DiskThread
+) -> None:
+    from zigziik.download import ReceivedFile
+
+    file = BackgroundFile(tmp_path / ".x.part", disk)
+    file.write(b"picture")
+    received = ReceivedFile(file, tmp_path / "x.jpg")
+    assert await received.finish() == tmp_path / "x.jpg"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jpg"]
+    received.abort()  # too late to matter: the finished file stays
+    assert (tmp_path / "x.jpg").read_bytes() == b"picture"
+
+
+@pytest.mark.anyio
+async def test_a_received_file_dropped_unfinished_is_deleted(
+    tmp_path: Path, disk: DiskThread
+) -> None:
+    import gc
+
+    from zigziik.download import ReceivedFile
+
+    file = BackgroundFile(tmp_path / ".x.part", disk)
+    file.write(b"picture")
+    received = ReceivedFile(file, tmp_path / "x.jpg")
+    del received
+    gc.collect()
+    await wait_until(lambda: disk.queued_bytes == 0)
+    await anyio.sleep(0.05)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_a_received_file_cancelled_while_finishing_is_deleted(
+    tmp_path: Path, disk: DiskThread, gate: threading.Event
+) -> None:
+    from zigziik.download import ReceivedFile
+
+    file = BackgroundFile(tmp_path / ".x.part", disk)
+    file.write(b"picture")
+    received = ReceivedFile(file, tmp_path / "x.jpg")
+    with anyio.move_on_after(0.1) as scope:
+        await received.finish()
+    assert scope.cancelled_caught
+    gate.set()
+    await wait_until(lambda: disk.queued_bytes == 0)
+    await anyio.sleep(0.05)
+    assert list(tmp_path.iterdir()) == []

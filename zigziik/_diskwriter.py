@@ -100,7 +100,9 @@ class BackgroundFile:
     def __init__(self, path: str | os.PathLike[str], thread: DiskThread | None = None) -> None:
         self.path = Path(path)
         self._thread = thread if thread is not None else default_disk_thread()
-        self._lock = threading.Lock()  # orders the thread's create against `abort`
+        # Orders the thread's create against `abort`; re-entrant, as a `ReceivedFile` dropped
+        # while it is held can be collected (and aborted) right there.
+        self._lock = threading.RLock()
         self._fd: int | None = None
         self._aborted = False
         self._created = False
@@ -228,7 +230,7 @@ class DiskThread:
         self.high_water = high_water
         self.low_water = low_water
         self.idle_seconds = idle_seconds
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant for the same reason as BackgroundFile's
         self._below_low_water = threading.Condition(self._lock)
         self._queue: queue.SimpleQueue[tuple[BackgroundFile, bytes | _Marker]] = queue.SimpleQueue()
         self._queued_bytes = 0
