@@ -395,3 +395,21 @@ async def test_a_received_file_cancelled_while_finishing_is_deleted(
     await wait_until(lambda: disk.queued_bytes == 0)
     await anyio.sleep(0.05)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_a_reused_buffer_is_copied_before_it_is_queued(
+    tmp_path: Path, disk: DiskThread, gate: threading.Event
+) -> None:
+    """A transport that refills one buffer for every chunk still gets every chunk written."""
+    buffer = bytearray(b"first")
+    view = memoryview(bytearray(b"third"))
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(buffer)
+    buffer[:] = b"secnd"
+    file.write(buffer)
+    file.write(view)
+    view[:] = b"XXXXX"
+    gate.set()
+    await file.close()
+    assert (tmp_path / "x").read_bytes() == b"firstsecndthird"

@@ -112,10 +112,16 @@ class BackgroundFile:
         self._error: BaseException | None = None
         self._waker: _Waker | None = None
 
-    def write(self, chunk: bytes) -> None:
-        """Queue ``chunk`` (returns at once; see `must_drain`)."""
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Queue ``chunk`` (returns at once; see `must_drain`).
+
+        Anything but `bytes` is copied first: a transport may reuse its buffer once this
+        returns, long before the thread writes it.
+        """
         if self._closing or self._aborted:
             raise ValueError(f"write to a closed file: {self.path}")
+        if type(chunk) is not bytes:
+            chunk = bytes(chunk)
         if chunk:
             self._thread.submit(self, chunk)
 
