@@ -413,3 +413,13 @@ async def test_a_reused_buffer_is_copied_before_it_is_queued(
     gate.set()
     await file.close()
     assert (tmp_path / "x").read_bytes() == b"firstsecndthird"
+
+
+@pytest.mark.anyio
+async def test_a_disk_error_stops_further_writes_at_once(tmp_path: Path, disk: DiskThread) -> None:
+    file = BackgroundFile(tmp_path / "missing-folder" / "x", disk)
+    file.write(b"first")
+    await wait_until(lambda: disk.queued_bytes == 0)
+    with pytest.raises(FileNotFoundError):
+        file.write(b"second")
+    file.abort()

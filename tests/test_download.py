@@ -303,3 +303,21 @@ async def test_a_slow_disk_holds_the_download_back(
     assert most <= disk.high_water + (1 << 20)
     assert drains >= 1
     assert everything(tmp_path) == [path.name]
+
+
+@pytest.mark.anyio
+async def test_a_full_disk_fails_the_download_and_leaves_nothing(
+    fake: FakeZigna, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zigziik import _diskwriter
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_diskwriter, "_write", full)
+    monkeypatch.setattr(_diskwriter, "_writev", full)
+    order_id, picture = a_picture(fake)
+    async with client(fake) as zigna:
+        with pytest.raises(OSError, match="No space"):
+            await zigna.pictures.download(order_id, picture, tmp_path)
+    assert everything(tmp_path) == []

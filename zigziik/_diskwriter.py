@@ -115,11 +115,14 @@ class BackgroundFile:
     def write(self, chunk: bytes | bytearray | memoryview) -> None:
         """Queue ``chunk`` (returns at once; see `must_drain`).
 
-        Anything but `bytes` is copied first: a transport may reuse its buffer once this
-        returns, long before the thread writes it.
+        Raises the disk's error if an earlier chunk failed. Anything but `bytes` is copied
+        first: a transport may reuse its buffer once this returns, long before the thread
+        writes it.
         """
         if self._closing or self._aborted:
             raise ValueError(f"write to a closed file: {self.path}")
+        if self._error is not None:  # the disk failed already: stop the download now
+            raise self._error
         if type(chunk) is not bytes:
             chunk = bytes(chunk)
         if chunk:
