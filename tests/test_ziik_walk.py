@@ -5,9 +5,14 @@ events, never by timings). Under asyncio and trio.
 
 from __future__ import annotations
 
+import gc
+import inspect
 import re
+import warnings
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing, contextmanager
+from functools import partial
 
 import anyio
 import anyio.lowlevel
@@ -17,6 +22,7 @@ import pytest
 from zigziik import NotFoundError, RetryPolicy, ServerError, UnitNode, ZiikClient
 from zigziik.testing import serve
 from zigziik.testing._ziik import FakeZiik
+from zigziik.ziik.hierarchy import UnitWalk, walk
 
 BASE = "https://acme.ziik.io/api"
 
@@ -317,16 +323,42 @@ async def test_an_unknown_root_is_not_found() -> None:
     ("kwargs", "error"),
     [
         ({"concurrency": 0}, ValueError),
-        ({"concurrency": 2.0}, ValueError),
+        ({"concurrency": -3}, ValueError),
+        ({"concurrency": 2.0}, TypeError),
+        ({"concurrency": "2"}, TypeError),
+        ({"concurrency": True}, TypeError),
+        ({"concurrency": None}, TypeError),
         ({"max_depth": -1}, ValueError),
-        ({"max_depth": True}, ValueError),
+        ({"max_depth": True}, TypeError),
+        ({"max_depth": False}, TypeError),
+        ({"max_depth": 1.5}, TypeError),
+        ({"max_depth": "1"}, TypeError),
+        ({"root_id": -1}, ValueError),
         ({"root_id": "1"}, TypeError),
+        ({"root_id": 1.0}, TypeError),
+        ({"root_id": True}, TypeError),
     ],
 )
 async def test_arguments_are_checked_at_call_time(kwargs: dict[str, object], error: type) -> None:
+    """A wrong type is a TypeError, a bad value a ValueError; both name the argument, and
+    no request is made."""
+    server = make_tree(branching=1, depth=1)
+    ziik = client_for(server)
+    (name,) = kwargs
+    calls: list[Callable[..., UnitWalk]] = [ziik.units.walk, partial(walk, ziik.units)]
+    for call in calls:
+        with pytest.raises(error, match=rf"^{name} must be ") as caught:
+            call(**kwargs)
+        assert type(caught.value) is error
+        kind = "an int, got " if error is TypeError else "at least "
+        assert kind in str(caught.value)
+    assert server.paths == []
+
+
+@pytest.mark.parametrize("kwargs", [{"root_id": 0}, {"concurrency": 1}, {"max_depth": 0}])
+async def test_boundary_arguments_are_accepted(kwargs: dict[str, int]) -> None:
     ziik = client_for(make_tree(branching=1, depth=1))
-    with pytest.raises(error):
-        ziik.units.walk(**kwargs)  # type: ignore[arg-type]
+    assert isinstance(ziik.units.walk(**kwargs), UnitWalk)
 
 
 # -- concurrency and cancellation ------------------------------------------------------------------
@@ -374,12 +406,235 @@ async def test_cancelling_the_consumer_cancels_pending_fetches() -> None:
 async def test_breaking_out_leaves_nothing_running() -> None:
     server = make_tree(branching=4, depth=3)
     ziik = client_for(server)
-    walk = ziik.units.walk(1)
-    async for node in walk:
+    nodes = ziik.units.walk(1)
+    async for node in nodes:
         if node.depth == 2:
             break
     assert server.in_flight == 0
-    await walk.aclose()  # type: ignore[attr-defined]
+    await nodes.aclose()
+
+
+async def test_no_fetch_is_in_flight_while_the_consumer_holds_a_node() -> None:
+    """Each batch is fetched to the end inside one ``__anext__``: nothing runs between two
+    nodes (no task group is open across the consumer's loop body, PEP 789)."""
+    server = make_tree(branching=5, depth=3)
+    ziik = client_for(server)
+    count = 0
+    async for _node in ziik.units.walk(1, concurrency=2):
+        count += 1
+        assert server.in_flight == 0
+        await anyio.lowlevel.checkpoint()
+        assert server.in_flight == 0
+    assert count == 1 + 5 + 25 + 125
+    assert server.max_in_flight == 2
+
+
+async def test_a_very_wide_level_goes_in_batches_of_32_times_concurrency() -> None:
+    wide = list(range(2, 72))  # 70 units under the root, each with one child
+    tree: dict[int, list[int]] = {1: wide, **{unit: [unit + 100] for unit in wide}}
+    parents: dict[int, int | None] = {1: None, **{u: 1 for u in wide}}
+    parents.update({u + 100: u for u in wide})
+    server = TreeServer(tree, parents)
+    ziik = client_for(server)
+    calls_seen: dict[int, set[int]] = {}
+    nodes = []
+    async for node in ziik.units.walk(1, concurrency=1):
+        nodes.append(node)
+        calls = sum(p.endswith("/children") for p in server.paths)
+        calls_seen.setdefault(node.depth, set()).add(calls)
+    assert len(nodes) == 1 + 70 + 70
+    assert_breadth_first(nodes)
+    # The root's children come with the root; then each batch (32 units at concurrency 1)
+    # is fetched to the end before its nodes are handed out.
+    assert calls_seen == {0: {1}, 1: {1}, 2: {1 + 32, 1 + 64, 1 + 70}}
+    assert sum(p.endswith("/children") for p in server.paths) == 1 + 70 + 70
+
+
+# -- a plain async iterator, not an async generator ------------------------------------------------
+
+
+@contextmanager
+def no_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Record every warning (a ResourceWarning, a RuntimeWarning, trio's async generator
+    warnings) raised inside, and after a garbage collection; the test then asserts none."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+        gc.collect()
+
+
+def task_ids() -> set[int]:
+    return {task.id for task in anyio.get_running_tasks()}
+
+
+async def test_the_walk_is_a_plain_async_iterator() -> None:
+    server = make_tree(branching=2, depth=2)
+    ziik = client_for(server)
+    nodes = ziik.units.walk(1)
+    assert type(nodes) is UnitWalk
+    assert not inspect.isasyncgen(nodes)
+    assert not inspect.isasyncgenfunction(type(nodes).__anext__)
+    assert isinstance(nodes, AsyncIterator)
+    assert nodes.__aiter__() is nodes
+    assert repr(nodes) == "<UnitWalk root_id=1 concurrency=8 max_depth=None>"
+    assert server.paths == []  # nothing is requested before the first __anext__
+    assert len(await collect(nodes)) == 7
+    assert await collect(nodes) == []  # used once, like a generator
+    await nodes.aclose()  # after the end: harmless
+
+
+async def test_aclose_ends_the_walk_and_is_harmless() -> None:
+    server = make_tree(branching=3, depth=3)
+    ziik = client_for(server)
+
+    unstarted = ziik.units.walk(1)
+    await unstarted.aclose()
+    assert await collect(unstarted) == [] and server.paths == []
+
+    nodes = ziik.units.walk(1)
+    first = await nodes.__anext__()
+    assert first.unit.id == 1
+    requested = list(server.paths)
+    await nodes.aclose()
+    await nodes.aclose()  # twice: still harmless
+    with pytest.raises(StopAsyncIteration):
+        await nodes.__anext__()
+    assert server.paths == requested and server.in_flight == 0
+
+    with no_warnings() as caught:
+        async with aclosing(ziik.units.walk(1)) as wrapped:  # still works with aclosing
+            async for node in wrapped:
+                if node.depth == 1:
+                    break
+        with pytest.raises(StopAsyncIteration):
+            await wrapped.__anext__()
+    assert [str(w.message) for w in caught] == []
+    assert server.in_flight == 0
+
+
+async def test_breaking_out_early_without_aclosing_leaves_no_warning_and_no_task() -> None:
+    """``break`` with no ``aclosing``, under asyncio and trio: nothing to finalize, no task
+    left, no request in flight or sent afterwards, and no warning (even after a GC)."""
+    server = make_tree(branching=40, depth=2)  # level two: 40 calls, 2 batches at concurrency 1
+    ziik = client_for(server)
+    before = task_ids()
+    with no_warnings() as caught:
+        for stop_at in (0, 1, 2):
+            async for node in ziik.units.walk(1, concurrency=1):
+                if node.depth == stop_at:
+                    break
+            assert server.in_flight == 0
+            assert task_ids() == before
+        sent = len(server.paths)
+        for _ in range(10):
+            await anyio.lowlevel.checkpoint()
+    assert len(server.paths) == sent
+    assert server.cancelled == 0 and server.in_flight == 0
+    assert task_ids() == before
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+
+
+async def test_breaking_out_early_against_the_fake_server() -> None:
+    """The same over loopback: the fake's in-flight count drops to zero, nothing more is
+    requested, and no warning appears (under trio too, without ``aclosing``)."""
+    fake = FakeZiik(depth=3, branching=4, roots=2, token="loopback-token", latency=0.005)
+    root = fake.top_level_ids[0]
+    with serve(fake.app) as origin:
+        async with ZiikClient(f"{origin}/api", "loopback-token") as ziik:
+            before = task_ids()
+            with no_warnings() as caught:
+                async for node in ziik.units.walk(root, concurrency=2):
+                    if node.depth == 2:
+                        break
+                async for node in ziik.units.walk(concurrency=2):
+                    if node.depth == 1:
+                        break
+                with anyio.fail_after(10):  # the server thread may still be finishing a reply
+                    while fake.in_flight:  # noqa: ASYNC110 - another thread's count: no Event
+                        await anyio.sleep(0.001)
+                calls = fake.calls
+                for _ in range(10):
+                    await anyio.lowlevel.checkpoint()
+            assert task_ids() == before
+            assert fake.in_flight == 0 and fake.calls == calls
+            assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+            again = await collect(ziik.units.walk(root))
+    assert len(again) == 1 + len(fake.descendant_ids(root))
+
+
+async def test_an_error_ends_the_walk() -> None:
+    server = make_tree(branching=2, depth=2)
+    server.fail[2] = 404
+    ziik = client_for(server)
+    nodes = ziik.units.walk(1)
+    with pytest.raises(NotFoundError):
+        await collect(nodes)
+    calls = len(server.paths)
+    with pytest.raises(StopAsyncIteration):
+        await nodes.__anext__()
+    assert len(server.paths) == calls
+
+
+async def test_a_cancelled_step_ends_the_walk() -> None:
+    server = make_tree(branching=3, depth=2)
+    server.block = set(server.tree[1])
+    ziik = client_for(server)
+    nodes = ziik.units.walk(1, concurrency=3)
+    assert [(await nodes.__anext__()).depth for _ in range(4)] == [0, 1, 1, 1]
+    server.gate = 3  # sets server.reached once the three level-two fetches are in flight
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as group:
+
+            async def cancel_when_reached() -> None:
+                with anyio.fail_after(10):  # a deadlock guard only
+                    await server.reached.wait()
+                scope.cancel()
+
+            group.start_soon(cancel_when_reached)
+            await nodes.__anext__()
+    assert scope.cancelled_caught
+    assert server.in_flight == 0 and server.cancelled == 3
+    with pytest.raises(StopAsyncIteration):
+        await nodes.__anext__()
+
+
+async def test_the_walk_can_move_between_tasks() -> None:
+    """Nothing ties the walk to the task that started it (an async generator holding a task
+    group across ``yield`` could not do this)."""
+    server = make_tree(branching=3, depth=3)
+    ziik = client_for(server)
+    nodes = ziik.units.walk(1, concurrency=2)
+    got: list[UnitNode] = []
+
+    async def take(count: int) -> None:
+        for _ in range(count):
+            got.append(await nodes.__anext__())
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(take, 5)
+    async with anyio.create_task_group() as group:
+        group.start_soon(take, 10)
+    got.extend(await collect(nodes))
+    ids = [n.unit.id for n in got]
+    assert len(ids) == len(set(ids)) == 1 + 3 + 9 + 27
+    assert_breadth_first(got)
+
+
+async def test_two_tasks_cannot_step_the_walk_at_once() -> None:
+    server = make_tree(branching=3, depth=2)
+    server.block = set(server.tree[1])
+    ziik = client_for(server)
+    nodes = ziik.units.walk(1, concurrency=1)
+    assert [(await nodes.__anext__()).depth for _ in range(4)] == [0, 1, 1, 1]
+    server.gate = 1  # sets server.reached once the other task's fetch is in flight
+    async with anyio.create_task_group() as group:
+        group.start_soon(nodes.__anext__)
+        with anyio.fail_after(10):  # a deadlock guard only
+            await server.reached.wait()
+        with pytest.raises(RuntimeError, match="already being iterated"):
+            await nodes.__anext__()
+        group.cancel_scope.cancel()
+    assert server.in_flight == 0
 
 
 # -- against the fake Ziik server on loopback -----------------------------------------------------------

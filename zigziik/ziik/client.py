@@ -9,7 +9,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +27,7 @@ from ..errors import APIError, ConfigurationError, DecodeError
 from ..pagination import AsyncPaginator, Page
 from ..ratelimit import DailyBudget
 from ..retry import RetryPolicy
-from .hierarchy import UnitNode, walk
+from .hierarchy import UnitWalk, walk
 from .models import NewImage, NewUnit, Unit, UnitPatch
 
 __all__ = [
@@ -445,11 +445,13 @@ class Units:
         *,
         concurrency: int = 8,
         max_depth: int | None = None,
-    ) -> AsyncGenerator[UnitNode, None]:
+    ) -> UnitWalk:
         """Every unit below ``root_id`` (or below every top-level unit) once, breadth-first.
 
-        Yields `UnitNode(unit, depth, parent_id)`, the root(s) first at depth 0, fetching
-        children for up to ``concurrency`` units at once. See `zigziik.ziik.hierarchy.walk`.
+        An async iterator of `UnitNode(unit, depth, parent_id)`, the root(s) first at depth 0,
+        fetching children for up to ``concurrency`` units at once. A plain iterator, not an
+        async generator: ``break`` out of it early without ``aclosing``. See
+        `zigziik.ziik.hierarchy.walk`.
         """
         return walk(self, root_id, concurrency=concurrency, max_depth=max_depth)
 

@@ -2,17 +2,24 @@
 
 The walk goes a level at a time. A level's ``/units/{id}/children`` calls run in batches (the
 whole level, or slices of ``32 * concurrency`` units of a very wide one) inside an anyio task
-group, at most ``concurrency`` at once (one `anyio.CapacityLimiter` for the walk). Each batch
-completes before its units are yielded, so no task group is ever open across a ``yield``
-(PEP 789), and cancelling the consumer (``break`` then ``aclose()``, a cancel scope, a
-timeout) cancels the pending fetches with it. The calls of a level overlap, so the walk takes
-about ``sum(ceil(width / concurrency))`` round trips over the levels, not one per unit; the
-root's own ``GET`` travels together with its children call.
+group, at most ``concurrency`` at once (one `anyio.CapacityLimiter` for the walk). The task
+group of a batch is opened and closed within one ``__anext__`` call: the batch completes, its
+units are buffered, and the following calls hand them out one by one, so no task group is
+ever open between two steps of the consumer's loop (PEP 789), and cancelling the consumer (a
+cancel scope, a timeout) cancels the pending fetches with it. The calls of a level overlap,
+so the walk takes about ``sum(ceil(width / concurrency))`` round trips over the levels, not
+one per unit; the root's own ``GET`` travels together with its children call.
 
-Exactly once: every id seen is remembered, and a unit seen before is neither yielded nor walked
+`walk` returns a `UnitWalk`, a plain async iterator rather than an async generator: nothing
+is left open between two nodes, so leaving an ``async for`` early (``break``) needs no
+``contextlib.aclosing`` under trio or asyncio and leaves no task or warning behind. Its
+``aclose()`` is kept (harmless: it only ends the walk) for code that calls it or uses
+``aclosing``.
+
+Exactly once: every id seen is remembered, and a unit seen before is neither handed out nor walked
 again. That cuts cycles in bad data, and copes with a children endpoint that also returns
 deeper descendants: a unit whose ``parent`` is another unit of the same answer is placed under
-that unit, at its real depth, and yielded with its level.
+that unit, at its real depth, and handed out with its level.
 
 Costs: one call per unit walked (its children), plus the root's ``GET`` or the listing of
 the top-level units.
@@ -20,16 +27,18 @@ the top-level units.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 import anyio
 import attrs
 
+from .._checks import check_int
 from ..pagination import AsyncPaginator
 from .models import Unit
 
-__all__ = ["UnitNode", "UnitSource", "walk"]
+__all__ = ["UnitNode", "UnitSource", "UnitWalk", "walk"]
 
 T = TypeVar("T")
 
@@ -63,23 +72,21 @@ def walk(
     *,
     concurrency: int = 8,
     max_depth: int | None = None,
-) -> AsyncGenerator[UnitNode, None]:
+) -> UnitWalk:
     """Walk the hierarchy below ``root_id`` (or below every unit whose ``parent`` is null).
 
-    Yields the root(s) first at depth 0, then each level. ``max_depth=0`` yields the root(s)
-    only; ``max_depth=n`` stops after depth ``n``. A children call that still fails after
-    the transport's retries ends the walk with that error. Arguments are checked now; the
-    requests start with the first ``__anext__``.
+    Returns a `UnitWalk` (``async for node in walk(...)``) giving the root(s) first at depth
+    0, then each level. ``max_depth=0`` gives the root(s) only; ``max_depth=n`` stops after
+    depth ``n``. A children call that still fails after the transport's retries ends the walk
+    with that error. Arguments are checked now (a wrong type raises `TypeError`, a bad value
+    `ValueError`, naming the argument); the requests start with the first ``__anext__``.
     """
-    if root_id is not None and (isinstance(root_id, bool) or not isinstance(root_id, int)):
-        raise TypeError(f"root_id must be an int or None, got {type(root_id).__name__}")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
-    if max_depth is not None and (
-        isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 0
-    ):
-        raise ValueError(f"max_depth must be an int >= 0 or None, got {max_depth!r}")
-    return _walk(units, root_id, concurrency, max_depth)
+    if root_id is not None:
+        check_int("root_id", root_id, minimum=0)
+    check_int("concurrency", concurrency, minimum=1)
+    if max_depth is not None:
+        check_int("max_depth", max_depth, minimum=0)
+    return UnitWalk(units, root_id, concurrency=concurrency, max_depth=max_depth)
 
 
 async def _gather(
@@ -178,32 +185,109 @@ def _relative_depths(parent_id: int, kids: list[Unit]) -> dict[int, tuple[int, i
     return found
 
 
-async def _walk(
-    units: UnitSource, root_id: int | None, concurrency: int, max_depth: int | None
-) -> AsyncGenerator[UnitNode, None]:
-    limiter = anyio.CapacityLimiter(concurrency)
-    placer = _Placer(max_depth)
-    batch = concurrency * 32  # a multiple of concurrency: no slot idles between batches
-    prefetched: dict[int, list[Unit]] = {}
+class UnitWalk:
+    """``async for node in ziik.units.walk(...)``: the walk's `UnitNode` objects, one by one.
 
-    if root_id is not None:
-        # The root and its children are fetched together: one round trip, not two.
-        jobs: list[Callable[[], Awaitable[object]]] = [lambda: units.get(root_id)]
-        if max_depth != 0:
-            jobs.append(_children_job(units, root_id))
-        fetched = await _gather(limiter, jobs)
-        root = fetched[0]
-        assert isinstance(root, Unit)
-        if max_depth != 0:
-            prefetched[root_id] = fetched[1]  # type: ignore[assignment]
-        placer.seen.add(root_id)
-        if root.id is not None:
-            placer.seen.add(root.id)
-        parent = root.parent.id if root.parent is not None else None
-        frontier = [root_id]
-        yield UnitNode(root, 0, parent)
-    else:
-        frontier = []
+    A plain async iterator, not an async generator (see the module's docstring): each
+    ``__anext__`` hands out a buffered node, or first runs the next batch of fetches to the
+    end, in a task group of its own. Leaving a loop early needs no ``aclosing``. It is used
+    once (``__aiter__`` returns it); an error or a cancellation ends it, as it would end an
+    async generator, and so does ``aclose()``. Two tasks cannot step it at the same time.
+    """
+
+    def __init__(
+        self, units: UnitSource, root_id: int | None, *, concurrency: int, max_depth: int | None
+    ) -> None:
+        self._units = units
+        self._root_id = root_id
+        self._concurrency = concurrency
+        self._max_depth = max_depth
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._placer = _Placer(max_depth)
+        self._batch = concurrency * 32  # a multiple of concurrency: no slot idles between batches
+        self._buffer: deque[UnitNode] = deque()
+        self._prefetched: dict[int, list[Unit]] = {}
+        self._depth = 0  # the depth of the level being fetched
+        self._frontier: list[int] = []  # the ids whose children make up that level
+        self._position = 0  # where the level's next batch starts in the frontier
+        self._following: list[int] = []  # the next level's frontier
+        self._found = False  # whether the level has any node yet
+        self._started = False
+        self._done = False  # no more fetching (the buffer may still hold nodes)
+        self._closed = False  # ended by aclose(), an error or a cancellation
+        self._running = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<UnitWalk root_id={self._root_id!r} concurrency={self._concurrency}"
+            f" max_depth={self._max_depth!r}>"
+        )
+
+    def __aiter__(self) -> UnitWalk:
+        return self
+
+    async def __anext__(self) -> UnitNode:
+        if self._running:
+            raise RuntimeError("this walk is already being iterated by another task")
+        self._running = True
+        try:
+            while True:
+                if self._closed:
+                    raise StopAsyncIteration
+                if self._buffer:
+                    return self._buffer.popleft()
+                if self._done:
+                    raise StopAsyncIteration
+                try:
+                    await self._step()
+                except BaseException:  # an error or a cancellation ends the walk
+                    self._close()
+                    raise
+        finally:
+            self._running = False
+
+    async def aclose(self) -> None:
+        """End the walk (nothing is left open between two nodes, so there is nothing else)."""
+        self._close()
+
+    def _close(self) -> None:
+        self._closed = self._done = True
+        self._buffer.clear()
+        self._prefetched.clear()
+        self._frontier, self._following = [], []
+
+    async def _step(self) -> None:
+        """One step: the start, the next batch of the level, or the move to the next level."""
+        if not self._started:
+            self._started = True
+            await self._start()
+            self._begin_level()
+        elif self._position < len(self._frontier):
+            await self._fetch_batch()
+        elif not self._found and not self._placer.deferred:
+            self._done = True
+        else:
+            self._begin_level()
+
+    async def _start(self) -> None:
+        """The root (with its children, in the same round trip) or the top-level units."""
+        units, root_id, placer = self._units, self._root_id, self._placer
+        if root_id is not None:
+            jobs: list[Callable[[], Awaitable[object]]] = [lambda: units.get(root_id)]
+            if self._max_depth != 0:
+                jobs.append(_children_job(units, root_id))
+            fetched = await _gather(self._limiter, jobs)
+            root = fetched[0]
+            assert isinstance(root, Unit)
+            if self._max_depth != 0:
+                self._prefetched[root_id] = fetched[1]  # type: ignore[assignment]
+            placer.seen.add(root_id)
+            if root.id is not None:
+                placer.seen.add(root.id)
+            parent = root.parent.id if root.parent is not None else None
+            self._following = [root_id]
+            self._buffer.append(UnitNode(root, 0, parent))
+            return
         for unit in await units.list().collect():
             if unit.parent is not None:
                 continue
@@ -211,30 +295,33 @@ async def _walk(
                 if unit.id in placer.seen:
                     continue
                 placer.seen.add(unit.id)
-                frontier.append(unit.id)
-            yield UnitNode(unit, 0, None)
+                self._following.append(unit.id)
+            self._buffer.append(UnitNode(unit, 0, None))
 
-    depth = 0
-    while max_depth is None or depth < max_depth:
-        depth += 1
-        following: list[int] = []
-        found = False
-        for node in placer.deferred.pop(depth, []):
-            found = True
-            if node.unit.id is not None:
-                following.append(node.unit.id)
-            yield node
-        for start in range(0, len(frontier), batch):
-            chunk = frontier[start : start + batch]
-            missing = [unit_id for unit_id in chunk if unit_id not in prefetched]
-            answers = await _gather(limiter, [_children_job(units, i) for i in missing])
-            prefetched.update(zip(missing, answers, strict=True))
-            for parent_id in chunk:
-                for node in placer.place(parent_id, prefetched.pop(parent_id), depth):
-                    found = True
-                    if node.unit.id is not None:
-                        following.append(node.unit.id)
-                    yield node
-        if not found and not placer.deferred:
+    def _begin_level(self) -> None:
+        """Move to the next level (or end at ``max_depth``); its deferred nodes come first."""
+        if self._max_depth is not None and self._depth >= self._max_depth:
+            self._done = True
             return
-        frontier = following
+        self._depth += 1
+        self._frontier, self._following = self._following, []
+        self._position = 0
+        self._found = False
+        self._add(self._placer.deferred.pop(self._depth, []))
+
+    async def _fetch_batch(self) -> None:
+        """The children of the level's next batch, all fetched before any is handed out."""
+        chunk = self._frontier[self._position : self._position + self._batch]
+        missing = [unit_id for unit_id in chunk if unit_id not in self._prefetched]
+        answers = await _gather(self._limiter, [_children_job(self._units, i) for i in missing])
+        self._position += len(chunk)
+        self._prefetched.update(zip(missing, answers, strict=True))
+        for parent_id in chunk:
+            self._add(self._placer.place(parent_id, self._prefetched.pop(parent_id), self._depth))
+
+    def _add(self, nodes: list[UnitNode]) -> None:
+        for node in nodes:
+            self._found = True
+            if node.unit.id is not None:
+                self._following.append(node.unit.id)
+            self._buffer.append(node)
