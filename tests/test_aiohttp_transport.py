@@ -209,3 +209,36 @@ async def test_a_stall_after_the_headers_times_out(
             await zigna.pictures.download(order_id, picture, tmp_path)
     assert time.monotonic() - started < 3
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_chunked_body_arrives_whole(tmp_path: Path) -> None:
+    """Transfer-Encoding: chunked (no Content-Length), HTTP chunks of every size, some empty."""
+    pieces = [b"a" * 1, b"b" * 1000, b"c" * 70_000, b"d" * 3]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        for piece in pieces:
+            writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with (
+            aiohttp_client() as http,
+            ZignaClient(
+                DEMO_API_KEY, base_url=f"http://127.0.0.1:{port}/v2", http_client=http
+            ) as zigna,
+        ):
+            path = await zigna.pictures.download("1", 7, tmp_path)
+    finally:
+        server.close()
+    assert path.name == "7.jpg"
+    assert path.read_bytes() == b"".join(pieces)

@@ -38,6 +38,9 @@ from ._net import default_ssl_context
 __all__ = ["AiohttpClient", "AiohttpTransport", "aiohttp_client"]
 
 _DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)  # zigziik's default
+# aiohttp stops reading a connection once twice this much waits unread (64 KiB by default:
+# with 256 KiB reads, a pause and a resume, two epoll_ctl calls, for nearly every read).
+_READ_BUFSIZE = 1 << 20
 
 
 def _timeouts(request: httpx.Request) -> tuple[float | None, float | None, float | None]:
@@ -132,8 +135,16 @@ class _Body(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         watch = self._watch
+        content = self._response.content
         try:
-            async for chunk in self._response.content.iter_any():
+            while True:
+                # One received piece at a time, as it came off the socket (`iter_any` would
+                # join whatever is waiting into a new bytes object: a copy).
+                chunk, end_of_http_chunk = await content.readchunk()
+                if not chunk:
+                    if end_of_http_chunk:
+                        continue
+                    break
                 if watch is not None:
                     watch.poke()
                 yield chunk
@@ -182,6 +193,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(limit=self._limit, ssl=context)
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                read_bufsize=_READ_BUFSIZE,
                 auto_decompress=False,  # httpx decodes Content-Encoding itself
                 skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
                 cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies (if any)
