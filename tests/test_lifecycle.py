@@ -9,21 +9,38 @@ The rules (both clients share them through `BaseClient`):
   entering a closed client again with ``async with``: a closed client is not reusable;
 - a client that owns its httpx client and is garbage-collected unclosed emits a
   ``ResourceWarning`` (one whose httpx client belongs to the caller does not: the caller owns
-  the resources).
+  the resources);
+- a client belongs to the event loop of its first request (asyncio's loop, or trio's run): a
+  call from any other loop raises `WrongEventLoopError` (a `RuntimeError` too) before anything
+  is sent or counted, and ``aclose()`` from another loop marks it closed with a
+  ``ResourceWarning`` (its connections belong to the other loop) instead of failing inside
+  asyncio. A client never used yet may be used in any loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import threading
+import time
 import warnings
-from collections.abc import Iterator
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trio
 
-from zigziik import ClientClosedError, ZignaClient, ZigziikError, ZiikClient
+from zigziik import (
+    ClientClosedError,
+    DailyBudget,
+    WrongEventLoopError,
+    ZignaClient,
+    ZigziikError,
+    ZiikClient,
+)
 from zigziik._client import BaseClient
 from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
 from zigziik.testing._ziik import FakeZiik
@@ -298,3 +315,251 @@ def test_half_built_client_does_not_warn() -> None:
         raise AssertionError("expected a ConfigurationError")  # pragma: no cover
 
     assert collect_warnings(bad) == []
+
+
+# -- one client per event loop ------------------------------------------------------------------
+
+Runner = Callable[..., Any]
+
+
+def run_asyncio(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    async def main() -> Any:
+        return await fn(*args)
+
+    return asyncio.run(main())
+
+
+RUNNERS: dict[str, Runner] = {"asyncio": run_asyncio, "trio": trio.run}
+ZIIK_PASSWORD = "lifecycle-Pa55word-secret"
+
+
+@pytest.fixture(params=sorted(RUNNERS))
+def run(request: pytest.FixtureRequest) -> Runner:
+    """Runs a coroutine function in a new event loop of its own: ``asyncio.run`` or ``trio.run``."""
+    return RUNNERS[request.param]
+
+
+@pytest.fixture
+def fresh_zigna() -> Iterator[tuple[FakeZigna, str]]:
+    """A fake of this test's own, so that its request count is this test's."""
+    fake = FakeZigna(orders=2, pictures_per_order=1, picture_size=500, daily_limit=None)
+    with serve(fake.app) as origin:
+        yield fake, origin + "/v2"
+
+
+def collect_leftovers(pool: weakref.ref[httpx.AsyncClient]) -> None:
+    """Collect the connections of a loop that is gone now, here rather than in a later test.
+
+    They were never closed (closing them needs their own loop), so asyncio and trio warn.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    assert pool() is None, "the test still holds the client"
+
+
+def assert_wrong_loop_message(message: str, base: str, *secrets: str) -> None:
+    assert base in message
+    assert "another event loop" in message
+    assert "one client per event loop" in message
+    for secret in secrets:
+        assert secret not in message
+        assert secret.lower() not in message.lower()
+
+
+def test_a_second_event_loop_is_refused_before_anything_is_sent(
+    run: Runner, fresh_zigna: tuple[FakeZigna, str]
+) -> None:
+    fake, base = fresh_zigna
+    budget = DailyBudget()
+    zigna = make_zigna(base, budget=budget)
+    pool = weakref.ref(owned_httpx(zigna))
+
+    assert run(zigna.orders.packages)
+    assert fake.calls == 1
+    assert budget.used == 1
+
+    for _ in range(2):  # the first loop stays the client's: every later loop is refused
+        with pytest.raises(WrongEventLoopError) as info:
+            run(zigna.orders.packages)
+        error = info.value
+        assert isinstance(error, ZigziikError) and isinstance(error, RuntimeError)
+        assert not isinstance(error, ClientClosedError)
+        assert_wrong_loop_message(str(error), base, DEMO_API_KEY)
+        assert DEMO_API_KEY not in repr(error)
+        del info, error
+    assert fake.calls == 1  # nothing was sent...
+    assert budget.used == 1  # ...nor counted
+    assert budget.in_flight == 0
+    assert not zigna.closed  # refused, not broken: its own loop could still use it
+
+    with pytest.warns(ResourceWarning, match="another event loop"):
+        run(zigna.aclose)
+    del zigna
+    collect_leftovers(pool)
+
+
+def test_a_ziik_login_is_not_attempted_from_a_second_loop(run: Runner) -> None:
+    fake = FakeZiik(units=4, password=ZIIK_PASSWORD)
+    with serve(fake.app) as origin:
+        base = origin + "/api"
+        now = [time.time()]
+        ziik = ZiikClient(base, username="demo", password=ZIIK_PASSWORD, clock=lambda: now[0])
+        pool = weakref.ref(owned_httpx(ziik))
+
+        assert run(collect_units, ziik)
+        assert fake.logins == 1
+        sent = fake.calls
+        now[0] += 2 * 3600  # the token has expired: the next call would log in first
+        with pytest.raises(WrongEventLoopError) as info:
+            run(collect_units, ziik)
+        assert_wrong_loop_message(str(info.value), base, ZIIK_PASSWORD)
+        assert fake.calls == sent
+        assert (fake.logins, fake.renewals) == (1, 0)
+        del info
+        with pytest.warns(ResourceWarning):
+            run(ziik.aclose)
+        del ziik
+        collect_leftovers(pool)
+
+
+async def collect_units(ziik: ZiikClient) -> list[Any]:
+    return await ziik.units.list().collect()
+
+
+def test_aclose_from_another_loop_marks_the_client_closed_with_a_resource_warning(
+    run: Runner, fresh_zigna: tuple[FakeZigna, str]
+) -> None:
+    fake, base = fresh_zigna
+    zigna = make_zigna(base)
+    run(zigna.orders.packages)
+    inner = owned_httpx(zigna)
+    pool = weakref.ref(inner)
+
+    with pytest.warns(ResourceWarning) as caught:
+        run(zigna.aclose)  # no "Event loop is closed" from deep inside asyncio
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert base in message
+    assert "another event loop" in message
+    assert DEMO_API_KEY not in message
+    assert zigna.closed
+    assert not inner.is_closed  # its connections were left alone: they belong to the first loop
+
+    with pytest.raises(ClientClosedError):
+        run(zigna.orders.packages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(zigna.aclose)  # closing again is quiet
+    assert fake.calls == 1
+    del zigna, inner, caught
+    collect_leftovers(pool)
+
+
+def test_a_client_not_used_yet_may_be_used_in_any_loop(
+    run: Runner, fresh_zigna: tuple[FakeZigna, str]
+) -> None:
+    fake, base = fresh_zigna
+    made_outside = make_zigna(base)  # like a client made at import time
+
+    async def use_and_close() -> None:
+        async with made_outside:
+            await made_outside.orders.packages()
+
+    run(use_and_close)
+    assert made_outside.closed
+    assert owned_httpx(made_outside).is_closed
+
+    holder: list[ZignaClient] = []
+
+    async def make() -> None:
+        holder.append(make_zigna(base))  # made in one loop, never used there
+
+    async def use() -> None:
+        async with holder[0] as zigna:
+            await zigna.orders.packages()
+
+    run(make)
+    run(use)
+    assert holder[0].closed
+    assert owned_httpx(holder[0]).is_closed
+    assert fake.calls == 2
+
+
+def test_the_first_loop_keeps_its_client_after_another_is_refused(
+    fresh_zigna: tuple[FakeZigna, str],
+) -> None:
+    """Two loops alive at once: the refused one changes nothing; the owner closes it cleanly."""
+    fake, base = fresh_zigna
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        zigna = make_zigna(base)
+        first.run_until_complete(zigna.orders.packages())
+        with pytest.raises(WrongEventLoopError):
+            second.run_until_complete(zigna.orders.packages())
+        first.run_until_complete(zigna.orders.packages())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            first.run_until_complete(zigna.aclose())
+        assert owned_httpx(zigna).is_closed
+    finally:
+        first.close()
+        second.close()
+    assert fake.calls == 2
+
+
+def test_a_caller_http_client_is_bound_to_one_loop_too(
+    fresh_zigna: tuple[FakeZigna, str],
+) -> None:
+    fake, base = fresh_zigna
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        http = httpx.AsyncClient(timeout=5.0)
+        zigna = make_zigna(base, http_client=http)
+        first.run_until_complete(zigna.orders.packages())
+        with pytest.raises(WrongEventLoopError):
+            second.run_until_complete(zigna.orders.packages())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            second.run_until_complete(zigna.aclose())  # nothing of ours to close: no warning
+        assert zigna.closed
+        assert not http.is_closed
+        first.run_until_complete(http.aclose())
+    finally:
+        first.close()
+        second.close()
+    assert fake.calls == 1
+
+
+def test_two_threads_loops_racing_for_a_new_client_one_wins(
+    fresh_zigna: tuple[FakeZigna, str],
+) -> None:
+    fake, base = fresh_zigna
+    zigna = make_zigna(base)
+    pool = weakref.ref(owned_httpx(zigna))
+    start = threading.Barrier(2, timeout=10)
+    outcomes: list[str] = []
+
+    async def call(client: ZignaClient) -> None:
+        start.wait()  # both loops run before either sends
+        await client.orders.packages()
+
+    def thread(client: ZignaClient) -> None:
+        try:
+            asyncio.run(call(client))
+        except WrongEventLoopError:
+            outcomes.append("refused")
+        else:
+            outcomes.append("sent")
+
+    threads = [threading.Thread(target=thread, args=(zigna,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(outcomes) == ["refused", "sent"]
+    assert fake.calls == 1
+    with pytest.warns(ResourceWarning):
+        run_asyncio(zigna.aclose)
+    del zigna, threads
+    collect_leftovers(pool)

@@ -21,6 +21,7 @@ from .errors import (
     ServerError,
     TransportError,
     UnprocessableEntityError,
+    WrongEventLoopError,
     ZigziikError,
 )
 from .pagination import AsyncPaginator
@@ -126,6 +127,7 @@ __all__ = [
     "UnitType",
     "UnprocessableEntityError",
     "UnsafeArchiveError",
+    "WrongEventLoopError",
     "ZignaClient",
     "ZigziikError",
     "ZiikClient",

@@ -9,7 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import sys
+import threading
 import time
+import warnings
+from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -34,6 +38,7 @@ from .errors import (
     ConfigurationError,
     IncompleteBodyError,
     TransportError,
+    WrongEventLoopError,
     error_for_status,
 )
 from .ratelimit import DailyBudget, RateLimit, parse_rate_limit
@@ -153,6 +158,36 @@ def _excerpt(body: bytes, secrets: Iterable[str]) -> str:
     return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 3] + "..."
 
 
+_current_trio_token: Callable[[], object] | None = None  # found once trio is imported
+
+
+def _trio_token() -> object | None:
+    """The running trio run's token; ``None`` when not under trio (trio is never imported)."""
+    global _current_trio_token
+    current = _current_trio_token
+    if current is None:
+        trio = sys.modules.get("trio")
+        if trio is None:  # then this is not trio's event loop
+            return None
+        current = _current_trio_token = trio.lowlevel.current_trio_token
+    try:
+        return current()
+    except RuntimeError:  # trio is imported but not running here
+        return None
+
+
+def _running_loop() -> object | None:
+    """What identifies the running event loop: asyncio's loop, or trio's run token.
+
+    ``None`` when neither can be told (no event loop zigziik knows runs this code).
+    """
+    loop = _get_running_loop()  # asyncio's C function: None rather than an exception
+    return loop if loop is not None else _trio_token()
+
+
+_bind_lock = threading.Lock()  # two threads' loops may race for a client's first request
+
+
 async def _close(response: httpx.Response) -> None:
     if response.is_closed:  # read to the end: httpx has closed it (no cancel scope to pay for)
         return
@@ -161,7 +196,12 @@ async def _close(response: httpx.Response) -> None:
 
 
 class Transport:
-    """Sends every request of one client. Safe to share between tasks of one event loop."""
+    """Sends every request of one client. Safe to share between tasks of one event loop.
+
+    Its first request binds it to the running event loop (httpx's pool and its connections
+    belong to that loop); a request from any other loop raises `WrongEventLoopError` before
+    anything is sent or counted.
+    """
 
     def __init__(
         self,
@@ -203,6 +243,9 @@ class Transport:
         self.budget = budget
         self._now = now or (lambda: datetime.now(timezone.utc))
         self._closed = False
+        # The event loop of the first request (asyncio's loop or trio's run token), once bound.
+        # A plain reference: the pool's connections refer to that loop anyway.
+        self._loop: object | None = None
         self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep
 
     def __repr__(self) -> str:
@@ -217,12 +260,47 @@ class Transport:
         return self._owns_client
 
     async def aclose(self) -> None:
-        """Close the owned httpx client (a caller-supplied one is left open)."""
+        """Close the owned httpx client (a caller-supplied one is left open).
+
+        From an event loop other than the one the client sent requests in, it only marks the
+        client closed and emits a `ResourceWarning`: the pool's connections belong to that loop
+        (usually gone by then; closing them from here fails inside asyncio or races with it),
+        so they are left to the garbage collector.
+        """
         if self._closed:
             return
         self._closed = True
-        if self._owns_client:
-            await self._client.aclose()
+        if not self._owns_client:
+            return
+        bound = self._loop
+        if bound is not None:
+            loop = _running_loop()
+            if loop is not None and loop is not bound:
+                warnings.warn(
+                    f"the client for {self.base_url} was closed from another event loop than "
+                    "the one it sent requests in; its connections belong to that loop and were "
+                    "left to the garbage collector. Close a client in the loop that used it",
+                    ResourceWarning,
+                    stacklevel=3,
+                    source=self,
+                )
+                return
+        await self._client.aclose()
+
+    def _bind(self, loop: object | None) -> None:
+        """Bind to ``loop`` on the first request; refuse a request from any other loop."""
+        if loop is None:  # not a loop zigziik can tell apart: nothing to compare
+            return
+        with _bind_lock:
+            bound = self._loop
+            if bound is None:
+                self._loop = bound = loop
+        if bound is not loop:
+            raise WrongEventLoopError(
+                f"the client for {self.base_url} belongs to another event loop (the one it "
+                "first sent a request in) and cannot be used from this one; create one client "
+                "per event loop"
+            )
 
     def url(self, *segments: str) -> str:
         """The base URL joined with already-quoted path segments."""
@@ -288,6 +366,11 @@ class Transport:
         """
         if self._closed:
             raise ClientClosedError(f"the client for {self.base_url} is closed")
+        loop: object | None = _get_running_loop()
+        if loop is None:
+            loop = _trio_token()
+        if loop is not self._loop:  # the first request, or another event loop
+            self._bind(loop)
         method = method.upper()
         content = None
         base_headers = self._per_request_headers.copy()

@@ -21,6 +21,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "UnprocessableEntityError",
+    "WrongEventLoopError",
     "ZigziikError",
 ]
 
@@ -43,6 +44,15 @@ class ConfigurationError(ZigziikError):
 
 class ClientClosedError(ZigziikError, RuntimeError):
     """The client was used after ``aclose()`` (or after its ``async with`` block ended)."""
+
+
+class WrongEventLoopError(ZigziikError, RuntimeError):
+    """The client was used in an event loop other than the one of its first request.
+
+    Its connections belong to that loop (``asyncio.run`` twice, a client made at import time
+    and used by two tests' loops, two ``trio.run`` calls): nothing was sent and the budget was
+    not touched. Create one client per event loop.
+    """
 
 
 class TransportError(ZigziikError):
