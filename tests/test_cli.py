@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,12 +135,27 @@ def test_interrupt_exits_130(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("ZIGNA_API_KEY", DEMO_API_KEY)
+    real_run = cli.anyio.run
+    made: list[Any] = []
+    make_client = cli._zigna_client
+
+    def recording(args: object) -> Any:
+        made.append(make_client(args))
+        return made[-1]
 
     def interrupted(*args: object, **kwargs: object) -> int:
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(cli, "_zigna_client", recording)
     monkeypatch.setattr(cli.anyio, "run", interrupted)
-    status, _, err = run(capsys, "harvest", str(tmp_path))
+    try:
+        status, _, err = run(capsys, "harvest", str(tmp_path))
+    finally:
+        # The fake anyio.run never enters the client, so nothing closes it: close it here
+        # (left to the garbage collector it warns, and ResourceWarning is an error).
+        for client in made:
+            real_run(client.aclose)
+    assert len(made) == 1
     assert status == cli.EXIT_INTERRUPTED == 130
     assert "resume" in one_line_error(err)
 
