@@ -106,8 +106,6 @@ class BackgroundFile:
         self._fd: int | None = None
         self._aborted = False
         self._created = False
-        self._renamed = False
-        self._rename_to: str | os.PathLike[str] | None = None
         self._closing = False
         self._error: BaseException | None = None
         self._waker: _Waker | None = None
@@ -137,17 +135,16 @@ class BackgroundFile:
         """Wait until the queued bytes are back under the bound."""
         await self._thread.drain()
 
-    async def close(self, rename_to: str | os.PathLike[str] | None = None) -> None:
+    async def close(self) -> None:
         """Wait until every chunk is written and the file closed; raise the first error.
 
-        With ``rename_to``, the closed file is then moved there (`os.replace`) by the thread,
-        unless `abort` came first. On an error (or a cancellation while waiting) the caller
-        must still call `abort` (which leaves a file already moved alone).
+        Moving the file to its final name is the caller's, after this returns: a caller
+        cancelled while waiting must be able to `abort` (delete) it instead, even when the
+        thread has finished meanwhile. On an error, too, the caller must call `abort`.
         """
         if self._closing:
             raise ValueError(f"the file is already closed: {self.path}")
         self._closing = True
-        self._rename_to = rename_to
         waker = _Waker()
         self._waker = waker
         self._thread.submit(self, _CLOSE)
@@ -161,7 +158,7 @@ class BackgroundFile:
             if self._aborted:
                 return
             self._aborted = True
-            created = self._created and not self._renamed
+            created = self._created
         if created:
             # Deleting here makes the file gone when this returns (the thread may still hold
             # it open, which POSIX allows; elsewhere the thread deletes it once closed).
@@ -176,7 +173,7 @@ class BackgroundFile:
             self._finish()
         elif data is _ABORT:
             self._release()
-            if self._created and not self._renamed:  # never one there before (O_EXCL)
+            if self._created:  # never a file that was there before (O_EXCL refused it)
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
         elif not isinstance(data, _Marker):
@@ -206,11 +203,6 @@ class BackgroundFile:
             if self._error is None and not self._aborted:
                 self._open()  # an empty body still gives a file
             self._release()
-            if self._error is None and self._rename_to is not None:
-                with self._lock:
-                    if not self._aborted:
-                        os.replace(self.path, self._rename_to)
-                        self._renamed = True
         except BaseException as exc:
             if self._error is None:
                 self._error = exc

@@ -126,10 +126,15 @@ class ReceivedFile:
         self._settled = False
 
     async def finish(self) -> Path:
-        """The final path, once every byte is written and the file moved there."""
+        """The final path, once every byte is written and the file moved there.
+
+        Cancelled while it waits for the disk, it deletes the file: a cancelled download
+        leaves nothing, even when the disk had finished meanwhile.
+        """
         self._settled = True
         try:
-            await self._file.close(rename_to=self.final)
+            await self._file.close()
+            os.replace(self._file.path, self.final)  # no await between the two
         except BaseException:
             self._file.abort()
             raise
