@@ -64,6 +64,7 @@ from .ziik import (
     UnitNode,
     UnitPatch,
     UnitType,
+    UnitWalk,
     ZiikClient,
 )
 
@@ -125,6 +126,7 @@ __all__ = [
     "UnitNode",
     "UnitPatch",
     "UnitType",
+    "UnitWalk",
     "UnprocessableEntityError",
     "UnsafeArchiveError",
     "WrongEventLoopError",

@@ -1,7 +1,7 @@
 """The Ziik client, its models and the hierarchy walker."""
 
 from .client import Units, ZiikClient
-from .hierarchy import UnitNode
+from .hierarchy import UnitNode, UnitWalk
 from .models import (
     UNSET,
     ClosedPeriod,
@@ -46,6 +46,7 @@ __all__ = [
     "UnitNode",
     "UnitPatch",
     "UnitType",
+    "UnitWalk",
     "Units",
     "Unset",
     "ZiikClient",
