@@ -129,10 +129,14 @@ async def test_an_error_mid_file_stops_its_writes(
     monkeypatch.setattr(_diskwriter, "_write", full_disk)
     monkeypatch.setattr(_diskwriter, "_writev", None)
     file = BackgroundFile(tmp_path / "x", disk)
-    with pytest.raises(OSError, match="No space"):  # from a later write, or from close
+
+    async def write_and_close() -> None:
         for _ in range(5):
             file.write(b"12345")
         await file.close()
+
+    with pytest.raises(OSError, match="No space"):  # from a later write, or from close
+        await write_and_close()
     assert calls == 2  # nothing written after the failure
     file.abort()
     assert list(tmp_path.iterdir()) == []

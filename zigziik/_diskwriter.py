@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import anyio
 
@@ -56,8 +57,8 @@ class _Waker:
     def __init__(self) -> None:
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio: trio (anyio's only other backend)
-            import trio
+        except RuntimeError:  # not asyncio: trio (anyio's only other backend), imported
+            trio: Any = importlib.import_module("trio")  # (trio is not a dependency)
 
             event = trio.Event()
             token = trio.lowlevel.current_trio_token()
