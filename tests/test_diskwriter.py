@@ -427,3 +427,34 @@ async def test_a_disk_error_stops_further_writes_at_once(tmp_path: Path, disk: D
     with pytest.raises(FileNotFoundError):
         file.write(b"second")
     file.abort()
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_a_broken_batch_fails_its_files_and_the_thread_lives_on(
+    tmp_path: Path, disk: DiskThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should anything escape the per-file handling, the waiting writers get the error
+    instead of waiting forever, and the thread serves the next file."""
+    real = _diskwriter._write_batch
+    broken = True
+
+    def once_broken(batch: list[tuple[BackgroundFile, object]]) -> int:
+        nonlocal broken
+        if broken:
+            broken = False
+            raise RuntimeError("broken batch")
+        return real(batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_diskwriter, "_write_batch", once_broken)
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"data")
+    with anyio.fail_after(5), pytest.raises(RuntimeError, match="broken batch"):
+        await file.close()
+    file.abort()
+    after = BackgroundFile(tmp_path / "y", disk)
+    after.write(b"fine")
+    with anyio.fail_after(5):
+        await after.close()
+    assert (tmp_path / "y").read_bytes() == b"fine"
+    await wait_until(lambda: disk.queued_bytes == 0)

@@ -173,7 +173,8 @@ class BackgroundFile:
         if data is _CLOSE:
             self._finish()
         elif data is _ABORT:
-            self._release()
+            with contextlib.suppress(OSError):  # nothing may escape into the thread's loop
+                self._release()
             if self._created:  # never a file that was there before (O_EXCL refused it)
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
@@ -289,7 +290,7 @@ class DiskThread:
                     batch.append(get_nowait())
                 except queue.Empty:
                     break
-            done = _write_batch(batch)
+            done = _serve_batch(batch)
             with self._lock:
                 self._queued_bytes -= done
                 if self._queued_bytes <= self.low_water:
@@ -317,6 +318,20 @@ def _write_batch(batch: list[tuple[BackgroundFile, bytes | _Marker]]) -> int:
         if chunks:
             file._write_chunks(chunks)
     return total
+
+
+def _serve_batch(batch: list[tuple[BackgroundFile, bytes | _Marker]]) -> int:
+    """`_write_batch`, and should anything still escape it: every file of the batch failed
+    (and woken, if it waits), never a dead thread with writers waiting on it forever."""
+    try:
+        return _write_batch(batch)
+    except BaseException as exc:  # every step above catches its own: a last resort
+        for file, data in batch:
+            if file._error is None:
+                file._error = exc
+            if data is _CLOSE and file._waker is not None:
+                file._waker.wake()
+        return sum(len(data) for _, data in batch if not isinstance(data, _Marker))
 
 
 def _write_all(fd: int, chunks: list[bytes]) -> None:
