@@ -139,8 +139,8 @@ def test_interrupt_exits_130(
     made: list[Any] = []
     make_client = cli._zigna_client
 
-    def recording(args: object) -> Any:
-        made.append(make_client(args))
+    def recording(args: object, **options: Any) -> Any:
+        made.append(make_client(args, **options))
         return made[-1]
 
     def interrupted(*args: object, **kwargs: object) -> int:
@@ -184,6 +184,53 @@ def test_harvest_prints_a_summary_and_exits_0(
     status, out, _ = run(capsys, "harvest", str(dest))
     assert status == 0
     assert "Files skipped" in out
+
+
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp", "auto"])
+def test_harvest_through_either_transport(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    zigna: FakeZigna,
+    tmp_path: Path,
+    transport: str,
+) -> None:
+    from zigziik.transports import AiohttpClient
+
+    chosen: list[object] = []
+    real = cli._http_client
+
+    def recording(name: str, timeout: float | None) -> Any:
+        chosen.append(real(name, timeout))
+        return chosen[-1]
+
+    monkeypatch.setattr(cli, "_http_client", recording)
+    status, _, err = run(capsys, "harvest", str(tmp_path), "--transport", transport, "--json")
+    assert status == 0, err
+    assert len(picture_files(tmp_path)) == zigna.picture_count
+    if transport == "httpx":
+        assert chosen == [None]  # zigziik's own client: httpx's transport
+    else:  # auto: aiohttp is installed here
+        assert len(chosen) == 1 and isinstance(chosen[0], AiohttpClient)
+        assert chosen[0].is_closed
+
+
+def test_auto_transport_without_aiohttp_falls_back_to_httpx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "zigziik.transports", None)  # import fails
+    assert cli._http_client("auto", None) is None
+    assert cli._http_client("httpx", None) is None
+
+
+def test_aiohttp_transport_without_aiohttp_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ZIGNA_API_KEY", DEMO_API_KEY)
+    monkeypatch.setitem(sys.modules, "zigziik.transports", None)
+    status, _, err = run(capsys, "harvest", str(tmp_path), "--transport", "aiohttp")
+    assert status == 2
+    assert "pip install 'zigziik[cli,aiohttp]'" in one_line_error(err)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_harvest_json_report(

@@ -34,6 +34,8 @@ from .errors import BudgetExhaustedError, ConfigurationError, ZigziikError
 from .ratelimit import DailyBudget
 from .zigna.harvest import STRATEGIES, HarvestEvent, HarvestReport
 
+TRANSPORTS = ("auto", "httpx", "aiohttp")
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, ProgressColumn, Task
@@ -142,6 +144,13 @@ def _harvest_options(*, dest: bool) -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="no progress bars (none when not a terminal)"
     )
     group.add_argument("--json", action="store_true", help="print the report as JSON")
+    group.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="auto",
+        help="how the bytes move: httpx's own transport, or aiohttp's (the 'aiohttp' extra, "
+        "about 1.7 times as fast for big harvests); auto: aiohttp when it is installed",
+    )
     return parent
 
 
@@ -258,7 +267,8 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {text}", file=sys.stderr)
 
 
-def _zigna_client(args: argparse.Namespace) -> Any:
+def _zigna_client(args: argparse.Namespace, *, http_client: Any = None) -> Any:
+    """The Zigna client of the command line's options (over ``http_client`` if given)."""
     from .zigna.client import ZignaClient
 
     if not args.api_key and not os.environ.get("ZIGNA_API_KEY"):
@@ -269,6 +279,8 @@ def _zigna_client(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {"budget": budget, "timeout": args.timeout}
     if args.base_url is not None:
         options["base_url"] = args.base_url
+    if http_client is not None:
+        options["http_client"] = http_client
     return ZignaClient(args.api_key, **options)
 
 
@@ -430,6 +442,21 @@ def print_summary(
             console.print(f"... and {hidden} more failures (--json lists them all)")
 
 
+def _http_client(transport: str, timeout: float | None) -> Any:
+    """The httpx client to harvest through: ``None`` for zigziik's own (httpx's transport)."""
+    if transport == "httpx":
+        return None
+    try:
+        from .transports import aiohttp_client
+    except ImportError:
+        if transport == "aiohttp":
+            raise _Usage(
+                "--transport aiohttp needs aiohttp: pip install 'zigziik[cli,aiohttp]'"
+            ) from None
+        return None
+    return aiohttp_client(timeout=timeout) if timeout is not None else aiohttp_client()
+
+
 async def run_harvest(
     make_client: Callable[[], Any],
     dest: Path,
@@ -442,9 +469,17 @@ async def run_harvest(
     as_json: bool,
     out: Console,
     err: Console,
+    http_client: Any = None,
 ) -> int:
-    """Harvest with bars, print the summary (or JSON); the exit status."""
-    async with make_client() as zigna:
+    """Harvest with bars, print the summary (or JSON); the exit status.
+
+    ``http_client``, the httpx client ``make_client()``'s Zigna client sends through (if not
+    its own), is closed after it.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if http_client is not None:
+            await stack.enter_async_context(http_client)
+        zigna = await stack.enter_async_context(make_client())
         with HarvestBars(err, enabled=bars and not as_json and err.is_terminal) as display:
             report: HarvestReport = await zigna.harvest(
                 dest,
@@ -464,8 +499,12 @@ async def run_harvest(
 
 def _cmd_harvest(args: argparse.Namespace) -> int:
     out, err = _consoles()
-    client = _zigna_client(args)  # ConfigurationError before anything else happens
-    return _harvest_with_options(lambda: client, Path(args.dest), args.orders, args, out, err)
+    http_client = _http_client(args.transport, args.timeout)
+    # ConfigurationError before anything else happens.
+    client = _zigna_client(args, http_client=http_client)
+    return _harvest_with_options(
+        lambda: client, Path(args.dest), args.orders, args, out, err, http_client
+    )
 
 
 def _harvest_with_options(
@@ -475,6 +514,7 @@ def _harvest_with_options(
     args: argparse.Namespace,
     out: Console,
     err: Console,
+    http_client: Any,
 ) -> int:
     """Run a harvest with the command line's strategy, concurrency and output options."""
     return anyio.run(
@@ -489,6 +529,7 @@ def _harvest_with_options(
             as_json=args.json,
             out=out,
             err=err,
+            http_client=http_client,
         )
     )
 
@@ -516,10 +557,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 highlight=False,
             )
 
-        def make_client() -> ZignaClient:
-            return ZignaClient(DEMO_API_KEY, base_url=base_url)
+        http_client = _http_client(args.transport, None)
 
-        status = _harvest_with_options(make_client, dest, None, args, out, err)
+        def make_client() -> ZignaClient:
+            return ZignaClient(DEMO_API_KEY, base_url=base_url, http_client=http_client)
+
+        status = _harvest_with_options(make_client, dest, None, args, out, err, http_client)
     if not args.json:
         err.print(
             "Run it again: what is complete is skipped without a call "
