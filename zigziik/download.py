@@ -10,6 +10,7 @@ temporary file is deleted with a plain synchronous call (after a cancellation ev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Awaitable, Callable
@@ -147,7 +148,10 @@ class ReceivedFile:
 
     def __del__(self) -> None:
         if not self._settled:
-            self._file.abort()
+            # At interpreter shutdown no thread can start to finish the job: then the
+            # hidden temporary file is all that is left, never a file under a final name.
+            with contextlib.suppress(RuntimeError):
+                self._file.abort()
 
 
 def receive_to_file(
