@@ -458,3 +458,31 @@ async def test_a_broken_batch_fails_its_files_and_the_thread_lives_on(
         await after.close()
     assert (tmp_path / "y").read_bytes() == b"fine"
     await wait_until(lambda: disk.queued_bytes == 0)
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_the_thread_is_woken_by_close_and_by_a_drain_not_only_by_bulk(
+    tmp_path: Path,
+) -> None:
+    """Small writes wait for more before the thread wakes; close and drain wake it at once."""
+    disk = DiskThread(high_water=1000, low_water=10, idle_seconds=30)
+    first = BackgroundFile(tmp_path / "first", disk)
+    with anyio.fail_after(5):
+        await first.close()  # the thread has started, done this, and now waits
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"a" * 100)  # under the wake-up amount (500 here)
+    await anyio.sleep(0.05)
+    assert disk.queued_bytes == 100  # not written yet
+    with anyio.fail_after(5):
+        await file.drain()  # over low water: the drain wakes the thread
+    assert disk.queued_bytes <= disk.low_water
+    file.write(b"b" * 10)
+    with anyio.fail_after(5):
+        await file.close()  # and so does close
+    assert (tmp_path / "x").read_bytes() == b"a" * 100 + b"b" * 10
+    assert (tmp_path / "first").read_bytes() == b""
+    gone = BackgroundFile(tmp_path / "y", disk)
+    gone.write(b"c")
+    gone.abort()
+    await wait_until(lambda: disk.queued_bytes == 0)

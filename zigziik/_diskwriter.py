@@ -17,10 +17,10 @@ The thread starts on first use and ends after ``idle_seconds`` with nothing to d
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import importlib
 import os
-import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +47,7 @@ _ABORT: Final = _Marker("abort")
 _write = os.write
 _writev: Callable[[int, list[bytes]], int] | None = getattr(os, "writev", None)
 _BATCH_ITEMS = 64  # well under any system's IOV_MAX (1024 on Linux, 16 is POSIX's minimum)
+_WAKE_BYTES = 1 << 20  # a waiting thread is woken by this much data, or by close or abort
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 _OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0)
 
@@ -235,8 +236,11 @@ class DiskThread:
         self.idle_seconds = idle_seconds
         self._lock = threading.RLock()  # re-entrant for the same reason as BackgroundFile's
         self._below_low_water = threading.Condition(self._lock)
-        self._queue: queue.SimpleQueue[tuple[BackgroundFile, bytes | _Marker]] = queue.SimpleQueue()
+        self._work = threading.Condition(self._lock)
+        self._items: collections.deque[tuple[BackgroundFile, bytes | _Marker]] = collections.deque()
         self._queued_bytes = 0
+        self._unannounced = 0  # bytes queued since the thread was last woken
+        self._wake_bytes = max(1, min(_WAKE_BYTES, high_water // 2))
         self._thread: threading.Thread | None = None
 
     @property
@@ -254,9 +258,18 @@ class DiskThread:
 
     def submit(self, file: BackgroundFile, data: bytes | _Marker) -> None:
         with self._lock:
-            if not isinstance(data, _Marker):
+            self._items.append((file, data))
+            if isinstance(data, _Marker):
+                wake = True  # someone waits for it (close), or it frees a file (abort)
+            else:
                 self._queued_bytes += len(data)
-            self._queue.put((file, data))
+                self._unannounced += len(data)
+                # The thread is woken once per _WAKE_BYTES, not per chunk: every wake-up
+                # is a GIL hand-over the event loop's thread pays for.
+                wake = self._unannounced >= self._wake_bytes
+            if wake:
+                self._unannounced = 0
+                self._work.notify()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="zigziik-disk-writer", daemon=True
@@ -270,26 +283,21 @@ class DiskThread:
 
     def _wait_for_low_water(self) -> None:
         with self._below_low_water:
+            self._work.notify()  # whatever is queued is waited for now
             self._below_low_water.wait_for(lambda: self._queued_bytes <= self.low_water)
 
     def _run(self) -> None:
-        get, get_nowait = self._queue.get, self._queue.get_nowait
+        items = self._items
         while True:
-            try:
-                batch = [get(timeout=self.idle_seconds)]
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():  # submit() queues under this lock: none is lost
+            with self._lock:
+                if not items:
+                    self._work.wait(self.idle_seconds)
+                    if not items:  # idle: end (submit() queues under this lock: none is lost)
                         self._thread = None
                         return
-                continue
-            # Whatever else is waiting goes in the same round: one system call per file for
-            # its chunks, and one GIL hand-over, instead of one per chunk.
-            while len(batch) < _BATCH_ITEMS:
-                try:
-                    batch.append(get_nowait())
-                except queue.Empty:
-                    break
+                # Whatever is waiting goes in one round: one system call per file for its
+                # chunks instead of one per chunk.
+                batch = [items.popleft() for _ in range(min(len(items), _BATCH_ITEMS))]
             done = _serve_batch(batch)
             with self._lock:
                 self._queued_bytes -= done
