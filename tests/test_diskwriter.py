@@ -470,6 +470,7 @@ async def test_the_thread_is_woken_by_close_and_by_a_drain_not_only_by_bulk(
     first = BackgroundFile(tmp_path / "first", disk)
     with anyio.fail_after(5):
         await first.close()  # the thread has started, done this, and now waits
+    await wait_until(lambda: disk._waiting)
     file = BackgroundFile(tmp_path / "x", disk)
     file.write(b"a" * 100)  # under the wake-up amount (500 here)
     await anyio.sleep(0.05)

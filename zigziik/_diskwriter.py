@@ -240,6 +240,7 @@ class DiskThread:
         self._items: collections.deque[tuple[BackgroundFile, bytes | _Marker]] = collections.deque()
         self._queued_bytes = 0
         self._unannounced = 0  # bytes queued since the thread was last woken
+        self._waiting = False  # the thread sleeps until woken (for tests)
         self._wake_bytes = max(1, min(_WAKE_BYTES, high_water // 2))
         self._thread: threading.Thread | None = None
 
@@ -291,7 +292,9 @@ class DiskThread:
         while True:
             with self._lock:
                 if not items:
+                    self._waiting = True
                     self._work.wait(self.idle_seconds)
+                    self._waiting = False
                     if not items:  # idle: end (submit() queues under this lock: none is lost)
                         self._thread = None
                         return
