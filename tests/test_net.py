@@ -178,3 +178,56 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
 
 async def _never_called(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     writer.close()  # pragma: no cover
+
+
+class _Stub:
+    """A pool connection as `take_orphaned_connections` sees it."""
+
+    def __init__(self, *, idle: bool = False, closed: bool = False, inner: object = None):
+        self._connection = inner
+        self._idle = idle
+        self._closed = closed
+
+    def is_idle(self) -> bool:
+        return self._idle
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+
+class _Owner:
+    def __init__(self, connection: object) -> None:
+        self.connection = connection
+
+
+async def test_orphaned_connections_are_taken_out_of_the_pool() -> None:
+    """httpcore leaves the connection of a request cancelled before it started in the pool
+    (encode/httpcore#1093): still connecting, or connected and NEW, owned by no request."""
+    from zigziik._net import take_orphaned_connections
+
+    transport = httpx.AsyncHTTPTransport()
+    pool = transport._pool  # type: ignore[attr-defined]
+    connecting = httpcore.AsyncHTTPConnection(origin=httpcore.Origin(b"http", b"127.0.0.1", 80))
+    new = httpcore.AsyncHTTP11Connection(
+        origin=httpcore.Origin(b"http", b"127.0.0.1", 80),
+        stream=None,  # type: ignore[arg-type]
+    )
+    connected_new = _Stub(inner=new)
+    owned = httpcore.AsyncHTTPConnection(origin=httpcore.Origin(b"http", b"127.0.0.1", 81))
+    idle = _Stub(idle=True)
+    closed = _Stub(closed=True)
+    in_use = _Stub(inner=object())  # started a request (not an HTTP/1.1 NEW connection)
+    pool._connections.extend([connecting, connected_new, owned, idle, closed, in_use])
+    pool._requests.append(_Owner(owned))
+    taken = take_orphaned_connections(transport)
+    assert taken == [connecting, connected_new]
+    assert pool._connections == [owned, idle, closed, in_use]
+    assert take_orphaned_connections(transport) == []
+    pool._connections.clear()
+    pool._requests.clear()
+
+
+async def test_a_pool_of_another_shape_is_left_alone() -> None:
+    from zigziik._net import take_orphaned_connections
+
+    assert take_orphaned_connections(httpx.MockTransport(lambda r: httpx.Response(200))) == []

@@ -328,6 +328,51 @@ def install(transport: httpx.AsyncHTTPTransport) -> bool:
     return True
 
 
+def _never_used(connection: Any) -> bool:
+    """Whether a pool connection has not started a request: still connecting, or connected
+    and ``NEW`` (an HTTP/2 connection or anything unknown counts as used: left alone)."""
+    inner = getattr(connection, "_connection", _MISSING)
+    if inner is _MISSING:
+        return False
+    if inner is None:
+        return True  # connecting (a failed connect reports itself closed)
+    state = getattr(inner, "_state", None)
+    return type(inner) is httpcore.AsyncHTTP11Connection and getattr(state, "name", "") == "NEW"
+
+
+_MISSING = object()
+
+
+def take_orphaned_connections(transport: httpx.AsyncBaseTransport) -> list[Any]:
+    """Take out of the pool the connections a cancelled request left behind; the caller
+    closes them.
+
+    httpcore 1.0 leaves a connection in its pool when the request it was made for is
+    cancelled after the connection was assigned but before the request started
+    (encode/httpcore#1093): still connecting, or connected and ``NEW``. It is never idle,
+    closed or expired, so the pool neither reuses nor closes it; it holds a pool slot, and
+    once connected a socket, until the client closes. Such a connection is owned by none of
+    the pool's pending requests and has served none. Anything that does not look like
+    httpcore 1.0's pool is left alone.
+    """
+    pool = getattr(transport, "_pool", None)
+    connections = getattr(pool, "_connections", None)
+    requests = getattr(pool, "_requests", None)
+    lock = getattr(pool, "_optional_thread_lock", None)
+    if not isinstance(connections, list) or not isinstance(requests, list) or lock is None:
+        return []
+    with lock:
+        owned = {id(getattr(request, "connection", None)) for request in requests}
+        orphans = [
+            c
+            for c in connections
+            if id(c) not in owned and not c.is_idle() and not c.is_closed() and _never_used(c)
+        ]
+        for connection in orphans:
+            connections.remove(connection)
+    return orphans
+
+
 _ssl_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
 
 

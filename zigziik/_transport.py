@@ -25,7 +25,7 @@ import httpx
 
 from ._calls import record_call
 from ._convert import decode_json
-from ._net import default_ssl_context
+from ._net import default_ssl_context, take_orphaned_connections
 from ._net import install as install_network_backend
 from ._redact import register as register_secrets
 from ._redact import scrub_with
@@ -44,7 +44,14 @@ from .errors import (
 from .ratelimit import DailyBudget, RateLimit, parse_rate_limit
 from .retry import Failure, FailureKind, RetryPolicy, parse_retry_after
 
-__all__ = ["DEFAULT_TIMEOUT", "Authenticator", "FileUpload", "Transport", "read_body"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Authenticator",
+    "FileUpload",
+    "Transport",
+    "close_response",
+    "read_body",
+]
 
 T = TypeVar("T")
 
@@ -134,9 +141,9 @@ async def read_body(response: httpx.Response) -> bytes:
     ):
         return await response.aread()
     # Nothing to decode: the chunks as the transport gives them, without httpx's iterator
-    # layers. Closing at once frees the connection (and spares `_close` its shielded scope).
+    # layers. Closing at once frees the connection for the next request.
     body = b"".join([chunk async for chunk in response.stream])
-    await response.aclose()
+    await close_response(response)
     return body
 
 
@@ -188,8 +195,21 @@ def _running_loop() -> object | None:
 _bind_lock = threading.Lock()  # two threads' loops may race for a client's first request
 
 
-async def _close(response: httpx.Response) -> None:
-    if response.is_closed:  # read to the end: httpx has closed it (no cancel scope to pay for)
+async def _close_connections(connections: list[Any]) -> None:
+    """Close httpcore connections taken out of a pool, even while being cancelled."""
+    if not connections:
+        return
+    with anyio.CancelScope(shield=True):
+        for connection in connections:
+            try:
+                await connection.aclose()
+            except Exception:
+                logger.debug("closing an orphaned connection failed", exc_info=True)
+
+
+async def close_response(response: httpx.Response) -> None:
+    """Close ``response`` (freeing its connection) even when the caller is being cancelled."""
+    if response.is_closed:  # closed already (no cancel scope to pay for)
         return
     with anyio.CancelScope(shield=True):
         await response.aclose()
@@ -451,7 +471,13 @@ class Transport:
             request = self._build_request(method, url, params, content, files, headers)
             try:
                 if self._direct is not None:
-                    response = await self._direct.handle_async_request(request)
+                    try:
+                        response = await self._direct.handle_async_request(request)
+                    except BaseException:
+                        # A request cancelled between its connection's assignment and its
+                        # start leaves that connection in httpcore's pool for good.
+                        await _close_connections(take_orphaned_connections(self._direct))
+                        raise
                     response.request = request
                 else:
                     response = await self._client.send(request, stream=True)
@@ -472,7 +498,7 @@ class Transport:
                         return self._network_failure(exc, None, method, request)
                 return await self._status_failure(method, request, response, rate_limit)
             finally:
-                await _close(response)
+                await close_response(response)
         finally:
             settle(None)
             for stream in opened:

@@ -21,6 +21,7 @@ from anyio.lowlevel import checkpoint_if_cancelled
 
 from ._diskwriter import BackgroundFile
 from ._filenames import has_extension, picture_file_name, temporary_name
+from ._transport import close_response
 from .errors import DecodeError, IncompleteBodyError, IntegrityError
 
 __all__ = [
@@ -212,7 +213,7 @@ def receive_to_file(
                     ) from exc
                 raise
             if raw:
-                await response.aclose()  # frees the connection while the disk catches up
+                await close_response(response)  # frees the connection while the disk catches up
             received = written if raw else response.num_bytes_downloaded
             if declared is not None and received != declared:
                 raise IncompleteBodyError(
