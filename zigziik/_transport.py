@@ -50,6 +50,7 @@ __all__ = [
     "FileUpload",
     "Transport",
     "close_response",
+    "plain_body",
     "read_body",
 ]
 
@@ -134,16 +135,30 @@ def _default_client(
     return client, transport
 
 
+def plain_body(response: httpx.Response) -> httpx.AsyncByteStream | None:
+    """The body's stream as the transport gives it, when its bytes need no decoding (no
+    ``Content-Encoding``) and nothing has read it yet; else ``None`` (use `aiter_bytes`).
+
+    Reading it directly skips httpx's two iterator layers per chunk; the caller counts the
+    bytes itself (`Response.num_bytes_downloaded` stays 0).
+    """
+    stream = response.stream
+    if (
+        "content-encoding" in response.headers
+        or not isinstance(stream, httpx.AsyncByteStream)
+        or response.is_stream_consumed
+    ):
+        return None
+    return stream
+
+
 async def read_body(response: httpx.Response) -> bytes:
     """The default consumer: the whole body."""
-    if "content-encoding" in response.headers or not isinstance(
-        response.stream, httpx.AsyncByteStream
-    ):
+    stream = plain_body(response)
+    if stream is None:
         return await response.aread()
-    # Nothing to decode: the chunks as the transport gives them, without httpx's iterator
-    # layers. Closing at once frees the connection for the next request.
-    body = b"".join([chunk async for chunk in response.stream])
-    await close_response(response)
+    body = b"".join([chunk async for chunk in stream])
+    await close_response(response)  # at once: the connection is free for the next request
     return body
 
 

@@ -21,7 +21,7 @@ from anyio.lowlevel import checkpoint_if_cancelled
 
 from ._diskwriter import BackgroundFile
 from ._filenames import has_extension, picture_file_name, temporary_name
-from ._transport import close_response
+from ._transport import close_response, plain_body
 from .errors import DecodeError, IncompleteBodyError, IntegrityError
 
 __all__ = [
@@ -92,16 +92,6 @@ def is_complete_file(path: Path, size: int) -> bool:
     except OSError:
         return False
     return stat.S_ISREG(info.st_mode) and info.st_size == size
-
-
-def _is_plain_stream(response: httpx.Response) -> bool:
-    """Whether the body's bytes are the file's: then the stream is read as the transport
-    gives it, without httpx's two iterator layers per chunk (else through `aiter_bytes`)."""
-    return (
-        "content-encoding" not in response.headers
-        and isinstance(response.stream, httpx.AsyncByteStream)
-        and not response.is_stream_consumed
-    )
 
 
 def picture_name_for(
@@ -183,8 +173,9 @@ def receive_to_file(
         declared = content_length(response)
         url = str(response.request.url)
         file = BackgroundFile(dest_dir / temporary_name(final.name))
-        raw = _is_plain_stream(response)
-        chunks = response.stream if raw else response.aiter_bytes()
+        plain = plain_body(response)
+        raw = plain is not None
+        chunks = plain if plain is not None else response.aiter_bytes()
         complete = False
         try:
             written = 0
@@ -192,7 +183,7 @@ def receive_to_file(
             try:
                 # Chunks as the connection delivers them (at most about 1 MiB each from
                 # zigziik's own client): re-cutting them to a fixed size costs a copy.
-                async for chunk in chunks:  # type: ignore[union-attr]
+                async for chunk in chunks:
                     file.write(chunk)
                     written += len(chunk)
                     if progress is not None:
