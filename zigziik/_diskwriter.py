@@ -170,17 +170,15 @@ class BackgroundFile:
 
     # -- run by the thread -----------------------------------------------------------------
 
-    def _handle(self, data: bytes | _Marker) -> None:
-        if data is _CLOSE:
+    def _handle(self, marker: _Marker) -> None:
+        if marker is _CLOSE:
             self._finish()
-        elif data is _ABORT:
+        elif marker is _ABORT:
             with contextlib.suppress(OSError):  # nothing may escape into the thread's loop
                 self._release()
             if self._created:  # never a file that was there before (O_EXCL refused it)
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
-        elif not isinstance(data, _Marker):
-            self._write_chunks([data])
 
     def _write_chunks(self, chunks: list[bytes]) -> None:
         if self._error is not None or self._aborted:

@@ -328,6 +328,9 @@ def install(transport: httpx.AsyncHTTPTransport) -> bool:
     return True
 
 
+_MISSING = object()
+
+
 def _never_used(connection: Any) -> bool:
     """Whether a pool connection has not started a request: still connecting, or connected
     and ``NEW`` (an HTTP/2 connection or anything unknown counts as used: left alone)."""
@@ -338,9 +341,6 @@ def _never_used(connection: Any) -> bool:
         return True  # connecting (a failed connect reports itself closed)
     state = getattr(inner, "_state", None)
     return type(inner) is httpcore.AsyncHTTP11Connection and getattr(state, "name", "") == "NEW"
-
-
-_MISSING = object()
 
 
 def take_orphaned_connections(transport: httpx.AsyncBaseTransport) -> list[Any]:

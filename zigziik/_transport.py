@@ -401,9 +401,7 @@ class Transport:
         """
         if self._closed:
             raise ClientClosedError(f"the client for {self.base_url} is closed")
-        loop: object | None = _get_running_loop()
-        if loop is None:
-            loop = _trio_token()
+        loop = _running_loop()
         if loop is not self._loop:  # the first request, or another event loop
             self._bind(loop)
         method = method.upper()
