@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent(
 
     import zigziik
     from zigziik import DailyBudget, Order, ZignaClient, ZiikClient
-    from zigziik._convert import decode_json
+    from zigziik.zigna._convert import decode_json
 
     KEY = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 

@@ -44,12 +44,11 @@ from zigziik import (
     ZigziikError,
     ZiikClient,
 )
-from zigziik._convert import structure
 from zigziik._urls import same_origin
 from zigziik.errors import DecodeError
 from zigziik.pagination import AsyncPaginator, Page
 from zigziik.testing import DEMO_API_KEY, FakeZigna, FakeZiik
-from zigziik.ziik.client import parse_location, parse_token, unwrap_list
+from zigziik.ziik._convert import parse_location, parse_token, structure, unwrap_list
 from zigziik.ziik.models import Unit
 
 RETRY = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002, max_server_wait=0.01)

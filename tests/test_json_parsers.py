@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zigziik import DecodeError
-from zigziik._convert import decode_json, loads, parse_net_datetime, structure, use_fast_json
+from zigziik._convert import loads, parse_net_datetime, use_fast_json
+from zigziik.zigna._convert import decode_json, structure
 from zigziik.zigna.models import Order, OrderProducts
 
 msgspec = pytest.importorskip("msgspec")

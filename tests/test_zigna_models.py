@@ -22,7 +22,8 @@ from zigziik import (
     Package,
     Seller,
 )
-from zigziik._convert import camel_case, decode_json, parse_net_datetime, structure, unstructure
+from zigziik._convert import camel_case, parse_net_datetime
+from zigziik.zigna._convert import decode_json, structure, unstructure
 
 ORDER: dict[str, Any] = {
     "floors": 2,

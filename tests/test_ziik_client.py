@@ -32,7 +32,7 @@ from zigziik import (
     UnprocessableEntityError,
     ZiikClient,
 )
-from zigziik.ziik.client import parse_location, parse_token, unwrap_list, unwrap_object
+from zigziik.ziik._convert import parse_location, parse_token, unwrap_list, unwrap_object
 
 BASE = "https://acme.ziik.io/api"
 TOKEN = "aaaaaaaaa.bbbbbbbbb.cccccccccc"

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from zigziik import DecodeError
-from zigziik._convert import structure, unstructure
 from zigziik.ziik import (
     UNSET,
     ClosedPeriod,
@@ -31,6 +30,7 @@ from zigziik.ziik import (
     UnitPatch,
     UnitType,
 )
+from zigziik.ziik._convert import structure, unstructure
 from zigziik.ziik._hooks import (
     format_hours,
     format_timestamp,

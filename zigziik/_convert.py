@@ -1,4 +1,7 @@
-"""JSON <-> model conversion: one cattrs converter configuration, with a hook for each quirk.
+"""JSON <-> model conversion: the API-neutral converter core.
+
+It knows no API: each API package builds its own `ModelConverter` from this core and its own
+hooks (``zigna/_convert.py``, ``ziik/_convert.py``), and its client hands it to the transport.
 
 Rules for both APIs (DESIGN.md):
 
@@ -6,10 +9,7 @@ Rules for both APIs (DESIGN.md):
   list fields); ``null`` or ``{}`` in a list field is ``[]``.
 * Primitive types are strict: ``"5"`` is not an int and ``5`` is not a str. The documented
   quirks are the only coercions, each a hook registered here or by an API's ``_hooks``.
-* Models opt into key styles with `json_model`: ``camel_case=True`` generates the Zigna
-  spelling of every field (``status_id`` -> ``statusID``, ``pictures_taken_date`` ->
-  ``picturesTakenDate``); ``php_arrays=True`` also accepts ``[]`` where an object is expected
-  (PHP encodes an empty associative array as a JSON list).
+* Models opt into key styles with `json_model` (in the leaf module ``_jsonstyle``).
 
 `structure` is the fast path (no per-field bookkeeping); only when it fails is the same
 input structured again with detailed validation, to say exactly where and what was wrong.
@@ -24,64 +24,32 @@ import typing
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from functools import cache
-from typing import Any, TypeVar, cast, get_args, get_origin
+from typing import Any, cast, get_args, get_origin
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._jsonstyle import JsonStyle, camel_case, json_key, json_model, style_of
 from ._redact import scrub
 from .errors import DecodeError
 
-T = TypeVar("T")
-C = TypeVar("C", bound=type)
-
 __all__ = [
+    "ApiHooks",
+    "ModelConverter",
     "camel_case",
     "converter",
     "decode_json",
     "format_net_datetime",
     "json_model",
     "loads",
+    "make_converter",
+    "model_hook",
     "parse_net_datetime",
     "structure",
+    "type_error",
     "unstructure",
 ]
-
-_STYLE_ATTR = "__zigziik_json__"
-
-
-@attrs.frozen
-class _Style:
-    camel_case: bool = False
-    php_arrays: bool = False
-    omit_none: bool = False
-
-
-def json_model(
-    *, camel_case: bool = False, php_arrays: bool = False, omit_none: bool = False
-) -> Callable[[C], C]:
-    """Mark an attrs class with its JSON key style (see the module docstring).
-
-    ``omit_none`` leaves ``None`` fields out when the model is unstructured (request bodies).
-    """
-
-    def mark(cls: C) -> C:
-        setattr(cls, _STYLE_ATTR, _Style(camel_case, php_arrays, omit_none))
-        return cls
-
-    return mark
-
-
-def _style(cls: type) -> _Style:
-    return cast(_Style, getattr(cls, _STYLE_ATTR, _Style()))
-
-
-def camel_case(name: str) -> str:
-    """``pictures_taken_date`` -> ``picturesTakenDate``; a trailing ``_id`` part -> ``ID``."""
-    head, *rest = name.split("_")
-    return head + "".join("ID" if part == "id" else part[:1].upper() + part[1:] for part in rest)
 
 
 # -- JSON text ---------------------------------------------------------------------------------
@@ -130,10 +98,10 @@ def loads(body: bytes | str) -> Any:
     return json.loads(body, parse_float=Decimal)
 
 
-def decode_json(body: bytes, target: Any, *, method: str, url: str) -> Any:
-    """Parse and convert a response body, raising `DecodeError` for anything unexpected."""
+def parse_json(body: bytes, *, method: str, url: str) -> Any:
+    """Parse a response body, raising `DecodeError` when it is empty or not JSON."""
     try:
-        data = loads(body)
+        return loads(body)
     except (ValueError, RecursionError) as exc:
         # UnicodeDecodeError and JSONDecodeError are ValueErrors.
         if not body.strip():
@@ -141,31 +109,6 @@ def decode_json(body: bytes, target: Any, *, method: str, url: str) -> Any:
                 "the body is empty where JSON was expected", method=method, url=url
             ) from None
         raise DecodeError(f"the body is not JSON ({exc})", method=method, url=url) from None
-    return structure(data, target, method=method, url=url)
-
-
-def structure(data: Any, target: Any, *, method: str = "", url: str = "") -> Any:
-    """Convert parsed JSON to ``target``; any failure is a `DecodeError` saying where."""
-    try:
-        return converter.structure(data, target)
-    except Exception:
-        reason = _explain(data, target)
-    raise DecodeError(reason, method=method or None, url=url or None)
-
-
-def _explain(data: Any, target: Any) -> str:
-    try:
-        _detailed_converter().structure(data, target)
-    except cattrs.BaseValidationError as exc:
-        messages = cattrs.transform_error(
-            exc, path=_type_name(target), format_exception=_format_exception
-        )
-        shown = "; ".join(messages[:5])
-        more = f" (and {len(messages) - 5} more)" if len(messages) > 5 else ""
-        return f"unexpected JSON: {shown}{more}"
-    except Exception as exc:
-        return f"unexpected JSON for {_type_name(target)}: {type(exc).__name__}: {exc}"
-    return f"unexpected JSON for {_type_name(target)}"
 
 
 def _format_exception(exc: BaseException, tp: Any) -> str:
@@ -178,15 +121,10 @@ def _type_name(target: Any) -> str:
     return getattr(target, "__name__", None) or str(target).replace("typing.", "")
 
 
-def unstructure(value: Any) -> Any:
-    """A request model as JSON-ready data, in the API's key style."""
-    return converter.unstructure(value)
-
-
 # -- strict primitives --------------------------------------------------------------------------
 
 
-def _type_error(value: Any, expected: str) -> TypeError:
+def type_error(value: Any, expected: str) -> TypeError:
     shown = scrub(repr(value))  # before it is shortened: a cut secret could not be found
     if len(shown) > 60:
         shown = shown[:57] + "..."
@@ -196,32 +134,32 @@ def _type_error(value: Any, expected: str) -> TypeError:
 def _structure_str(value: Any, _: type) -> str:
     if type(value) is str:
         return value
-    raise _type_error(value, "a string")
+    raise type_error(value, "a string")
 
 
 def _structure_int(value: Any, _: type) -> int:
     if type(value) is int:
         return value
-    raise _type_error(value, "an integer")
+    raise type_error(value, "an integer")
 
 
 def _structure_float(value: Any, _: type) -> float:
     if type(value) in (int, float, Decimal):
         return float(value)
-    raise _type_error(value, "a number")
+    raise type_error(value, "a number")
 
 
 def _structure_bool(value: Any, _: type) -> bool:
     if type(value) is bool:
         return value
-    raise _type_error(value, "true or false")
+    raise type_error(value, "true or false")
 
 
 def _structure_decimal(value: Any, _: type) -> Decimal:
     kind = type(value)
     if kind is Decimal:
         if not value.is_finite():
-            raise _type_error(value, "a finite number")
+            raise type_error(value, "a finite number")
         return cast(Decimal, value)
     if kind is int:
         return Decimal(value)
@@ -229,8 +167,8 @@ def _structure_decimal(value: Any, _: type) -> Decimal:
         try:
             return Decimal(repr(value))
         except InvalidOperation:
-            raise _type_error(value, "a finite number") from None
-    raise _type_error(value, "a number")
+            raise type_error(value, "a finite number") from None
+    raise type_error(value, "a number")
 
 
 _NET_DATETIME = re.compile(
@@ -301,7 +239,7 @@ def format_net_datetime(value: datetime) -> str:
 
 def _structure_datetime(value: Any, _: type) -> datetime | None:
     if type(value) is not str:
-        raise _type_error(value, "a date string")
+        raise type_error(value, "a date string")
     return parse_net_datetime(value)
 
 
@@ -359,11 +297,11 @@ def _list_hook_factory(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], 
             if type(value) is list:
                 for item in value:
                     if item.__class__ is not str:
-                        raise _type_error(item, "a string")
+                        raise type_error(item, "a string")
                 return value.copy()
             if value is None or (type(value) is dict and not value):
                 return []
-            raise _type_error(value, "a list")
+            raise type_error(value, "a list")
 
         return structure_str_list
 
@@ -372,25 +310,13 @@ def _list_hook_factory(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], 
             return [item_hook(item, item_type) for item in value]
         if value is None or (type(value) is dict and not value):
             return []
-        raise _type_error(value, "a list")
+        raise type_error(value, "a list")
 
     return structure_list
 
 
-KEY_METADATA = "zigziik_key"
-"""``attrs.field(metadata={KEY_METADATA: "starthours"})`` names a field's JSON key explicitly."""
-
-
-def json_key(field: attrs.Attribute[Any], style: _Style) -> str:
-    """The JSON key of a model field: explicit metadata, else the style's spelling."""
-    explicit = field.metadata.get(KEY_METADATA)
-    if explicit is not None:
-        return str(explicit)
-    return camel_case(field.name) if style.camel_case else field.name
-
-
 def _attrs_structure_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
-    style = _style(cls)
+    style = style_of(cls)
     attrs.resolve_types(cls)
     if not conv.detailed_validation:
         return _generate_structure_fn(cls, conv, style)
@@ -404,7 +330,7 @@ def _attrs_structure_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any
 
 def model_hook(cls: type, inner: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     """``inner`` (a dict-structuring function for ``cls``) behind the model's object check."""
-    as_object = _object_check(cls, _style(cls))
+    as_object = _object_check(cls, style_of(cls))
 
     def structure_model(value: Any, tp: Any) -> Any:
         return inner(as_object(value), tp)
@@ -412,7 +338,7 @@ def model_hook(cls: type, inner: Callable[[Any, Any], Any]) -> Callable[[Any, An
     return structure_model
 
 
-def _object_check(cls: type, style: _Style) -> Callable[[Any], dict[str, Any]]:
+def _object_check(cls: type, style: JsonStyle) -> Callable[[Any], dict[str, Any]]:
     """The check every model input passes: a JSON object (or PHP's ``[]`` for an empty one)."""
 
     def as_object(value: Any) -> dict[str, Any]:
@@ -420,7 +346,7 @@ def _object_check(cls: type, style: _Style) -> Callable[[Any], dict[str, Any]]:
             return cast(dict[str, Any], value)
         if style.php_arrays and value.__class__ is list and not value:
             return {}
-        raise _type_error(value, f"a JSON object for {cls.__name__}")
+        raise type_error(value, f"a JSON object for {cls.__name__}")
 
     return as_object
 
@@ -434,7 +360,7 @@ def _optional_inner(tp: Any) -> Any:
 
 
 def _generate_structure_fn(
-    cls: type, conv: cattrs.Converter, style: _Style
+    cls: type, conv: cattrs.Converter, style: JsonStyle
 ) -> Callable[[Any, Any], Any]:
     """The fast path: one generated function per model, primitive checks inlined.
 
@@ -469,7 +395,7 @@ def _hook_for(conv: cattrs.Converter, target: Any) -> Callable[[Any, Any], Any]:
     return lazy
 
 
-def _generate(cls: type, conv: cattrs.Converter, style: _Style) -> Callable[[Any, Any], Any]:
+def _generate(cls: type, conv: cattrs.Converter, style: JsonStyle) -> Callable[[Any, Any], Any]:
     namespace: dict[str, Any] = {
         "_cls": cls,
         "_MISSING": _MISSING,
@@ -576,11 +502,11 @@ _MISSING: Any = object()
 def _wrong_type(value: Any, key: str, cls: type) -> TypeError:
     if value is _MISSING:
         return TypeError(f"{cls.__name__} needs the key {key!r}")
-    return _type_error(value, f"another type for {cls.__name__}.{key}")
+    return type_error(value, f"another type for {cls.__name__}.{key}")
 
 
 def _attrs_unstructure_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any], Any]:
-    style = _style(cls)
+    style = style_of(cls)
     attrs.resolve_types(cls)
     overrides: dict[str, Any] = {
         a.name: override(rename=json_key(a, style))
@@ -599,18 +525,14 @@ def _attrs_unstructure_factory(cls: type, conv: cattrs.Converter) -> Callable[[A
 
 # -- the converter -----------------------------------------------------------------------------
 
-_ApiHooks = Callable[[cattrs.Converter], None]
+ApiHooks = Callable[[cattrs.Converter], None]
+"""Registers an API's quirks on a converter (after the core's hooks)."""
 
 
-def _api_hooks() -> list[_ApiHooks]:
-    from .zigna._hooks import register_zigna_hooks
-    from .ziik._hooks import register_ziik_hooks
-
-    return [register_zigna_hooks, register_ziik_hooks]
-
-
-def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
-    """Build the converter: strict primitives, list and model hooks, then each API's quirks."""
+def make_converter(
+    *, detailed_validation: bool = False, hooks: tuple[ApiHooks, ...] = ()
+) -> cattrs.Converter:
+    """A converter: strict primitives, list and model hooks, then ``hooks`` (an API's quirks)."""
     conv = cattrs.Converter(detailed_validation=detailed_validation, forbid_extra_keys=False)
     for primitive, hook in _PRIMITIVE_HOOKS.items():
         conv.register_structure_hook(primitive, hook)
@@ -620,28 +542,72 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     conv.register_structure_hook_factory(_is_list, _list_hook_factory)
     conv.register_structure_hook_factory(attrs.has, _attrs_structure_factory)
     conv.register_unstructure_hook_factory(attrs.has, _attrs_unstructure_factory)
-    for register in _api_hooks():
+    for register in hooks:
         register(conv)
     return conv
 
 
-class _LazyConverter:
-    """The module-level converter, built on first use (the model modules import this one)."""
+class ModelConverter:
+    """One API's conversion: a fast converter, and a detailed one only to explain a failure.
 
-    @cache  # noqa: B019 - one instance for the life of the process
-    def get(self) -> cattrs.Converter:
-        return make_converter()
+    Both are built on first use from the same hooks, so they accept exactly the same input.
+    """
 
-    def structure(self, data: Any, target: Any) -> Any:
-        return self.get().structure(data, target)
+    def __init__(self, *hooks: ApiHooks) -> None:
+        self._hooks = hooks
+        self._fast: cattrs.Converter | None = None
+        self._detailed: cattrs.Converter | None = None
+
+    @property
+    def fast(self) -> cattrs.Converter:
+        """The converter `structure` tries first (generated functions, no bookkeeping)."""
+        if self._fast is None:
+            self._fast = make_converter(hooks=self._hooks)
+        return self._fast
+
+    @property
+    def detailed(self) -> cattrs.Converter:
+        """cattrs' detailed validation over the same hooks (names the failing field)."""
+        if self._detailed is None:
+            self._detailed = make_converter(detailed_validation=True, hooks=self._hooks)
+        return self._detailed
+
+    def structure(self, data: Any, target: Any, *, method: str = "", url: str = "") -> Any:
+        """Convert parsed JSON to ``target``; any failure is a `DecodeError` saying where."""
+        try:
+            return self.fast.structure(data, target)
+        except Exception:
+            reason = self._explain(data, target)
+        raise DecodeError(reason, method=method or None, url=url or None)
 
     def unstructure(self, value: Any) -> Any:
-        return self.get().unstructure(value)
+        """A request model as JSON-ready data, in the API's key style."""
+        return self.fast.unstructure(value)
+
+    def decode_json(self, body: bytes, target: Any, *, method: str, url: str) -> Any:
+        """Parse and convert a response body, raising `DecodeError` for anything unexpected."""
+        return self.structure(
+            parse_json(body, method=method, url=url), target, method=method, url=url
+        )
+
+    def _explain(self, data: Any, target: Any) -> str:
+        try:
+            self.detailed.structure(data, target)
+        except cattrs.BaseValidationError as exc:
+            messages = cattrs.transform_error(
+                exc, path=_type_name(target), format_exception=_format_exception
+            )
+            shown = "; ".join(messages[:5])
+            more = f" (and {len(messages) - 5} more)" if len(messages) > 5 else ""
+            return f"unexpected JSON: {shown}{more}"
+        except Exception as exc:
+            return f"unexpected JSON for {_type_name(target)}: {type(exc).__name__}: {exc}"
+        return f"unexpected JSON for {_type_name(target)}"
 
 
-@cache
-def _detailed_converter() -> cattrs.Converter:
-    return make_converter(detailed_validation=True)
+converter = ModelConverter()
+"""The core alone (no API's quirks): for models that need none."""
 
-
-converter = _LazyConverter()
+structure = converter.structure
+unstructure = converter.unstructure
+decode_json = converter.decode_json

@@ -24,7 +24,7 @@ import attrs
 import httpx
 
 from ._calls import record_call
-from ._convert import decode_json
+from ._convert import ModelConverter
 from ._net import default_ssl_context, take_orphaned_connections
 from ._net import install as install_network_backend
 from ._redact import register as register_secrets
@@ -243,6 +243,7 @@ class Transport:
         *,
         base_url: str,
         auth: Authenticator,
+        converter: ModelConverter,
         http_client: httpx.AsyncClient | None = None,
         timeout: TimeoutArg = None,
         retry: RetryPolicy | None = None,
@@ -251,6 +252,7 @@ class Transport:
     ) -> None:
         self.base_url = validate_base_url(base_url)
         self._auth = auth
+        self.converter = converter
         register_secrets(auth)  # every ZigziikError message is scrubbed of them from now on
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError(
@@ -355,7 +357,7 @@ class Transport:
     ) -> Any:
         """Send, then convert the JSON body to ``target`` (`DecodeError` if it is not)."""
         body = await self.request(method, url, params=params, json_body=json_body)
-        return decode_json(body, target, method=method, url=with_params(url, params))
+        return self.converter.decode_json(body, target, method=method, url=with_params(url, params))
 
     async def request(
         self,

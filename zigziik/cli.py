@@ -591,7 +591,7 @@ def _order_row(order: Order) -> list[str]:
 
 
 def _cmd_orders_list(args: argparse.Namespace) -> int:
-    from ._convert import unstructure
+    from .zigna._convert import unstructure
 
     out, _ = _consoles()
     client = _zigna_client(args)
@@ -627,7 +627,7 @@ def _flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:
 
 
 def _cmd_orders_show(args: argparse.Namespace) -> int:
-    from ._convert import unstructure
+    from .zigna._convert import unstructure
 
     out, _ = _consoles()
     client = _zigna_client(args)

@@ -14,7 +14,6 @@ import httpx
 
 from .._checks import check_int
 from .._client import BaseClient
-from .._convert import decode_json, unstructure
 from .._filenames import picture_file_name, sanitize_component
 from .._transport import FileUpload, StaticHeaders, TimeoutArg, Transport
 from .._urls import path_segment, with_params
@@ -31,6 +30,7 @@ from ..errors import ConfigurationError, DecodeError
 from ..pagination import AsyncPaginator, Page
 from ..ratelimit import DailyBudget
 from ..retry import RetryPolicy
+from ._convert import converter, decode_json, unstructure
 from .models import (
     ExtraProduct,
     HousingType,
@@ -272,6 +272,7 @@ class ZignaClient(BaseClient):
             raise ConfigurationError(f"budget must be a DailyBudget, got {type(budget).__name__}")
         self._transport = Transport(
             base_url=base_url,
+            converter=converter,
             auth=StaticHeaders({"X-ApiKey": key}),
             http_client=http_client,
             timeout=timeout,

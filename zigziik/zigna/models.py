@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from .._convert import json_model
+from .._jsonstyle import json_model
 
 __all__ = [
     "ContactForm",

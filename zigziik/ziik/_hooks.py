@@ -33,7 +33,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from .._convert import _type_error, model_hook
+from .._convert import model_hook, type_error
 from .models import (
     ClosedPeriod,
     Contact,
@@ -73,7 +73,7 @@ def parse_weekday(value: Any) -> int:
         return value
     if type(value) is str and _WEEKDAY.fullmatch(value):
         return int(value)
-    raise _type_error(value, "a weekday 1 (Monday) to 7 (Sunday)")
+    raise type_error(value, "a weekday 1 (Monday) to 7 (Sunday)")
 
 
 def parse_hours(value: Any) -> time:
@@ -87,12 +87,12 @@ def parse_hours(value: Any) -> time:
     elif type(value) is str and _DIGITS.fullmatch(value):
         number = int(value)
     else:
-        raise _type_error(value, "hours as HHMM like '900' or 1730")
+        raise type_error(value, "hours as HHMM like '900' or 1730")
     if number == 2400:
         return time.max
     hour, minute = divmod(number, 100)
     if hour > 23 or minute > 59:
-        raise _type_error(value, "hours as HHMM with hour < 24 and minute < 60")
+        raise type_error(value, "hours as HHMM with hour < 24 and minute < 60")
     return time(hour, minute)
 
 
@@ -113,11 +113,11 @@ def parse_timestamp(value: Any) -> datetime:
     elif kind in (Decimal, float) and math.isfinite(value):
         seconds = float(value)
     else:
-        raise _type_error(value, "a unix timestamp (a number)")
+        raise type_error(value, "a unix timestamp (a number)")
     try:
         return datetime.fromtimestamp(seconds, timezone.utc)
     except (OverflowError, OSError, ValueError):
-        raise _type_error(value, "a unix timestamp within the years 1..9999") from None
+        raise type_error(value, "a unix timestamp within the years 1..9999") from None
 
 
 def format_timestamp(value: datetime) -> int:
@@ -140,7 +140,7 @@ def _optional(parse: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
 def _structure_unit_type(value: Any, _: Any) -> int | str | None:
     if value is None or type(value) in (int, str):
         return value  # type: ignore[no-any-return]
-    raise _type_error(value, "an integer or a string unit type")
+    raise type_error(value, "an integer or a string unit type")
 
 
 def _structure_relationships(value: Any, _: Any) -> Relationships:
@@ -150,20 +150,20 @@ def _structure_relationships(value: Any, _: Any) -> Relationships:
         return Relationships(dict(value))
     if type(value) is list:
         return Relationships({str(index): item for index, item in enumerate(value)})
-    raise _type_error(value, "an object (or [] / null) for relationships")
+    raise type_error(value, "an object (or [] / null) for relationships")
 
 
 def _structure_versions(value: Any, _: Any) -> FileVersions:
     if value is None or (type(value) is list and not value):
         return FileVersions({})
     if type(value) is not dict:
-        raise _type_error(value, "an object of version URLs")
+        raise type_error(value, "an object of version URLs")
     versions: dict[str, str] = {}
     for key, url in value.items():
         if url is None:
             continue
         if type(url) is not str:
-            raise _type_error(url, f"a URL string for version {key!r}")
+            raise type_error(url, f"a URL string for version {key!r}")
         versions[key] = url
     return FileVersions(versions)
 
@@ -195,7 +195,7 @@ def _make_departments_hook(conv: cattrs.Converter) -> Callable[[Any, Any], list[
             return [unit_hook(item, Unit) for item in value]
         if value is None or (type(value) is dict and not value):
             return []
-        raise _type_error(value, "a list of units")
+        raise type_error(value, "a list of units")
 
     return hook
 

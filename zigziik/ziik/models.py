@@ -23,7 +23,7 @@ from typing import Any, Final, Literal, NewType, TypeVar
 
 import attrs
 
-from .._convert import json_model
+from .._jsonstyle import json_model
 
 __all__ = [
     "UNSET",
