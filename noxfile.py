@@ -29,7 +29,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package and the examples."""
-    session.install("-e", ".[cli,testing,fast,aiohttp]", "mypy>=1.10", "fastapi>=0.110")
+    session.install("-e", ".[cli,testing,fast,aiohttp,redis]", "mypy>=1.10", "fastapi>=0.110")
     session.run("mypy", "--strict", "zigziik", "examples")
 
 

@@ -170,13 +170,14 @@ def test_a_caller_chosen_cap_is_never_raised_by_the_server() -> None:
     assert lower.remaining == 50
 
 
-def test_explicit_limit_caps_the_server_and_the_default_follows_it() -> None:
+@pytest.mark.anyio
+async def test_explicit_limit_caps_the_server_and_the_default_follows_it() -> None:
     clock = FakeClock(T0)
     capped = DailyBudget(5, clock=clock)
     default = DailyBudget(clock=clock)
     for budget in (capped, default):
-        assert budget.reserve().granted
-        budget.settle(RateLimit(limit=3000, remaining=2999))
+        assert (await budget.reserve()).granted
+        await budget.settle(RateLimit(limit=3000, remaining=2999))
     assert capped.limit == 5
     assert capped.remaining == 4
     assert default.limit == 3000
@@ -241,50 +242,54 @@ def test_budget_defaults() -> None:
     assert budget.reset_at.tzinfo is not None
 
 
-def test_budget_raises_when_exhausted_and_resets_at_midnight() -> None:
+@pytest.mark.anyio
+async def test_budget_raises_when_exhausted_and_resets_at_midnight() -> None:
     clock = FakeClock(T0)
     budget = DailyBudget(3, clock=clock)
     for _ in range(3):
-        assert budget.reserve().granted
-        budget.settle()
+        assert (await budget.reserve()).granted
+        await budget.settle()
     with pytest.raises(BudgetExhaustedError) as info:
-        budget.reserve()
+        await budget.reserve()
     assert info.value.reset_at == datetime(2026, 11, 23, 0, 0, tzinfo=CPH)
     assert budget.used == 3
     clock.now = datetime(2026, 11, 23, 0, 0, tzinfo=CPH)
     assert budget.remaining == 3
     assert budget.used == 0
-    assert budget.reserve().granted
+    assert (await budget.reserve()).granted
 
 
-def test_budget_wait_mode_reports_the_wait() -> None:
+@pytest.mark.anyio
+async def test_budget_wait_mode_reports_the_wait() -> None:
     clock = FakeClock(T0)
     budget = DailyBudget(1, on_exhausted="wait", max_wait=30, clock=clock)
-    assert budget.reserve().granted
-    budget.settle(RateLimit(remaining=0, reset_after=20))
-    decision = budget.reserve()
+    assert (await budget.reserve()).granted
+    await budget.settle(RateLimit(remaining=0, reset_after=20))
+    decision = await budget.reserve()
     assert not decision.granted
     assert decision.wait == pytest.approx(20)
     clock.advance(21)
-    assert budget.reserve().granted
+    assert (await budget.reserve()).granted
 
 
-def test_budget_wait_mode_raises_beyond_max_wait() -> None:
+@pytest.mark.anyio
+async def test_budget_wait_mode_raises_beyond_max_wait() -> None:
     clock = FakeClock(T0)
     budget = DailyBudget(1, on_exhausted="wait", max_wait=30, clock=clock)
-    budget.reserve()
-    budget.settle(RateLimit(remaining=0, reset_after=3600))
+    await budget.reserve()
+    await budget.settle(RateLimit(remaining=0, reset_after=3600))
     with pytest.raises(BudgetExhaustedError):
-        budget.reserve()
+        await budget.reserve()
 
 
-def test_budget_uses_the_store() -> None:
+@pytest.mark.anyio
+async def test_budget_uses_the_store() -> None:
     store = InMemoryBudgetStore()
     clock = FakeClock(T0)
     first = DailyBudget(5, clock=clock, store=store)
     second = DailyBudget(5, clock=clock, store=store)
-    first.reserve()
-    second.reserve()
+    await first.reserve()
+    await second.reserve()
     assert first.used == 2
     assert second.remaining == 3
 
@@ -306,10 +311,11 @@ def test_bad_budget_arguments_are_named(kwargs: dict[str, object], message: str)
         DailyBudget(**kwargs)  # type: ignore[arg-type]
 
 
-def test_naive_clock_is_refused() -> None:
+@pytest.mark.anyio
+async def test_naive_clock_is_refused() -> None:
     budget = DailyBudget(clock=lambda: datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="aware"):
-        budget.reserve()
+        await budget.reserve()
 
 
 def test_repr_shows_the_state() -> None:

@@ -4,12 +4,16 @@ This module only re-exports the public names; see the README for usage.
 """
 
 from ._extract import UnsafeArchiveError, safe_extract
+from ._redis_store import RedisBudgetStore
+from ._sqlite_store import SqliteBudgetStore
+from ._stores import budget_store_from_url
 from ._version import __version__
 from .errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
     BudgetExhaustedError,
+    BudgetStoreError,
     ClientClosedError,
     ConfigurationError,
     DecodeError,
@@ -25,7 +29,14 @@ from .errors import (
     ZigziikError,
 )
 from .pagination import AsyncPaginator
-from .ratelimit import BudgetLedger, BudgetStore, DailyBudget, InMemoryBudgetStore, RateLimit
+from .ratelimit import (
+    BudgetLedger,
+    BudgetSnapshot,
+    BudgetStore,
+    DailyBudget,
+    InMemoryBudgetStore,
+    RateLimit,
+)
 from .retry import RetryPolicy
 from .zigna import (
     ContactForm,
@@ -75,7 +86,9 @@ __all__ = [
     "BadRequestError",
     "BudgetExhaustedError",
     "BudgetLedger",
+    "BudgetSnapshot",
     "BudgetStore",
+    "BudgetStoreError",
     "ClientClosedError",
     "ClosedPeriod",
     "ConfigurationError",
@@ -115,8 +128,10 @@ __all__ = [
     "Picture",
     "RateLimit",
     "RateLimitedError",
+    "RedisBudgetStore",
     "RetryPolicy",
     "Seller",
+    "SqliteBudgetStore",
     "ServerError",
     "TransportError",
     "UNSET",
@@ -134,5 +149,6 @@ __all__ = [
     "ZigziikError",
     "ZiikClient",
     "__version__",
+    "budget_store_from_url",
     "safe_extract",
 ]

@@ -463,16 +463,17 @@ class Transport:
         consume: Consumer[Any],
     ) -> _Outcome:
         """One try: a value, or how it failed and the error to raise if it is not retried."""
-        await self._reserve(method, url, params)
+        lease = await self._reserve(method, url, params)
         record_call()
         settled = False
+        budget = self.budget
 
-        def settle(rate_limit: RateLimit | None) -> None:
+        async def settle(rate_limit: RateLimit | None) -> None:
             nonlocal settled
             if not settled:
                 settled = True
-                if self.budget is not None:
-                    self.budget.settle(rate_limit)
+                if budget is not None:
+                    await budget.settle(rate_limit, lease=lease)
 
         opened: list[BinaryIO] = []
         started = time.perf_counter()
@@ -497,12 +498,12 @@ class Transport:
                 else:
                     response = await self._client.send(request, stream=True)
             except httpx.TransportError as exc:
-                settle(None)
+                await settle(None)
                 kind = FailureKind.CONNECT if isinstance(exc, _CONNECT_ERRORS) else None
                 return self._network_failure(exc, kind, method, request)
             try:
                 rate_limit = parse_rate_limit(response.headers)
-                settle(rate_limit if rate_limit.present else None)
+                await settle(rate_limit if rate_limit.present else None)
                 self._log_response(method, request, response, started)
                 if response.is_success:
                     try:
@@ -515,9 +516,10 @@ class Transport:
             finally:
                 await close_response(response)
         finally:
-            settle(None)
             for stream in opened:
                 stream.close()
+            if not settled:  # cancelled or failed: the budget shields a shared store's call
+                await settle(None)
 
     def _build_request(
         self,
@@ -566,18 +568,19 @@ class Transport:
             method, url, content=content, headers=merged, extensions={"timeout": timeout.as_dict()}
         )
 
-    async def _reserve(self, method: str, url: str, params: Mapping[str, Any] | None) -> None:
+    async def _reserve(self, method: str, url: str, params: Mapping[str, Any] | None) -> str | None:
+        """Reserve one call (or wait for the reset, if the budget says so); its lease."""
         if self.budget is None:
-            return
+            return None
         while True:
             try:
-                decision = self.budget.reserve()
+                decision = await self.budget.reserve()
             except BudgetExhaustedError as exc:
                 raise BudgetExhaustedError(
                     exc.reset_at, limit=exc.limit, method=method, url=with_params(url, params)
                 ) from None
             if decision.granted:
-                return
+                return decision.lease
             logger.info("daily budget exhausted; waiting %.1fs for its reset", decision.wait)
             await self.sleep(decision.wait)
 

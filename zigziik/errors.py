@@ -11,6 +11,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExhaustedError",
+    "BudgetStoreError",
     "ClientClosedError",
     "ConfigurationError",
     "DecodeError",
@@ -90,6 +91,19 @@ class BudgetExhaustedError(ZigziikError):
         self.limit = limit
         self.method = method
         self.url = url
+
+
+class BudgetStoreError(ZigziikError):
+    """The budget's shared store cannot be reached, timed out, or holds garbage.
+
+    Nothing was sent: without the store nobody can tell how many calls are left (counting in
+    this process alone would multiply the budget). ``store`` names it (its URL without a
+    password); the message never holds a password or the API key.
+    """
+
+    def __init__(self, message: str, *, store: str) -> None:
+        super().__init__(f"budget store {store}: {message}")
+        self.store = store
 
 
 class DecodeError(ZigziikError):

@@ -38,7 +38,7 @@ __all__ = [
 
 TRANSPORT_SCOPE_KEY = "zigziik.testing.transport"
 
-FaultKind = Literal["fail", "truncate", "reset", "stall", "wrong_length", "garbage"]
+FaultKind = Literal["fail", "truncate", "reset", "stall", "hang", "wrong_length", "garbage"]
 
 _DEFAULT_GARBAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 
@@ -149,6 +149,19 @@ class Faults:
         """Send the headers, then wait ``seconds`` (or until the client leaves) before the body."""
         self._add(_Rule("stall", n, match, method, seconds=seconds))
 
+    def hang_next(
+        self,
+        n: int = 1,
+        match: str | None = None,
+        seconds: float = 30.0,
+        *,
+        method: str | None = None,
+    ) -> None:
+        """Answer nothing for ``seconds`` (or until the client leaves), not even headers; then
+        answer as usual. The request is counted (``calls``) but the app, and so its rate
+        limit, sees it only if the wait ends."""
+        self._add(_Rule("hang", n, match, method, seconds=seconds))
+
     def wrong_length_next(
         self,
         n: int = 1,
@@ -246,6 +259,11 @@ async def _drain_request(receive: Receive) -> None:
         message = await receive()
         if message["type"] != "http.request" or not message.get("more_body", False):
             return
+
+
+async def _drained() -> Message:
+    """The ``receive`` of a request whose body was read already."""
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 async def _wait_disconnect(receive: Receive, seconds: float) -> bool:
@@ -377,6 +395,10 @@ class FaultMiddleware:
         rule = self.faults.take(scope["method"], request_target(scope))
         if rule is None:
             await self.app(scope, receive, send)
+        elif rule.kind == "hang":
+            await _drain_request(receive)
+            if not await _wait_disconnect(receive, rule.seconds):
+                await self.app(scope, _drained, send)
         elif rule.kind in ("fail", "garbage"):
             await _drain_request(receive)
             await _respond(send, rule)

@@ -15,6 +15,7 @@ import httpx
 from .._checks import check_int
 from .._client import BaseClient
 from .._filenames import picture_file_name, sanitize_component
+from .._stores import budget_from_environment
 from .._transport import FileUpload, StaticHeaders, TimeoutArg, Transport
 from .._urls import path_segment, with_params
 from ..download import (
@@ -28,7 +29,7 @@ from ..download import (
 )
 from ..errors import ConfigurationError, DecodeError
 from ..pagination import AsyncPaginator, Page
-from ..ratelimit import DailyBudget
+from ..ratelimit import BudgetStore, DailyBudget, key_scope
 from ..retry import RetryPolicy
 from ._convert import converter, decode_json, unstructure
 from .models import (
@@ -244,9 +245,12 @@ class ZignaClient(BaseClient):
 
     ``api_key`` falls back to ``$ZIGNA_API_KEY`` and must be a GUID; ``base_url`` to
     ``$ZIGNA_BASE_URL``, then ``https://api.zigna.dk/v2``. Every request counts
-    against ``budget`` (a fresh ``DailyBudget()`` of 2,000 calls unless one is given; pass
-    one budget to several clients that share a key). A caller-supplied ``http_client`` is
-    used as it is and never closed here.
+    against ``budget``: unless one is given, a fresh ``DailyBudget()`` of 2,000 calls (capped
+    by ``$ZIGZIIK_DAILY_LIMIT`` if set) kept in the store ``$ZIGZIIK_BUDGET_STORE`` names
+    (a URL; the client then owns the store and closes it), else in memory. A budget without
+    a scope gets the key's (a short hash of it): every process that uses one store and one
+    key shares one count. A caller-supplied ``http_client`` is used as it is and never
+    closed here.
     """
 
     def __init__(
@@ -270,6 +274,13 @@ class ZignaClient(BaseClient):
             base_url = os.environ.get("ZIGNA_BASE_URL") or DEFAULT_BASE_URL
         if budget is not None and not isinstance(budget, DailyBudget):
             raise ConfigurationError(f"budget must be a DailyBudget, got {type(budget).__name__}")
+        self._owned_store: BudgetStore | None = None
+        if budget is None:
+            budget, self._owned_store = budget_from_environment()
+        try:
+            budget.bind_scope(key_scope(key))
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         self._transport = Transport(
             base_url=base_url,
             converter=converter,
@@ -277,13 +288,26 @@ class ZignaClient(BaseClient):
             http_client=http_client,
             timeout=timeout,
             retry=retry,
-            budget=budget if budget is not None else DailyBudget(),
+            budget=budget,
         )
         self.orders = Orders(self._transport)
         self.pictures = Pictures(self._transport)
 
     def __repr__(self) -> str:
         return f"ZignaClient(base_url={self.base_url!r}, budget={self.budget!r})"
+
+    async def aclose(self) -> None:
+        """Close the client (and the budget store it made from ``$ZIGZIIK_BUDGET_STORE``)."""
+        try:
+            await super().aclose()
+        finally:
+            store, self._owned_store = self._owned_store, None
+            if store is not None:
+                await store.aclose()
+
+    def adopt_store(self, store: BudgetStore) -> None:
+        """Close ``store`` when the client closes (for a store made only for this client)."""
+        self._owned_store = store
 
     async def harvest(
         self,

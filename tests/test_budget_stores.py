@@ -1,0 +1,515 @@
+"""The budget's stores in one process: memory, a real SQLite file, a real ``redis-server``.
+
+What each store guarantees on its own: exact counts under concurrency, the count surviving a
+new store object, one ledger per scope, the server's lower ``Remaining``, leases that expire,
+and failing closed (`BudgetStoreError`, nothing sent) when the store is unreachable, slow,
+locked or holds garbage; never a password in a message. Several OS processes are in
+``test_budget_processes.py``; the rules' agreement with the pure ledger in
+``test_budget_properties.py``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from _redis import RedisServer, free_port
+
+from zigziik import (
+    BudgetExhaustedError,
+    BudgetSnapshot,
+    BudgetStoreError,
+    ConfigurationError,
+    DailyBudget,
+    InMemoryBudgetStore,
+    RateLimit,
+    RedisBudgetStore,
+    SqliteBudgetStore,
+    ZignaClient,
+    ZigziikError,
+    budget_store_from_url,
+)
+from zigziik.ratelimit import BudgetStore, key_scope
+from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
+
+pytestmark = pytest.mark.anyio
+CPH = ZoneInfo("Europe/Copenhagen")
+OTHER_KEY = "0b2e8f4c-1d3a-4e5f-9a6b-7c8d9e0f1a2b"
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def flushed(redis_server: RedisServer) -> RedisServer:
+    if not redis_server.ping():  # a test stopped it
+        redis_server.start()
+    assert redis_server.command("FLUSHALL").startswith(b"+OK")
+    return redis_server
+
+
+def make_store(
+    kind: str, tmp_path: Path, server: RedisServer | None, **options: float
+) -> BudgetStore:
+    if kind == "memory":
+        return InMemoryBudgetStore()
+    if kind == "sqlite":
+        return SqliteBudgetStore(tmp_path / "budget.db", **options)
+    assert server is not None
+    return RedisBudgetStore(server.url, **options)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def server_for(kind: str, request: pytest.FixtureRequest) -> RedisServer | None:
+    return request.getfixturevalue("flushed") if kind == "redis" else None
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[FakeZigna, str]]:
+    fake = FakeZigna(orders=3, pictures_per_order=1, picture_size=500, daily_limit=None)
+    with serve(fake.app) as origin:
+        yield fake, origin + "/v2"
+
+
+# -- what every store does -------------------------------------------------------------------
+
+
+async def test_concurrent_tasks_on_two_store_objects_get_exactly_the_limit(
+    kind: str, tmp_path: Path, server_for: RedisServer | None
+) -> None:
+    one = make_store(kind, tmp_path, server_for)
+    two = one if kind == "memory" else make_store(kind, tmp_path, server_for)
+    budgets = [DailyBudget(20, store=one, scope="s"), DailyBudget(20, store=two, scope="s")]
+    granted: list[str] = []
+    refused = 0
+
+    async def spend(budget: DailyBudget) -> None:
+        nonlocal refused
+        try:
+            decision = await budget.reserve()
+        except BudgetExhaustedError:
+            refused += 1
+            return
+        granted.append(decision.lease or "")
+        await anyio.sleep(0.001)
+        await budget.settle(None, lease=decision.lease)
+
+    async with anyio.create_task_group() as tg:
+        for index in range(50):
+            tg.start_soon(spend, budgets[index % 2])
+    assert len(granted) == 20 and refused == 30
+    if kind != "memory":
+        assert len(set(granted)) == 20, "every reservation has a lease of its own"
+    snapshot = await budgets[0].snapshot()
+    assert snapshot == BudgetSnapshot(20, 20, 0, snapshot.reset_at, 0)
+    assert type(snapshot.used) is int
+    await one.aclose()
+    await two.aclose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_the_count_survives_a_new_store_object(
+    kind: str, tmp_path: Path, server_for: RedisServer | None
+) -> None:
+    first = make_store(kind, tmp_path, server_for)
+    budget = DailyBudget(10, store=first, scope="s")
+    for _ in range(3):
+        decision = await budget.reserve()
+        await budget.settle(None, lease=decision.lease)
+    await first.aclose()
+    again = make_store(kind, tmp_path, server_for)
+    assert (await DailyBudget(10, store=again, scope="s").snapshot()).used == 3
+    await again.aclose()
+
+
+async def test_scopes_are_separate_ledgers(
+    kind: str, tmp_path: Path, server_for: RedisServer | None
+) -> None:
+    store = make_store(kind, tmp_path, server_for)
+    one, two = DailyBudget(2, store=store, scope="a"), DailyBudget(2, store=store, scope="b")
+    for _ in range(2):
+        await one.reserve()
+    with pytest.raises(BudgetExhaustedError):
+        await one.reserve()
+    assert (await two.reserve()).granted
+    assert (await two.snapshot()).used == 1
+    await store.aclose()
+
+
+async def test_the_servers_lower_remaining_wins_and_counts_what_is_in_flight(
+    kind: str, tmp_path: Path, server_for: RedisServer | None
+) -> None:
+    store = make_store(kind, tmp_path, server_for)
+    budget = DailyBudget(store=store, scope="s")
+    decisions = [await budget.reserve() for _ in range(3)]
+    await budget.settle(
+        RateLimit(limit=500, remaining=100, reset_after=3600), lease=decisions[0].lease
+    )
+    snapshot = await budget.snapshot()
+    # 100 left says the server, two of ours are still unknown to it: 98.
+    assert (snapshot.limit, snapshot.remaining, snapshot.in_flight) == (500, 98, 2)
+    assert budget.remaining == 98, "the figures of this process's last operation"
+    assert abs((snapshot.reset_at - datetime.now(timezone.utc)).total_seconds() - 3600) < 30
+    await store.aclose()
+
+
+async def test_a_cap_is_never_raised_by_the_server(
+    kind: str, tmp_path: Path, server_for: RedisServer | None
+) -> None:
+    store = make_store(kind, tmp_path, server_for)
+    budget = DailyBudget(5, store=store, scope="s")
+    decision = await budget.reserve()
+    await budget.settle(RateLimit(limit=3000, remaining=2999), lease=decision.lease)
+    assert (await budget.snapshot()).limit == 5
+    await store.aclose()
+
+
+async def test_the_day_rolls_over_at_copenhagen_midnight_of_a_23_hour_day(
+    kind: str, tmp_path: Path, server_for: RedisServer | None
+) -> None:
+    store = (
+        RedisBudgetStore(server_for.url, clock="client")
+        if server_for is not None
+        else make_store(kind, tmp_path, None)
+    )
+    now = [datetime(2026, 3, 28, 23, 59, 59, tzinfo=CPH)]
+    budget = DailyBudget(1, store=store, scope="s", clock=lambda: now[0])
+    await budget.reserve()
+    with pytest.raises(BudgetExhaustedError) as refused:
+        await budget.reserve()
+    assert refused.value.reset_at == datetime(2026, 3, 29, tzinfo=CPH)
+    now[0] = datetime(2026, 3, 29, 0, 0, 0, tzinfo=CPH)
+    assert (await budget.reserve()).granted
+    snapshot = await budget.snapshot()
+    assert snapshot.used == 1
+    assert snapshot.reset_at == datetime(2026, 3, 30, tzinfo=CPH)
+    assert snapshot.reset_at - datetime(2026, 3, 29, tzinfo=CPH) == timedelta(hours=23)
+    await store.aclose()
+
+
+# -- leases -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_leases_of_unsettled_calls_expire_and_the_calls_stay_counted(
+    kind: str, tmp_path: Path, server_for: RedisServer | None
+) -> None:
+    now = [datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)]
+    options = {"lease": 30.0}
+    store = make_store(kind, tmp_path, server_for, **options)
+    if isinstance(store, RedisBudgetStore):
+        store = RedisBudgetStore(server_for.url, lease=30.0, clock="client")  # type: ignore[union-attr]
+    dead = DailyBudget(10, store=store, scope="s", clock=lambda: now[0])
+    for _ in range(3):
+        await dead.reserve()  # a process that dies before settling
+    assert (await dead.snapshot()).in_flight == 3
+    now[0] += timedelta(seconds=29)
+    assert (await dead.snapshot()).in_flight == 3
+    now[0] += timedelta(seconds=2)
+    snapshot = await dead.snapshot()
+    assert (snapshot.in_flight, snapshot.used) == (0, 3)
+    # The server's Remaining no longer has the dead calls subtracted.
+    live = await dead.reserve()
+    await dead.settle(RateLimit(remaining=6), lease=live.lease)
+    assert (await dead.snapshot()).remaining == 6
+    await store.aclose()
+
+
+# -- failing closed ---------------------------------------------------------------------------
+
+
+async def client_call_fails_closed(
+    store: BudgetStore, served: tuple[FakeZigna, str]
+) -> BudgetStoreError:
+    fake, base = served
+    before = fake.calls
+    async with ZignaClient(DEMO_API_KEY, base_url=base, budget=DailyBudget(store=store)) as zigna:
+        with pytest.raises(BudgetStoreError) as info:
+            await zigna.orders.get(fake.order_ids[0])
+    assert fake.calls == before, "nothing was sent"
+    assert isinstance(info.value, ZigziikError)
+    assert DEMO_API_KEY not in str(info.value)
+    return info.value
+
+
+async def test_sqlite_garbage_fails_closed(tmp_path: Path, served: tuple[FakeZigna, str]) -> None:
+    path = tmp_path / "budget.db"
+    store = SqliteBudgetStore(path)
+    await DailyBudget(store=store, scope=key_scope(DEMO_API_KEY)).snapshot()  # creates the table
+    with sqlite3.connect(path) as raw:
+        raw.execute(
+            "INSERT INTO zigziik_budget_v1 VALUES (?, 'lots', 0, 0, NULL, '{}')",
+            (key_scope(DEMO_API_KEY),),
+        )
+    error = await client_call_fails_closed(store, served)
+    assert "garbage" in str(error) and str(path) in str(error)
+    await store.aclose()
+
+
+async def test_sqlite_file_that_is_not_a_database_fails_closed(
+    tmp_path: Path, served: tuple[FakeZigna, str]
+) -> None:
+    path = tmp_path / "budget.db"
+    path.write_bytes(b"this is not a database " * 100)
+    store = SqliteBudgetStore(path)
+    error = await client_call_fails_closed(store, served)
+    assert "DatabaseError" in str(error)
+    await store.aclose()
+
+
+async def test_sqlite_waits_for_a_lock_off_the_event_loop_then_fails_closed(tmp_path: Path) -> None:
+    path = tmp_path / "budget.db"
+    store = SqliteBudgetStore(path, timeout=0.5)
+    budget = DailyBudget(store=store, scope="s")
+    await budget.snapshot()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.01)
+            ticks += 1
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tick)
+            started = anyio.current_time()
+            with pytest.raises(BudgetStoreError, match="locked"):
+                await budget.reserve()
+            waited = anyio.current_time() - started
+            tg.cancel_scope.cancel()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert waited >= 0.4
+    assert ticks >= 10, "the event loop kept running while the store waited for the lock"
+    assert (await budget.reserve()).granted, "works again once the lock is free"
+    await store.aclose()
+
+
+async def test_redis_unreachable_fails_closed_without_the_password(
+    served: tuple[FakeZigna, str],
+) -> None:
+    url = f"redis://zig:hunter2-secret@127.0.0.1:{free_port()}/0"
+    store = RedisBudgetStore(url, timeout=2.0)
+    error = await client_call_fails_closed(store, served)
+    text = str(error)
+    assert "hunter2" not in text and "hunter2" not in repr(store)
+    assert error.store == f"redis://zig:***@127.0.0.1:{url.split(':')[3].split('/')[0]}/0"
+    assert error.store in text
+    await store.aclose()
+
+
+async def test_redis_that_does_not_answer_fails_closed_within_the_timeout(
+    flushed: RedisServer, served: tuple[FakeZigna, str]
+) -> None:
+    store = RedisBudgetStore(flushed.url, timeout=0.5)
+    assert (await DailyBudget(store=store, scope="s").reserve()).granted  # connected
+    flushed.pause()
+    try:
+        started = anyio.current_time()
+        error = await client_call_fails_closed(store, served)
+        assert anyio.current_time() - started < 3
+        assert "nothing was sent" in str(error)
+    finally:
+        flushed.resume()
+    await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("used", "many"), ("v", "2"), ("limit", "-3"), ("l:abc", "soon"), ("reset_at", "1e400")],
+)
+async def test_redis_garbage_fails_closed(
+    flushed: RedisServer, served: tuple[FakeZigna, str], field: str, value: str
+) -> None:
+    store = RedisBudgetStore(flushed.url)
+    budget = DailyBudget(store=store, scope=key_scope(DEMO_API_KEY))
+    await budget.reserve()
+    raw = aioredis.Redis.from_url(flushed.url)
+    await raw.hset(store.key(key_scope(DEMO_API_KEY)), field, value)
+    await raw.aclose()
+    error = await client_call_fails_closed(store, served)
+    assert "garbage" in str(error)
+    await store.aclose()
+
+
+async def test_redis_key_of_another_type_fails_closed(
+    flushed: RedisServer, served: tuple[FakeZigna, str]
+) -> None:
+    store = RedisBudgetStore(flushed.url)
+    raw = aioredis.Redis.from_url(flushed.url)
+    await raw.set(store.key(key_scope(DEMO_API_KEY)), "something else's")
+    await raw.aclose()
+    await client_call_fails_closed(store, served)
+    await store.aclose()
+
+
+# -- Redis specifics ----------------------------------------------------------------------------
+
+
+async def test_redis_reloads_its_scripts_after_a_flush(flushed: RedisServer) -> None:
+    store = RedisBudgetStore(flushed.url)
+    budget = DailyBudget(5, store=store, scope="s")
+    await budget.reserve()
+    raw = aioredis.Redis.from_url(flushed.url)
+    await raw.script_flush()
+    assert (await budget.reserve()).granted  # NOSCRIPT, loaded again, run once
+    assert (await budget.snapshot()).used == 2
+    await raw.aclose()
+    await store.aclose()
+
+
+async def test_redis_one_hash_per_scope_in_one_cluster_slot_expiring_after_its_day(
+    flushed: RedisServer,
+) -> None:
+    store = RedisBudgetStore(flushed.url, prefix="app:")
+    budget = DailyBudget(5, store=store, scope="key-0123")
+    decision = await budget.reserve()
+    raw = aioredis.Redis.from_url(flushed.url)
+    assert await raw.keys("*") == [b"app:{key-0123}"]
+    fields = await raw.hgetall("app:{key-0123}")
+    assert fields[b"used"] == b"1" and fields[f"l:{decision.lease}".encode()]
+    ttl = await raw.pttl("app:{key-0123}")
+    until_reset = (budget.reset_at - datetime.now(timezone.utc)).total_seconds() * 1000
+    assert until_reset + 86_400_000 - 60_000 < ttl <= until_reset + 86_400_000 + 1000
+    await raw.aclose()
+    await store.aclose()
+
+
+async def test_redis_decides_by_its_own_clock(flushed: RedisServer) -> None:
+    """A client whose clock is a day slow thinks the day is not over; Redis's TIME says it is."""
+    slow = [datetime.now(timezone.utc) - timedelta(days=1)]
+    seeding = RedisBudgetStore(flushed.url, clock="client")
+    behind = DailyBudget(1, store=seeding, scope="s", clock=lambda: slow[0])
+    await behind.reserve()
+    with pytest.raises(BudgetExhaustedError) as refused:
+        await behind.reserve()
+    assert refused.value.reset_at < datetime.now(timezone.utc), "that day is over by now"
+    server_timed = RedisBudgetStore(flushed.url)
+    assert (
+        await DailyBudget(1, store=server_timed, scope="s", clock=lambda: slow[0]).reserve()
+    ).granted
+    await seeding.aclose()
+    await server_timed.aclose()
+
+
+async def test_redis_with_the_callers_client_leaves_it_open(flushed: RedisServer) -> None:
+    client = aioredis.Redis(host="127.0.0.1", port=flushed.port, password=None)
+    store = RedisBudgetStore(client)
+    assert store.name == f"redis://127.0.0.1:{flushed.port}/0"
+    assert (await DailyBudget(store=store, scope="s").reserve()).granted
+    await store.aclose()
+    assert await client.ping()
+    await client.aclose()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_redis_under_trio_is_refused_clearly(flushed: RedisServer) -> None:
+    store = RedisBudgetStore(flushed.url)
+    with pytest.raises(BudgetStoreError, match="asyncio"):
+        await DailyBudget(store=store, scope="s").reserve()
+
+
+# -- URLs, the environment, scopes -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "detail"),
+    [
+        ("memory:", InMemoryBudgetStore, None),
+        ("sqlite:///var/lib/app/b.db", SqliteBudgetStore, "/var/lib/app/b.db"),
+        ("sqlite:rel/b.db", SqliteBudgetStore, "rel/b.db"),
+        ("redis://:pw@redis:6379/2", RedisBudgetStore, "redis://:***@redis:6379/2"),
+        ("rediss://user:pw@redis:6380/0", RedisBudgetStore, "rediss://user:***@redis:6380/0"),
+    ],
+)
+def test_budget_store_from_url(url: str, kind: type, detail: str | None) -> None:
+    store = budget_store_from_url(url)
+    assert isinstance(store, kind)
+    if isinstance(store, SqliteBudgetStore):
+        assert str(store.path).endswith(str(detail))
+        assert store.path.is_absolute()
+    elif detail is not None:
+        assert store.name == detail
+        assert "pw" not in repr(store)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "postgres://x", "sqlite://host/x.db", "sqlite:", "sqlite:///x.db?mode=ro", "memcached:"],
+)
+def test_bad_budget_store_urls_are_named(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        budget_store_from_url(url)
+
+
+def test_bad_url_error_hides_the_password() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        budget_store_from_url("postgres://admin:topsecret@db/x")
+    assert "topsecret" not in str(info.value)
+
+
+async def test_a_client_made_without_a_budget_uses_and_closes_the_store_of_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: tuple[FakeZigna, str]
+) -> None:
+    fake, base = served
+    monkeypatch.setenv("ZIGZIIK_BUDGET_STORE", f"sqlite://{tmp_path}/env.db")
+    monkeypatch.setenv("ZIGZIIK_DAILY_LIMIT", "7")
+    async with ZignaClient(DEMO_API_KEY, base_url=base) as zigna:
+        budget = zigna.budget
+        assert budget is not None
+        store = budget.store
+        assert isinstance(store, SqliteBudgetStore) and store.path == tmp_path / "env.db"
+        await zigna.orders.get(fake.order_ids[0])
+        assert budget.limit == 7 and budget.used == 1
+    assert store._connection is None, "the client closed the store it made"
+    async with ZignaClient(DEMO_API_KEY, base_url=base) as again:
+        assert again.budget is not None
+        assert (await again.budget.snapshot()).used == 1, "the next client shares the count"
+
+
+def test_a_bad_daily_limit_in_the_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZIGZIIK_DAILY_LIMIT", "lots")
+    with pytest.raises(ConfigurationError, match="ZIGZIIK_DAILY_LIMIT"):
+        ZignaClient(DEMO_API_KEY)
+
+
+async def test_a_client_gives_its_budget_the_scope_of_its_key(
+    tmp_path: Path, served: tuple[FakeZigna, str]
+) -> None:
+    fake, base = served
+    store = SqliteBudgetStore(tmp_path / "b.db")
+    budget = DailyBudget(store=store)
+    async with ZignaClient(DEMO_API_KEY, base_url=base, budget=budget) as zigna:
+        await zigna.orders.get(fake.order_ids[0])
+    assert budget.scope == key_scope(DEMO_API_KEY)
+    assert DEMO_API_KEY not in budget.scope
+    assert DEMO_API_KEY.replace("-", "") not in budget.scope
+    assert key_scope(DEMO_API_KEY.upper()) == key_scope("{" + DEMO_API_KEY + "}") == budget.scope
+    other = DailyBudget(store=store)
+    async with ZignaClient(OTHER_KEY, base_url=base, budget=other):
+        pass
+    assert other.scope != budget.scope
+    assert (await other.snapshot()).used == 0, "two keys in one store never share a ledger"
+    with pytest.raises(ConfigurationError, match="another API key"):
+        ZignaClient(OTHER_KEY, base_url=base, budget=budget)
+    await store.aclose()

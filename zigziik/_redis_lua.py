@@ -1,0 +1,178 @@
+"""The budget's rules in Lua, one script per store operation (`zigziik._redis_store`).
+
+They mirror `zigziik.ratelimit` (`_prepared`, `BudgetLedger.rolled/capped/reserve/observe`,
+`shared_reserve/settle/view`) line for line; a property test runs both on the same random
+operations and asserts they agree at every step.
+
+One hash per scope: ``v`` (format version), ``limit``, ``reset_at`` (ms since the epoch),
+``used``, ``cap`` (empty: none) and one field ``l:<lease>`` per call in flight, holding when
+its lease expires (ms). The time is the Redis server's (``TIME``) unless ``ARGV[1]`` gives one
+(the store's ``clock="client"``, for tests). Every figure is an integer below 2^53, exact in
+Lua's doubles.
+
+ARGV: 1 now (ms or ""), 2 limit of a new ledger, 3 cap (or ""), 4 the next local midnights
+(ms, comma-separated, ascending), then per operation: reserve 5 lease id, 6 lease ms;
+settle 5 lease id (or ""), 6 limit, 7 remaining, 8 reset ms (each "" when the server did not
+send it). Reply: {granted, limit, reset_at, used, in_flight, cap or -1, now}.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RESERVE", "SETTLE", "VIEW"]
+
+_PRELUDE = r"""
+local key = KEYS[1]
+local MAX = 9007199254740992
+local function fail(why) error({err = 'ZIGZIIK ' .. why}) end
+local function int(text, what)
+  if type(text) ~= 'string' or not string.match(text, '^%d+$') then
+    fail('garbage: ' .. what .. ' is not a count')
+  end
+  local n = tonumber(text)
+  if n == nil or n >= MAX then fail('garbage: ' .. what .. ' out of range') end
+  return n
+end
+local function fmt(n) return string.format('%.0f', n) end
+
+local now
+if ARGV[1] ~= '' then
+  now = int(ARGV[1], 'now')
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local new_limit = int(ARGV[2], 'limit')
+local cap = nil
+if ARGV[3] ~= '' then cap = int(ARGV[3], 'cap') end
+local midnights = {}
+for m in string.gmatch(ARGV[4], '[^,]+') do midnights[#midnights + 1] = int(m, 'midnight') end
+local function next_reset()
+  for i = 1, #midnights do
+    if midnights[i] > now then return midnights[i] end
+  end
+  fail("clock: the Redis server's clock is days ahead of the client's")
+end
+
+local limit, reset_at, used, lcap
+local leases, in_flight, expired = {}, 0, {}
+local raw = redis.call('HGETALL', key)
+if #raw > 0 then
+  local f = {}
+  for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+  if f['v'] ~= '1' then fail('garbage: not a zigziik budget (no v=1)') end
+  limit = int(f['limit'], 'limit')
+  reset_at = int(f['reset_at'], 'reset_at')
+  used = int(f['used'], 'used')
+  if f['cap'] == nil then fail('garbage: no cap field') end
+  if f['cap'] ~= '' then lcap = int(f['cap'], 'cap') end
+  for name, value in pairs(f) do
+    if string.sub(name, 1, 2) == 'l:' then
+      local ends = int(value, 'lease')
+      if ends > now then
+        leases[string.sub(name, 3)] = ends
+        in_flight = in_flight + 1
+      else
+        expired[#expired + 1] = name
+      end
+    end
+  end
+else
+  limit, reset_at, used, lcap = new_limit, next_reset(), 0, cap
+end
+-- rolled
+if now >= reset_at then
+  used = 0
+  reset_at = next_reset()
+end
+-- capped
+if cap ~= nil and (lcap == nil or lcap > cap) then
+  if cap < limit then limit = cap end
+  lcap = cap
+end
+
+local function save(added, removed)
+  local fields = {'v', '1', 'limit', fmt(limit), 'reset_at', fmt(reset_at), 'used', fmt(used),
+                  'cap', lcap ~= nil and fmt(lcap) or ''}
+  if added ~= nil then
+    fields[#fields + 1] = 'l:' .. added
+    fields[#fields + 1] = fmt(leases[added])
+  end
+  redis.call('HSET', key, unpack(fields))
+  if removed ~= nil then expired[#expired + 1] = 'l:' .. removed end
+  if #expired > 0 then redis.call('HDEL', key, unpack(expired)) end
+  local keep = reset_at
+  for _, ends in pairs(leases) do
+    if ends > keep then keep = ends end
+  end
+  -- Relative to the script's now: a day after the reset (or the last lease), whatever clock.
+  redis.call('PEXPIRE', key, fmt(keep - now + 86400000))
+end
+local function reply(granted)
+  return {granted, limit, reset_at, used, in_flight, lcap ~= nil and lcap or -1, now}
+end
+"""
+
+RESERVE = (
+    _PRELUDE
+    + r"""
+local lease = ARGV[5]
+local lease_ms = int(ARGV[6], 'lease ms')
+if used < limit then
+  used = used + 1
+  in_flight = in_flight + 1
+  leases[lease] = now + lease_ms
+  save(lease, nil)
+  return reply(1)
+end
+save(nil, nil)
+return reply(0)
+"""
+)
+
+SETTLE = (
+    _PRELUDE
+    + r"""
+local lease = ARGV[5]
+local removed = nil
+if lease ~= '' and leases[lease] ~= nil then
+  leases[lease] = nil
+  in_flight = in_flight - 1
+  removed = lease
+end
+local s_limit, s_remaining, s_reset = nil, nil, nil
+if ARGV[6] ~= '' then s_limit = int(ARGV[6], 'server limit') end
+if ARGV[7] ~= '' then s_remaining = int(ARGV[7], 'server remaining') end
+if ARGV[8] ~= '' then s_reset = int(ARGV[8], 'server reset') end
+if s_limit ~= nil or s_remaining ~= nil or s_reset ~= nil then
+  -- BudgetLedger.observe
+  local o_limit, o_used, o_reset = limit, used, reset_at
+  if s_limit ~= nil then
+    if lcap == nil then limit = s_limit else limit = math.min(lcap, s_limit) end
+  end
+  if s_reset ~= nil then
+    reset_at = now + s_reset
+    if reset_at > o_reset + 60000 then
+      used = in_flight
+      if s_remaining ~= nil then
+        local server_limit = s_limit ~= nil and s_limit or limit
+        local counted = math.max(0, server_limit - s_remaining) + in_flight
+        used = math.min(o_used, counted)
+      end
+    end
+  end
+  if s_remaining ~= nil then
+    local server_remaining = s_remaining - in_flight
+    used = math.max(used, limit - server_remaining)
+  end
+end
+save(nil, removed)
+return reply(1)
+"""
+)
+
+VIEW = (
+    _PRELUDE
+    + r"""
+return reply(1)
+"""
+)

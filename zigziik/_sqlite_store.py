@@ -1,0 +1,283 @@
+"""`SqliteBudgetStore`: one budget for the processes of one host, in a SQLite file.
+
+Every operation is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken before the
+read: a plain ``BEGIN`` would let two processes read the same count and both write it back)
+that applies the pure rules of `zigziik.ratelimit` (`shared_reserve`, `shared_settle`) to the
+row of its scope. It runs in a worker thread (`anyio.to_thread`), so waiting for another
+process's lock never stalls the event loop; the file's lock waits at most ``timeout`` seconds
+(SQLite's busy timeout), then the operation fails with `BudgetStoreError`.
+
+The file is in WAL mode with ``synchronous=NORMAL``: a commit is in the operating system's
+hands when it returns, so a crashed process loses nothing; a power cut or kernel crash may
+lose the last commits before the next checkpoint (calls then counted again from an older
+figure: up to the calls of those last moments). WAL needs every process on one host with a
+local disk (not NFS or SMB).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+
+from .errors import BudgetStoreError
+from .ratelimit import (
+    BudgetLedger,
+    BudgetTerms,
+    LeasedLedger,
+    RateLimit,
+    from_ms,
+    shared_reserve,
+    shared_settle,
+    shared_view,
+    to_ms,
+)
+
+__all__ = ["DEFAULT_LEASE", "SqliteBudgetStore"]
+
+T = TypeVar("T")
+
+DEFAULT_LEASE = 120.0
+"""Seconds a reservation weighs as "in flight" unless settled first (a dead process's)."""
+_TABLE = "zigziik_budget_v1"
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {_TABLE} (
+    scope TEXT PRIMARY KEY,
+    day_limit INTEGER NOT NULL,
+    reset_at INTEGER NOT NULL,
+    used INTEGER NOT NULL,
+    cap INTEGER,
+    leases TEXT NOT NULL
+)
+"""
+_SELECT = f"SELECT day_limit, reset_at, used, cap, leases FROM {_TABLE} WHERE scope = ?"
+_UPSERT = (
+    f"INSERT INTO {_TABLE} (scope, day_limit, reset_at, used, cap, leases) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET day_limit = excluded.day_limit, "
+    "reset_at = excluded.reset_at, used = excluded.used, cap = excluded.cap, "
+    "leases = excluded.leases"
+)
+_MAX = 2**53  # beyond what any figure or time (ms) may be: garbage
+
+
+class _Garbage(Exception):
+    """The row is not one this store wrote."""
+
+
+def _count(value: object, *, nullable: bool = False) -> int | None:
+    if value is None and nullable:
+        return None
+    if type(value) is not int or not 0 <= value < _MAX:
+        raise _Garbage
+    return value
+
+
+def decode_row(row: tuple[object, ...] | None) -> LeasedLedger | None:
+    """A stored row as state; `_Garbage` when it is not what this store writes."""
+    if row is None:
+        return None
+    day_limit, reset_at, used, cap, raw_leases = row
+    if not isinstance(raw_leases, str):
+        raise _Garbage
+    try:
+        leases = json.loads(raw_leases)
+    except ValueError:
+        raise _Garbage from None
+    if not isinstance(leases, dict) or not all(
+        isinstance(key, str) and type(end) is int and 0 <= end < _MAX for key, end in leases.items()
+    ):
+        raise _Garbage
+    ledger = BudgetLedger(
+        limit=_count(day_limit),  # type: ignore[arg-type]
+        reset_at=from_ms(_count(reset_at)),  # type: ignore[arg-type]
+        used=_count(used),  # type: ignore[arg-type]
+        in_flight=len(leases),
+        cap=_count(cap, nullable=True),
+    )
+    return LeasedLedger(ledger, leases)
+
+
+class SqliteBudgetStore:
+    """Budgets shared by the processes of one host, in the SQLite file at ``path``.
+
+    The count survives restarts. ``lease`` (seconds, default 120) bounds how long a process
+    that died with requests in flight keeps them weighing on the others (those calls stay
+    counted). ``timeout`` (seconds, default 10) bounds the wait for another process's lock.
+    Opening is lazy: the file is created (with its WAL) by the first operation.
+    """
+
+    local = False
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lease: float = DEFAULT_LEASE,
+        timeout: float = 10.0,
+    ) -> None:
+        if not (isinstance(lease, (int, float)) and math.isfinite(lease) and lease > 0):
+            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
+        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.path = Path(path).expanduser().absolute()
+        self.lease = float(lease)
+        self.timeout = float(timeout)
+        self._lease_ms = max(1, round(self.lease * 1000))
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._closed = False
+        self._latest: dict[str, BudgetLedger] = {}
+        self._lease_prefix = secrets.token_hex(6) + "-"
+        self._lease_numbers = itertools.count(1)
+
+    @property
+    def name(self) -> str:
+        return f"sqlite://{self.path.as_posix()}"
+
+    def __repr__(self) -> str:
+        return f"SqliteBudgetStore({str(self.path)!r}, lease={self.lease:g})"
+
+    async def __aenter__(self) -> SqliteBudgetStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def latest(self, scope: str) -> BudgetLedger | None:
+        return self._latest.get(scope)
+
+    async def aclose(self) -> None:
+        """Close the file (later operations open it again)."""
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def reserve(
+        self, scope: str, terms: BudgetTerms, now: datetime
+    ) -> tuple[BudgetLedger, bool, str | None]:
+        lease = f"{self._lease_prefix}{next(self._lease_numbers)}"
+        now_ms, midnights, lease_ms = to_ms(now), terms.midnights(now), self._lease_ms
+
+        def change(state: LeasedLedger | None) -> tuple[LeasedLedger, bool]:
+            return shared_reserve(state, terms, now_ms, midnights, lease, lease_ms)
+
+        state, granted = await self._run(scope, change)
+        self._latest[scope] = state.ledger
+        return state.ledger, granted, lease if granted else None
+
+    async def settle(
+        self,
+        scope: str,
+        terms: BudgetTerms,
+        now: datetime,
+        lease: str | None,
+        rate_limit: RateLimit | None,
+    ) -> BudgetLedger:
+        now_ms, midnights = to_ms(now), terms.midnights(now)
+
+        def change(state: LeasedLedger | None) -> tuple[LeasedLedger, bool]:
+            return shared_settle(state, terms, now_ms, midnights, lease, rate_limit), True
+
+        state, _ = await self._run(scope, change)
+        self._latest[scope] = state.ledger
+        return state.ledger
+
+    async def snapshot(self, scope: str, terms: BudgetTerms, now: datetime) -> BudgetLedger:
+        now_ms, midnights = to_ms(now), terms.midnights(now)
+
+        def view(state: LeasedLedger | None) -> tuple[LeasedLedger, bool]:
+            return shared_view(state, terms, now_ms, midnights), True
+
+        state, _ = await self._run(scope, view, write=False)
+        self._latest[scope] = state.ledger
+        return state.ledger
+
+    # -- the file --------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        scope: str,
+        change: Callable[[LeasedLedger | None], tuple[LeasedLedger, T]],
+        *,
+        write: bool = True,
+    ) -> tuple[LeasedLedger, T]:
+        try:
+            return await anyio.to_thread.run_sync(self._transaction, scope, change, write)
+        except BudgetStoreError:
+            raise
+        except _Garbage:
+            raise BudgetStoreError(
+                f"the row of scope {scope!r} holds garbage (not written by zigziik); "
+                "nothing was sent",
+                store=self.name,
+            ) from None
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            raise BudgetStoreError(
+                f"{type(exc).__name__}: {exc}; nothing was sent", store=self.name
+            ) from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._configure(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _configure(self, connection: sqlite3.Connection) -> None:
+        connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode is None or str(mode[0]).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot use WAL mode (journal mode {mode!r})")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute(_SCHEMA)
+
+    def _transaction(
+        self,
+        scope: str,
+        change: Callable[[LeasedLedger | None], tuple[LeasedLedger, T]],
+        write: bool,
+    ) -> tuple[LeasedLedger, T]:
+        with self._lock:  # one transaction of this process at a time: no busy wait within it
+            connection = self._connection
+            if connection is None:
+                connection = self._connection = self._connect()
+            if not write:
+                return change(decode_row(connection.execute(_SELECT, (scope,)).fetchone()))
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                state, result = change(decode_row(connection.execute(_SELECT, (scope,)).fetchone()))
+                ledger = state.ledger
+                connection.execute(
+                    _UPSERT,
+                    (
+                        scope,
+                        ledger.limit,
+                        to_ms(ledger.reset_at),
+                        ledger.used,
+                        ledger.cap,
+                        json.dumps(state.leases, separators=(",", ":")),
+                    ),
+                )
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+            return state, result

@@ -1,0 +1,105 @@
+"""Budget stores named by a URL: ``budget_store_from_url`` and ``$ZIGZIIK_BUDGET_STORE``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigurationError
+from .ratelimit import BudgetStore, DailyBudget, InMemoryBudgetStore
+
+__all__ = [
+    "BUDGET_STORE_ENV",
+    "DAILY_LIMIT_ENV",
+    "budget_from_environment",
+    "budget_store_from_url",
+    "redact_url",
+]
+
+BUDGET_STORE_ENV = "ZIGZIIK_BUDGET_STORE"
+DAILY_LIMIT_ENV = "ZIGZIIK_DAILY_LIMIT"
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and ``repr``)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if password is None and "@" not in parts.netloc:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    login = f"{user}:***" if password is not None else user
+    return urlunsplit(parts._replace(netloc=f"{login}@{host}"))
+
+
+def budget_store_from_url(url: str) -> BudgetStore:
+    """The store a URL names.
+
+    ``memory:`` (this process only), ``sqlite:///abs/path.db`` or ``sqlite:rel/path.db``
+    (processes on one host), ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...``
+    (TLS) or ``unix:///path/redis.sock`` (processes on many hosts; the ``redis`` extra).
+    Anything else raises `ConfigurationError`, naming the URL without its password.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(f"a budget store URL must be a non-empty string, got {url!r}")
+    text = url.strip()
+    scheme, _, rest = text.partition(":")
+    scheme = scheme.lower()
+    if scheme == "memory" and rest in ("", "//"):
+        return InMemoryBudgetStore()
+    if scheme == "sqlite":
+        from ._sqlite_store import SqliteBudgetStore
+
+        return SqliteBudgetStore(_sqlite_path(text, rest))
+    if scheme in _REDIS_SCHEMES:
+        from ._redis_store import RedisBudgetStore
+
+        return RedisBudgetStore(text)
+    raise ConfigurationError(
+        f"unknown budget store URL {redact_url(text)!r}: use memory:, sqlite:///abs/path.db, "
+        "sqlite:relative.db, redis://host:port/db or rediss://..."
+    )
+
+
+def _sqlite_path(url: str, rest: str) -> Path:
+    if "?" in rest or "#" in rest:
+        raise ConfigurationError(f"a sqlite budget store URL takes no query: {url!r}")
+    if rest.startswith("///"):
+        path = rest[2:]  # keep one slash: an absolute path
+    elif rest.startswith("//"):
+        raise ConfigurationError(
+            f"{url!r} names a host; a SQLite store is a local file: sqlite:///abs/path.db "
+            "or sqlite:relative.db"
+        )
+    else:
+        path = rest
+    if not path or path.endswith("/"):
+        raise ConfigurationError(f"{url!r} names no file")
+    return Path(path)
+
+
+def budget_from_environment() -> tuple[DailyBudget, BudgetStore | None]:
+    """The budget of a client made without one, and the store it owns (if any).
+
+    ``$ZIGZIIK_BUDGET_STORE`` names the store (default: in memory); ``$ZIGZIIK_DAILY_LIMIT``
+    caps the daily limit (default: 2,000 until the server says otherwise).
+    """
+    limit: int | None = None
+    raw_limit = os.environ.get(DAILY_LIMIT_ENV, "").strip()
+    if raw_limit:
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            limit = -1
+        if limit < 0:
+            raise ConfigurationError(
+                f"${DAILY_LIMIT_ENV} must be a whole number of calls, got {raw_limit!r}"
+            )
+    url = os.environ.get(BUDGET_STORE_ENV, "").strip()
+    store = budget_store_from_url(url) if url else None
+    return DailyBudget(limit, store=store), store
