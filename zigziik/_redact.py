@@ -18,9 +18,9 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Protocol
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
-__all__ = ["MASK", "register", "scrub", "scrub_with"]
+__all__ = ["MASK", "redact_url", "register", "scrub", "scrub_with"]
 
 MASK = "***"
 _MIN_LENGTH = 4  # shorter "secrets" would mask ordinary text
@@ -97,3 +97,18 @@ def scrub(text: str) -> str:
     """``text`` scrubbed of the secrets of every registered holder."""
     secrets = _registered()
     return scrub_with(text, secrets) if secrets else text
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and ``repr``)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if password is None and "@" not in parts.netloc:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    login = f"{user}:***" if password is not None else user
+    return urlunsplit(parts._replace(netloc=f"{login}@{host}"))

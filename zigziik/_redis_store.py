@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from ._redact import redact_url, scrub_with
 from ._redact import register as register_secrets
-from ._redact import scrub_with
 from .errors import BudgetStoreError, ConfigurationError
 from .ratelimit import BudgetLedger, BudgetTerms, RateLimit, from_ms, reset_milliseconds, to_ms
 
@@ -76,8 +76,6 @@ class RedisBudgetStore:
             import redis.asyncio  # noqa: F401
         except ImportError:
             raise ConfigurationError(f"RedisBudgetStore needs redis-py: {REDIS_HINT}") from None
-        from ._stores import redact_url
-
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a string, got {type(prefix).__name__}")
         if clock not in ("server", "client"):

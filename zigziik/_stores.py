@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from ._redact import redact_url
 from .errors import ConfigurationError
 from .ratelimit import BudgetStore, DailyBudget, InMemoryBudgetStore
 
@@ -14,27 +14,11 @@ __all__ = [
     "DAILY_LIMIT_ENV",
     "budget_from_environment",
     "budget_store_from_url",
-    "redact_url",
 ]
 
 BUDGET_STORE_ENV = "ZIGZIIK_BUDGET_STORE"
 DAILY_LIMIT_ENV = "ZIGZIIK_DAILY_LIMIT"
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and ``repr``)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
-    if password is None and "@" not in parts.netloc:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    login = f"{user}:***" if password is not None else user
-    return urlunsplit(parts._replace(netloc=f"{login}@{host}"))
 
 
 def budget_store_from_url(url: str) -> BudgetStore:
