@@ -35,8 +35,11 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmarks, side by side with hand-written httpx and aiohttp (``-- --quick``)."""
-    session.install("-e", ".[bench]")
+    """The benchmarks, side by side with hand-written httpx and aiohttp (``-- --quick``).
+
+    Nothing is installed here: the runner makes its own plain environment (``pip install .``
+    plus the peers' needs, benchmarks/_env.py) and measures there.
+    """
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

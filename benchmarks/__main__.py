@@ -1,4 +1,8 @@
-"""``python -m benchmarks [--quick] [--only NAME[,NAME]] [--rounds N] [--no-install]``.
+"""``python -m benchmarks [--quick] [--only NAME[,NAME]] [--rounds N] [--no-install] [--env E]``.
+
+By default it runs in an environment of its own made from ``pip install .`` plus only what the
+peers and the servers need (``benchmarks/_env.py``), never the test extras: what a user gets.
+``--env current`` measures in the running interpreter instead.
 
 Runs the measures (``calls``, ``listing``, ``harvest``, ``rss``, ``walk``), prints a table and
 writes ``benchmarks/results.json`` (machine, servers, per-round figures, medians, ratios,
@@ -23,13 +27,15 @@ import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import bench_calls, bench_harvest, bench_listing, bench_rss, bench_walk_runner
-from ._common import Result, log, machine_info, skipped
-from ._servers import Servers
+from . import _env
 
-MEASURES = ("calls", "listing", "harvest", "rss", "walk")
+if TYPE_CHECKING:
+    from ._common import Result
+    from ._servers import Servers
+
+MEASURES = ("calls", "cpu", "listing", "harvest", "rss", "walk")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -42,10 +48,13 @@ def _load() -> dict[str, float] | None:
 
 
 def _plan(args: argparse.Namespace, servers: Servers) -> dict[str, Callable[[], Result]]:
+    from . import bench_calls, bench_harvest, bench_listing, bench_rss, bench_walk_runner
+
     quick = args.quick
     rounds = args.rounds or (2 if quick else 5)
     return {
         "calls": lambda: bench_calls.run(servers, rounds, 50 if quick else 400),
+        "cpu": lambda: bench_calls.run_cpu(servers, rounds, 100 if quick else 1000),
         "listing": lambda: bench_listing.run(servers, rounds),
         "harvest": lambda: bench_harvest.run(servers, rounds),
         "rss": lambda: bench_rss.run(
@@ -147,7 +156,26 @@ def main(argv: list[str] | None = None) -> int:
         "--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the JSON"
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--env",
+        choices=("plain", "current"),
+        default="plain",
+        help="plain (default): pip install . plus the peers' needs, in benchmarks/.work/; "
+        "current: this interpreter",
+    )
     args = parser.parse_args(argv)
+    if args.env == "plain" and os.environ.get(_env.MARKER) != "plain":
+        _env.reexec_in_plain_env(sys.argv[1:] if argv is None else list(argv))
+    environment = _env.describe()
+    if environment["kind"] == "plain" and environment["forbidden_present"]:
+        parser.error(
+            "the plain environment has what a plain install lacks: "
+            + ", ".join(environment["forbidden_present"])  # type: ignore[arg-type]
+        )
+
+    from ._common import log, machine_info, skipped
+    from ._servers import Servers
+
     chosen = [name for item in args.only for name in item.split(",") if name] or list(MEASURES)
     unknown = sorted(set(chosen) - set(MEASURES))
     if unknown:
@@ -163,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
         "quick": args.quick,
         "machine": machine_info(),
+        "environment": environment,
         "load_average": {"start": _load()},
     }
     servers = Servers(quick=args.quick, install=not args.no_install, use_nginx=not args.no_nginx)

@@ -217,6 +217,7 @@ def machine_info() -> dict[str, Any]:
         "pydantic",
         "pydantic-core",
         "msgspec",
+        "sniffio",
         "uvicorn",
         "starlette",
     ]

@@ -1,4 +1,6 @@
-"""Measure 2: per-call overhead, 400 sequential ``orders.get`` (µs per call).
+"""Measure 2: per-call overhead, 400 sequential ``orders.get`` (µs per call); and measure 2b,
+``cpu``: the CPU time this process spends per call (µs, `time.process_time`: user and
+system), zigziik against raw aiohttp + `json.loads`, the least a user could write.
 
 * ``zigziik``: ``await zigna.orders.get(order_id)``: budget reservation, the retry loop,
   rate-limit headers, status mapping, JSON decoding and conversion to a frozen ``Order``.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 
 import aiohttp
 import httpx
@@ -33,7 +36,12 @@ def _ids(servers: Servers, count: int) -> list[str]:
     return [ids[i % len(ids)] for i in range(count)]
 
 
-async def _zigziik(origin: str, ids: list[str], *, stock: bool = False) -> float:
+Clock = Callable[[], float]
+
+
+async def _zigziik(
+    origin: str, ids: list[str], *, stock: bool = False, clock: Clock = time.perf_counter
+) -> float:
     # stock: the caller's own plain httpx.AsyncClient (httpx's own network stream, headers per
     # request), to tell zigziik's layers apart from its leaner byte stream.
     async with (
@@ -41,39 +49,45 @@ async def _zigziik(origin: str, ids: list[str], *, stock: bool = False) -> float
         ZignaClient(API_KEY, base_url=origin + "/v2", http_client=http if stock else None) as zigna,
     ):
         await zigna.orders.get(ids[0])
-        start = time.perf_counter()
+        start = clock()
         for order_id in ids:
             order = await zigna.orders.get(order_id)
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
     assert order.id == ids[-1]
     return elapsed / len(ids) * 1e6
 
 
-async def _httpx(origin: str, ids: list[str]) -> float:
+async def _httpx(origin: str, ids: list[str], *, clock: Clock = time.perf_counter) -> float:
     headers = {"X-ApiKey": API_KEY}
     async with httpx.AsyncClient(base_url=origin + "/v2", headers=headers) as client:
         (await client.get(f"/orders/{ids[0]}")).raise_for_status()
-        start = time.perf_counter()
+        start = clock()
         for order_id in ids:
             response = await client.get(f"/orders/{order_id}")
             response.raise_for_status()
             order = json.loads(response.content)
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
     assert order["id"] == ids[-1]
     return elapsed / len(ids) * 1e6
 
 
-async def _aiohttp(origin: str, ids: list[str]) -> float:
+async def _aiohttp(
+    origin: str, ids: list[str], *, decode: bool = False, clock: Clock = time.perf_counter
+) -> float:
     headers = {"X-ApiKey": API_KEY}
     async with aiohttp.ClientSession(origin, headers=headers) as session:
         async with session.get(f"/v2/orders/{ids[0]}") as response:
             await response.read()
-        start = time.perf_counter()
+        start = clock()
         for order_id in ids:
             async with session.get(f"/v2/orders/{order_id}") as response:
                 response.raise_for_status()
-                await response.read()
-        elapsed = time.perf_counter() - start
+                body = await response.read()
+                if decode:
+                    order = json.loads(body)
+        elapsed = clock() - start
+    if decode:
+        assert order["id"] == ids[-1]
     return elapsed / len(ids) * 1e6
 
 
@@ -106,4 +120,41 @@ def run(servers: Servers, rounds: int, calls: int) -> Result:
     )
     result.judge()
     result.add_ratio("zigziik, own httpx client", "httpx+json")
+    return result
+
+
+CPU_NAME = "cpu"
+CPU_TITLE = "CPU per call, sequential orders.get (this process only)"
+CPU_UNIT = "µs CPU/call"
+
+
+def run_cpu(servers: Servers, rounds: int, calls: int) -> Result:
+    """CPU time per call: zigziik ÷ raw aiohttp + json.loads (the server is another process)."""
+    origin, server = servers.api_origin()
+    ids = _ids(servers, calls)
+    result = Result(CPU_NAME, CPU_TITLE, CPU_UNIT, False, server=server)
+    result.parameters = {"calls_per_round": calls, "rounds": rounds, "clock": "process_time"}
+    cpu = time.process_time
+    contenders = {
+        "zigziik": lambda: asyncio.run(_zigziik(origin, ids, clock=cpu)),
+        "aiohttp+json": lambda: asyncio.run(_aiohttp(origin, ids, decode=True, clock=cpu)),
+        "httpx+json": lambda: asyncio.run(_httpx(origin, ids, clock=cpu)),
+    }
+    result.series = {name: Series(name) for name in contenders}
+    result.series["zigziik"].note = "ZignaClient.orders.get -> Order (budget, retries, headers)"
+    result.series["aiohttp+json"].note = "aiohttp ClientSession.get + read + json.loads"
+    result.series["httpx+json"].note = "httpx.AsyncClient.get + json.loads"
+    log(f"{CPU_NAME}: warm-up, then {rounds} rounds of {calls} calls")
+    for run_once in contenders.values():
+        run_once()
+    alternate(rounds, list(contenders.items()), result.series)
+    result.target = Target(
+        "zigziik",
+        "aiohttp+json",
+        "<=",
+        3.0,
+        description="CPU per orders.get ÷ raw aiohttp + json.loads",
+    )
+    result.judge()
+    result.add_ratio("httpx+json", "aiohttp+json")
     return result

@@ -20,7 +20,17 @@ pytest.importorskip("pydantic")
 def test_quick_run_writes_results(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--no-install", "--output", str(output)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--no-install",
+            "--env",
+            "current",
+            "--output",
+            str(output),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -32,7 +42,8 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
     assert report["quick"] is True
     assert {"cpu", "cores", "python", "versions"} <= set(report["machine"])
     measures = report["measures"]
-    assert set(measures) == {"calls", "listing", "harvest", "rss", "walk"}
+    assert set(measures) == {"calls", "cpu", "listing", "harvest", "rss", "walk"}
+    assert report["environment"]["kind"] == "current"
     for name, measure in measures.items():
         if measure["skipped"]:
             assert "nginx" in measure["skipped"] or name == "walk", measure["skipped"]
@@ -42,3 +53,15 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
             assert series["rounds"], (name, series)
         assert measure["target"]["pass"] in (True, False)
     assert "results written" in done.stdout
+
+
+def test_the_plain_environment_refuses_what_a_plain_install_lacks() -> None:
+    from benchmarks import _env
+
+    assert _env.check({"httpx": "0.28.1", "anyio": "4.4"}) == []
+    assert _env.check({"httpx": "0.28.1", "sniffio": "1.3.1", "trio": "0.30"}) == [
+        "sniffio",
+        "trio",
+    ]
+    peers = {spec.split(">")[0] for spec in _env.PEERS}
+    assert not peers & set(_env.FORBIDDEN)

@@ -14,7 +14,7 @@ import httpcore
 import httpx
 import pytest
 
-from zigziik._net import AsyncioBackend, AsyncioStream, install
+from zigziik._net import AsyncioBackend, AsyncioStream, PoolTransport, default_ssl_context
 from zigziik._transport import _default_client
 
 pytestmark = pytest.mark.asyncio
@@ -95,9 +95,43 @@ async def test_the_default_client_streams_over_asyncio_protocol() -> None:
     assert streams and all(isinstance(s, AsyncioStream) for s in streams)
 
 
-async def test_install_refuses_a_transport_without_an_httpcore_pool() -> None:
-    assert install(httpx.AsyncHTTPTransport()) is True
-    assert install(httpx.MockTransport(lambda r: httpx.Response(200))) is False  # type: ignore[arg-type]
+async def test_the_pool_is_built_with_the_asyncio_backend() -> None:
+    transport = PoolTransport(ssl_context=default_ssl_context(), limits=httpx.Limits())
+    assert type(transport.pool) is httpcore.AsyncConnectionPool
+    assert isinstance(transport.pool._network_backend, AsyncioBackend)  # type: ignore[attr-defined]
+    await transport.aclose()
+
+
+@pytest.mark.parametrize(
+    ("core", "expected"),
+    [
+        (httpcore.ConnectError, httpx.ConnectError),
+        (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+        (httpcore.PoolTimeout, httpx.PoolTimeout),
+        (httpcore.ReadTimeout, httpx.ReadTimeout),
+        (httpcore.ReadError, httpx.ReadError),
+        (httpcore.WriteError, httpx.WriteError),
+        (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+        (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+        (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    ],
+)
+async def test_httpcore_errors_become_the_httpx_errors_of_the_same_name(
+    core: type[Exception], expected: type[Exception]
+) -> None:
+    transport = PoolTransport(ssl_context=default_ssl_context(), limits=httpx.Limits())
+
+    async def fail(request: httpcore.Request) -> httpcore.Response:
+        raise core("broken")
+
+    transport.pool.handle_async_request = fail  # type: ignore[method-assign]
+    request = httpx.Request("GET", "http://127.0.0.1:9/")
+    with pytest.raises(expected, match="broken") as caught:
+        await transport.handle_async_request(request)
+    assert type(caught.value) is expected
+    assert caught.value.request is request  # type: ignore[attr-defined]
+    assert isinstance(caught.value.__cause__, core)
+    await transport.aclose()
 
 
 async def test_a_body_sent_in_small_pieces_arrives_whole() -> None:
@@ -203,7 +237,7 @@ class _Owner:
 async def test_orphaned_connections_are_taken_out_of_the_pool() -> None:
     """httpcore leaves the connection of a request cancelled before it started in the pool
     (encode/httpcore#1093): still connecting, or connected and NEW, owned by no request."""
-    from zigziik._net import take_orphaned_connections
+    from zigziik._compat import take_orphaned_connections
 
     transport = httpx.AsyncHTTPTransport()
     pool = transport._pool  # type: ignore[attr-defined]
@@ -219,15 +253,15 @@ async def test_orphaned_connections_are_taken_out_of_the_pool() -> None:
     in_use = _Stub(inner=object())  # started a request (not an HTTP/1.1 NEW connection)
     pool._connections.extend([connecting, connected_new, owned, idle, closed, in_use])
     pool._requests.append(_Owner(owned))
-    taken = take_orphaned_connections(transport)
+    taken = take_orphaned_connections(pool)
     assert taken == [connecting, connected_new]
     assert pool._connections == [owned, idle, closed, in_use]
-    assert take_orphaned_connections(transport) == []
+    assert take_orphaned_connections(pool) == []
     pool._connections.clear()
     pool._requests.clear()
 
 
 async def test_a_pool_of_another_shape_is_left_alone() -> None:
-    from zigziik._net import take_orphaned_connections
+    from zigziik._compat import take_orphaned_connections
 
     assert take_orphaned_connections(httpx.MockTransport(lambda r: httpx.Response(200))) == []

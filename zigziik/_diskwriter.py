@@ -28,6 +28,8 @@ from typing import Any, Final
 
 import anyio
 
+from ._loops import running_asyncio_loop
+
 __all__ = ["BackgroundFile", "DiskThread", "default_disk_thread"]
 
 
@@ -56,9 +58,8 @@ class _Waker:
     """Wakes one task of the running event loop from another thread (asyncio or trio)."""
 
     def __init__(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio: trio (anyio's only other backend), imported
+        loop = running_asyncio_loop()
+        if loop is None:  # not asyncio: trio (anyio's only other backend), imported
             trio: Any = importlib.import_module("trio")  # (trio is not a dependency)
 
             event = trio.Event()

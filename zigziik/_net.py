@@ -1,14 +1,15 @@
-"""A leaner network layer under httpx's own transport, for asyncio.
+"""A leaner network layer for zigziik's own client, for asyncio.
 
-httpx's default ``AsyncHTTPTransport`` stays in charge (connection pool, HTTP/1.1 with h11,
-proxies, TLS settings; respx patches it as usual): only the byte stream under each connection
-changes. httpcore's default stream goes through anyio's socket stream, which stops the
-socket's reader after every wait and hands out at most 64 KiB a call, each call in its own
-timeout scope; with a 2 MB picture that is more than thirty round trips through the event loop
-and the stack. `AsyncioBackend` reads with a plain `asyncio.Protocol` that keeps reading until
-about 1 MiB is waiting, and hands everything waiting to the next read in one piece (h11 takes
-any amount). Per-request CPU time falls by about a fifth and large bodies stream about twice
-as fast.
+httpcore's connection pool stays in charge (HTTP/1.1 with h11, keep-alive, TLS settings;
+respx patches it as usual), made through its public constructor with a network backend of
+our own (`PoolTransport`, which plays the part of httpx's ``AsyncHTTPTransport``): only the
+byte stream under each connection changes. httpcore's default stream goes through anyio's
+socket stream, which stops the socket's reader after every wait and hands out at most 64 KiB
+a call, each call in its own timeout scope; with a 2 MB picture that is more than thirty
+round trips through the event loop and the stack. `AsyncioBackend` reads with a plain
+`asyncio.Protocol` that keeps reading until about 1 MiB is waiting, and hands everything
+waiting to the next read in one piece (h11 takes any amount). Per-request CPU time falls by
+about a fifth and large bodies stream about twice as fast.
 
 Under any event loop other than asyncio's (trio), every call goes to httpcore's own backend.
 """
@@ -21,13 +22,15 @@ import select
 import socket
 import ssl
 import sys
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httpcore
 import httpx
 
-__all__ = ["AsyncioBackend", "default_ssl_context", "install"]
+from ._loops import on_asyncio
+
+__all__ = ["AsyncioBackend", "AsyncioStream", "PoolTransport", "default_ssl_context"]
 
 _HIGH_WATER = 1 << 20
 """Stop reading from the socket once this much is waiting (per connection)."""
@@ -232,15 +235,6 @@ def _closed_detail(error: BaseException | None) -> str:
     return str(error) if error else "the connection is closed"
 
 
-def _on_asyncio() -> bool:
-    """Whether this runs in an asyncio task (under trio there is no running asyncio loop)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     """`AsyncioStream` connections under asyncio; httpcore's own backend anywhere else."""
 
@@ -250,7 +244,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     def _other(self) -> httpcore.AsyncNetworkBackend:
         """httpcore's own backends: anyio's under asyncio (Unix sockets), trio's otherwise."""
-        if _on_asyncio():
+        if on_asyncio():
             return self._fallback
         if self._trio is None:
             self._trio = httpcore.TrioBackend()
@@ -264,7 +258,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        if not _on_asyncio():
+        if not on_asyncio():
             return await self._other().connect_tcp(
                 host, port, timeout, local_address, socket_options
             )
@@ -291,7 +285,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         return await self._other().connect_unix_socket(path, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
-        if not _on_asyncio():
+        if not on_asyncio():
             await self._other().sleep(seconds)
         else:
             await asyncio.sleep(seconds)
@@ -315,62 +309,95 @@ async def _connect(
     )
 
 
-def install(transport: httpx.AsyncHTTPTransport) -> bool:
-    """Put an `AsyncioBackend` under ``transport``'s connection pool; False if it has none.
+class PoolTransport(httpx.AsyncBaseTransport):
+    """httpx's transport role over an httpcore pool built with `AsyncioBackend`.
 
-    The pool is httpx's and httpcore's own (and what respx patches); only its network backend
-    changes. Should a future httpx build its pool differently, nothing is changed.
+    The pool is httpcore's own (what respx patches), made through its public constructor;
+    this class does what httpx's ``AsyncHTTPTransport`` does for an HTTP/1.1 pool without
+    proxies: it hands httpx requests to the pool and maps httpcore's errors to httpx's.
     """
-    pool = getattr(transport, "_pool", None)
-    if type(pool) is not httpcore.AsyncConnectionPool or not hasattr(pool, "_network_backend"):
-        return False
-    pool._network_backend = AsyncioBackend()
-    return True
+
+    def __init__(self, *, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=AsyncioBackend(),
+        )
+
+    @property
+    def pool(self) -> httpcore.AsyncConnectionPool:
+        return self._pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        try:
+            response = await self._pool.handle_async_request(core_request)
+        except Exception as exc:
+            raise _mapped(exc, request) from exc
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream, request),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
 
-_MISSING = object()
+class _ResponseStream(httpx.AsyncByteStream):
+    """httpcore's response body with httpcore's errors mapped to httpx's."""
+
+    def __init__(self, stream: Any, request: httpx.Request) -> None:
+        self._stream = stream
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except Exception as exc:
+            raise _mapped(exc, self._request) from exc
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        except Exception as exc:
+            raise _mapped(exc, self._request) from exc
 
 
-def _never_used(connection: Any) -> bool:
-    """Whether a pool connection has not started a request: still connecting, or connected
-    and ``NEW`` (an HTTP/2 connection or anything unknown counts as used: left alone)."""
-    inner = getattr(connection, "_connection", _MISSING)
-    if inner is _MISSING:
-        return False
-    if inner is None:
-        return True  # connecting (a failed connect reports itself closed)
-    state = getattr(inner, "_state", None)
-    return type(inner) is httpcore.AsyncHTTP11Connection and getattr(state, "name", "") == "NEW"
+def _mapped(exc: Exception, request: httpx.Request) -> Exception:
+    """The httpx error of the same name as an httpcore one (httpx mirrors httpcore's
+    hierarchy name for name); any other exception as it is."""
+    if not isinstance(exc, _HTTPCORE_ERRORS):
+        return exc
+    for kind in type(exc).__mro__:
+        mapped = getattr(httpx, kind.__name__, None)
+        if isinstance(mapped, type) and issubclass(mapped, httpx.TransportError):
+            return mapped(str(exc), request=request)
+    return exc
 
 
-def take_orphaned_connections(transport: httpx.AsyncBaseTransport) -> list[Any]:
-    """Take out of the pool the connections a cancelled request left behind; the caller
-    closes them.
-
-    httpcore 1.0 leaves a connection in its pool when the request it was made for is
-    cancelled after the connection was assigned but before the request started
-    (encode/httpcore#1093): still connecting, or connected and ``NEW``. It is never idle,
-    closed or expired, so the pool neither reuses nor closes it; it holds a pool slot, and
-    once connected a socket, until the client closes. Such a connection is owned by none of
-    the pool's pending requests and has served none. Anything that does not look like
-    httpcore 1.0's pool is left alone.
-    """
-    pool = getattr(transport, "_pool", None)
-    connections = getattr(pool, "_connections", None)
-    requests = getattr(pool, "_requests", None)
-    lock = getattr(pool, "_optional_thread_lock", None)
-    if not isinstance(connections, list) or not isinstance(requests, list) or lock is None:
-        return []
-    with lock:
-        owned = {id(getattr(request, "connection", None)) for request in requests}
-        orphans = [
-            c
-            for c in connections
-            if id(c) not in owned and not c.is_idle() and not c.is_closed() and _never_used(c)
-        ]
-        for connection in orphans:
-            connections.remove(connection)
-    return orphans
+_HTTPCORE_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.ProxyError,
+    httpcore.UnsupportedProtocol,
+)
 
 
 _ssl_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import sys
 import threading
 import time
 import warnings
-from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,9 +22,10 @@ import attrs
 import httpx
 
 from ._calls import record_call
+from ._compat import quiet_httpcore_detection, take_orphaned_connections
 from ._convert import ModelConverter
-from ._net import default_ssl_context, take_orphaned_connections
-from ._net import install as install_network_backend
+from ._loops import running_loop as _running_loop
+from ._net import PoolTransport, default_ssl_context
 from ._redact import register as register_secrets
 from ._redact import scrub_with
 from ._urls import validate_base_url, with_params
@@ -117,14 +116,12 @@ _MERGED_HEADERS_KEPT = 16
 
 def _default_client(
     timeout: httpx.Timeout | None,
-) -> tuple[httpx.AsyncClient, httpx.AsyncHTTPTransport]:
-    """The client a transport makes for itself, and its transport: httpx's own transport and
-    pool, with one TLS context per process and, under asyncio, the leaner byte stream of
-    `zigziik._net`."""
+) -> tuple[httpx.AsyncClient, PoolTransport]:
+    """The client a transport makes for itself, and its transport: httpcore's own pool, with
+    one TLS context per process and, under asyncio, the leaner byte stream of `zigziik._net`."""
     context = default_ssl_context()
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-    transport = httpx.AsyncHTTPTransport(verify=context, limits=limits)
-    install_network_backend(transport)
+    transport = PoolTransport(ssl_context=context, limits=limits)
     client = httpx.AsyncClient(
         timeout=timeout,
         verify=context,
@@ -180,33 +177,6 @@ def _excerpt(body: bytes, secrets: Iterable[str]) -> str:
     return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 3] + "..."
 
 
-_current_trio_token: Callable[[], object] | None = None  # found once trio is imported
-
-
-def _trio_token() -> object | None:
-    """The running trio run's token; ``None`` when not under trio (trio is never imported)."""
-    global _current_trio_token
-    current = _current_trio_token
-    if current is None:
-        trio = sys.modules.get("trio")
-        if trio is None:  # then this is not trio's event loop
-            return None
-        current = _current_trio_token = trio.lowlevel.current_trio_token
-    try:
-        return current()
-    except RuntimeError:  # trio is imported but not running here
-        return None
-
-
-def _running_loop() -> object | None:
-    """What identifies the running event loop: asyncio's loop, or trio's run token.
-
-    ``None`` when neither can be told (no event loop zigziik knows runs this code).
-    """
-    loop = _get_running_loop()  # asyncio's C function: None rather than an exception
-    return loop if loop is not None else _trio_token()
-
-
 _bind_lock = threading.Lock()  # two threads' loops may race for a client's first request
 
 
@@ -254,6 +224,7 @@ class Transport:
         self._auth = auth
         self.converter = converter
         register_secrets(auth)  # every ZigziikError message is scrubbed of them from now on
+        quiet_httpcore_detection()  # a plain install's failed import per lock (see _compat)
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError(
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
@@ -266,7 +237,7 @@ class Transport:
         # adds an auth flow, a redirect loop, event hooks and cookie extraction (which builds
         # urllib request objects for every response), none of which it is configured to use,
         # about a tenth of a small call. A caller's client is always used through `send`.
-        self._direct: httpx.AsyncBaseTransport | None = None
+        self._direct: PoolTransport | None = None
         if http_client is None:
             self._client, self._direct = _default_client(self._timeout)
         else:
@@ -492,7 +463,7 @@ class Transport:
                     except BaseException:
                         # A request cancelled between its connection's assignment and its
                         # start leaves that connection in httpcore's pool for good.
-                        await _close_connections(take_orphaned_connections(self._direct))
+                        await _close_connections(take_orphaned_connections(self._direct.pool))
                         raise
                     response.request = request
                 else:
