@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from zigziik._net import AsyncioBackend, AsyncioStream, PoolTransport, default_ssl_context
-from zigziik._transport import _default_client
+from zigziik._request import default_client as _default_client
 
 pytestmark = pytest.mark.asyncio
 

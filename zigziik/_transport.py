@@ -1,35 +1,45 @@
 """The one place a request is sent: budget -> httpx -> record headers -> map errors -> retry.
 
 Everything that decides (headers, budget arithmetic, retry delays, status mapping, JSON
-conversion) lives in pure modules; this module only sequences them around ``await``s.
+conversion) lives in pure modules, and the layers below this one each do one job: building
+and dispatching a request (``_request``), response bodies and excerpts (``_bodies``),
+authentication (``_auth``), event-loop identity (``_loops``). This module only sequences them
+around ``await``s: the send, retry and re-authenticate loop.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import anyio
-import attrs
 import httpx
 
+from ._auth import Authenticator
+from ._bodies import close_response, excerpt, read_body, read_excerpt
 from ._calls import record_call
-from ._compat import quiet_httpcore_detection, take_orphaned_connections
+from ._compat import quiet_httpcore_detection
 from ._convert import ModelConverter
-from ._loops import running_loop as _running_loop
-from ._net import PoolTransport, default_ssl_context
+from ._loops import running_loop
+from ._net import PoolTransport
 from ._redact import register as register_secrets
-from ._redact import scrub_with
+from ._request import (
+    JSON,
+    USER_AGENT,
+    FileUpload,
+    RequestBuilder,
+    TimeoutArg,
+    default_client,
+    dispatch,
+    encode_json,
+    make_timeout,
+)
 from ._urls import validate_base_url, with_params
-from ._version import __version__
 from .errors import (
     APIError,
     BudgetExhaustedError,
@@ -43,161 +53,19 @@ from .errors import (
 from .ratelimit import DailyBudget, RateLimit, parse_rate_limit
 from .retry import Failure, FailureKind, RetryPolicy, parse_retry_after
 
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "Authenticator",
-    "FileUpload",
-    "Transport",
-    "close_response",
-    "plain_body",
-    "read_body",
-]
+__all__ = ["Consumer", "Transport"]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("zigziik")
 
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-USER_AGENT = (
-    f"zigziik/{__version__} httpx/{httpx.__version__} "
-    f"{platform.python_implementation()}/{platform.python_version()}"
-)
-_EXCERPT_BYTES = 2048
-_EXCERPT_CHARS = 300
 _CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _BROKEN_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 Consumer = Callable[[httpx.Response], Awaitable[T]]
-TimeoutArg = float | httpx.Timeout | None
-
-
-class Authenticator(Protocol):
-    """How a client proves who it is. Implementations never log or repr their secrets."""
-
-    async def headers(self, transport: Transport) -> Mapping[str, str]:
-        """Headers to add to the next request (may log in first)."""
-
-    async def unauthorized(self, transport: Transport, sent: Mapping[str, str]) -> bool:
-        """A 401 answered ``sent``: refresh and return True to resend once, else False."""
-
-    def secrets(self) -> Iterable[str]:
-        """Every secret value, so that error messages can be scrubbed of them."""
-
-
-@attrs.frozen
-class StaticHeaders:
-    """Fixed authentication headers (Zigna's ``X-ApiKey``)."""
-
-    values: Mapping[str, str] = attrs.field(repr=False)
-
-    async def headers(self, transport: Transport) -> Mapping[str, str]:
-        return self.values
-
-    async def unauthorized(self, transport: Transport, sent: Mapping[str, str]) -> bool:
-        return False
-
-    def secrets(self) -> Iterable[str]:
-        return tuple(self.values.values())
-
-
-@attrs.frozen
-class FileUpload:
-    """A file to send as one multipart part; opened afresh for every attempt."""
-
-    path: Path
-    field: str = "file"
-    filename: str | None = None
-    content_type: str = "application/octet-stream"
-
-
-_JSON = "application/json"
-_MERGED_HEADERS_KEPT = 16
-
-
-def _default_client(
-    timeout: httpx.Timeout | None,
-) -> tuple[httpx.AsyncClient, PoolTransport]:
-    """The client a transport makes for itself, and its transport: httpcore's own pool, with
-    one TLS context per process and, under asyncio, the leaner byte stream of `zigziik._net`."""
-    context = default_ssl_context()
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-    transport = PoolTransport(ssl_context=context, limits=limits)
-    client = httpx.AsyncClient(
-        timeout=timeout,
-        verify=context,
-        transport=transport,
-        follow_redirects=False,
-        headers={"Accept": _JSON, "User-Agent": USER_AGENT},
-    )
-    return client, transport
-
-
-def plain_body(response: httpx.Response) -> httpx.AsyncByteStream | None:
-    """The body's stream as the transport gives it, when its bytes need no decoding (no
-    ``Content-Encoding``) and nothing has read it yet; else ``None`` (use `aiter_bytes`).
-
-    Reading it directly skips httpx's two iterator layers per chunk; the caller counts the
-    bytes itself (`Response.num_bytes_downloaded` stays 0).
-    """
-    stream = response.stream
-    if (
-        "content-encoding" in response.headers
-        or not isinstance(stream, httpx.AsyncByteStream)
-        or response.is_stream_consumed
-    ):
-        return None
-    return stream
-
-
-async def read_body(response: httpx.Response) -> bytes:
-    """The default consumer: the whole body."""
-    stream = plain_body(response)
-    if stream is None:
-        return await response.aread()
-    body = b"".join([chunk async for chunk in stream])
-    await close_response(response)  # at once: the connection is free for the next request
-    return body
-
-
-def make_timeout(timeout: TimeoutArg) -> httpx.Timeout:
-    """Seconds or an `httpx.Timeout`; ``None`` is the default (30 s, 10 s to connect)."""
-    if timeout is None:
-        return DEFAULT_TIMEOUT
-    if isinstance(timeout, httpx.Timeout):
-        return timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return httpx.Timeout(float(timeout), connect=min(float(timeout), 10.0))
-
-
-def _excerpt(body: bytes, secrets: Iterable[str]) -> str:
-    # Scrub before the whitespace is squeezed and the text cut: either could break up a secret.
-    text = scrub_with(body.decode("utf-8", errors="replace"), secrets)
-    text = " ".join(text.split())
-    return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 3] + "..."
 
 
 _bind_lock = threading.Lock()  # two threads' loops may race for a client's first request
-
-
-async def _close_connections(connections: list[Any]) -> None:
-    """Close httpcore connections taken out of a pool, even while being cancelled."""
-    if not connections:
-        return
-    with anyio.CancelScope(shield=True):
-        for connection in connections:
-            try:
-                await connection.aclose()
-            except Exception:
-                logger.debug("closing an orphaned connection failed", exc_info=True)
-
-
-async def close_response(response: httpx.Response) -> None:
-    """Close ``response`` (freeing its connection) even when the caller is being cancelled."""
-    if response.is_closed:  # closed already (no cancel scope to pay for)
-        return
-    with anyio.CancelScope(shield=True):
-        await response.aclose()
 
 
 class Transport:
@@ -239,14 +107,14 @@ class Transport:
         # about a tenth of a small call. A caller's client is always used through `send`.
         self._direct: PoolTransport | None = None
         if http_client is None:
-            self._client, self._direct = _default_client(self._timeout)
+            self._client, self._direct = default_client(self._timeout)
         else:
             self._client = http_client
         # Headers every request sends: set once on a client of our own, per request otherwise.
         self._per_request_headers = (
-            {} if self._owns_client else {"Accept": _JSON, "User-Agent": USER_AGENT}
+            {} if self._owns_client else {"Accept": JSON, "User-Agent": USER_AGENT}
         )
-        self._merged_headers: dict[tuple[Any, ...], httpx.Headers] = {}
+        self._builder = RequestBuilder(self._client, self._timeout)
         self.retry = retry if retry is not None else RetryPolicy()
         self.budget = budget
         self._now = now or (lambda: datetime.now(timezone.utc))
@@ -282,7 +150,7 @@ class Transport:
             return
         bound = self._loop
         if bound is not None:
-            loop = _running_loop()
+            loop = running_loop()
             if loop is not None and loop is not bound:
                 warnings.warn(
                     f"the client for {self.base_url} was closed from another event loop than "
@@ -363,7 +231,7 @@ class Transport:
         json_body: Any = None,
         upload: FileUpload | None = None,
         headers: Mapping[str, str] | None = None,
-        accept: str = _JSON,
+        accept: str = JSON,
         authenticate: bool = True,
     ) -> T:
         """Send one logical request, retrying as the policy allows.
@@ -374,17 +242,17 @@ class Transport:
         """
         if self._closed:
             raise ClientClosedError(f"the client for {self.base_url} is closed")
-        loop = _running_loop()
+        loop = running_loop()
         if loop is not self._loop:  # the first request, or another event loop
             self._bind(loop)
         method = method.upper()
         content = None
         base_headers = self._per_request_headers.copy()
-        if accept != _JSON:
+        if accept != JSON:
             base_headers["Accept"] = accept
         if json_body is not None:
-            content = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
-            base_headers["Content-Type"] = "application/json"
+            content = encode_json(json_body)
+            base_headers["Content-Type"] = JSON
         if headers:
             base_headers.update(headers)
         attempt = 0
@@ -451,23 +319,11 @@ class Transport:
         try:
             files = None
             if upload is not None:
-                handle = upload.path.open("rb")
+                handle, files = upload.open()
                 opened.append(handle)
-                name = upload.filename or upload.path.name
-                files = {upload.field: (name, handle, upload.content_type)}
-            request = self._build_request(method, url, params, content, files, headers)
+            request = self._builder.build(method, url, params, content, files, headers)
             try:
-                if self._direct is not None:
-                    try:
-                        response = await self._direct.handle_async_request(request)
-                    except BaseException:
-                        # A request cancelled between its connection's assignment and its
-                        # start leaves that connection in httpcore's pool for good.
-                        await _close_connections(take_orphaned_connections(self._direct.pool))
-                        raise
-                    response.request = request
-                else:
-                    response = await self._client.send(request, stream=True)
+                response = await dispatch(self._client, self._direct, request)
             except httpx.TransportError as exc:
                 await settle(None)
                 kind = FailureKind.CONNECT if isinstance(exc, _CONNECT_ERRORS) else None
@@ -491,53 +347,6 @@ class Transport:
                 stream.close()
             if not settled:  # cancelled or failed: the budget shields a shared store's call
                 await settle(None)
-
-    def _build_request(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, Any] | None,
-        content: bytes | None,
-        files: Any,
-        headers: dict[str, str],
-    ) -> httpx.Request:
-        """What ``client.build_request`` builds, made quicker in the usual case.
-
-        With no query, upload or cookies, an absolute URL and httpx's own `build_request`,
-        all that method adds is the client's headers and timeout: the merged headers are
-        kept for the next request with the same ones (httpx merges them anew every time,
-        about a third of its cost).
-        """
-        client = self._client
-        timeout = self._timeout if self._timeout is not None else client.timeout
-        if (
-            params
-            or files is not None
-            or client.params
-            or client.cookies
-            or type(client).build_request is not httpx.AsyncClient.build_request
-            or not url.startswith(("https://", "http://"))
-        ):
-            return client.build_request(
-                method,
-                url,
-                params=params,
-                content=content,
-                files=files,
-                headers=headers,
-                timeout=timeout,
-            )
-        key = (tuple(client.headers.raw), tuple(headers.items()))
-        merged = self._merged_headers.get(key)
-        if merged is None:
-            merged = httpx.Headers(client.headers)
-            merged.update(headers)
-            if len(self._merged_headers) >= _MERGED_HEADERS_KEPT:
-                self._merged_headers.clear()
-            self._merged_headers[key] = merged
-        return httpx.Request(
-            method, url, content=content, headers=merged, extensions={"timeout": timeout.as_dict()}
-        )
 
     async def _reserve(self, method: str, url: str, params: Mapping[str, Any] | None) -> str | None:
         """Reserve one call (or wait for the reset, if the budget says so); its lease."""
@@ -579,14 +388,7 @@ class Transport:
         response: httpx.Response,
         rate_limit: RateLimit,
     ) -> _Outcome:
-        body: bytearray = bytearray()
-        try:
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) >= _EXCERPT_BYTES:
-                    break
-        except httpx.HTTPError:
-            pass  # the status says enough; a broken error body is not worth a retry
+        body = await read_excerpt(response)
         now = self._now()
         retry_after = parse_retry_after(response.headers.get("retry-after"), now)
         wait = retry_after if retry_after is not None else rate_limit.reset_after
@@ -595,7 +397,7 @@ class Transport:
             response.status_code,
             method=method,
             url=str(request.url),
-            body_excerpt=_excerpt(bytes(body), self.secrets()),
+            body_excerpt=excerpt(body, self.secrets()),
             reset_at=reset_at,
         )
         failure = Failure(

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 from anyio.lowlevel import checkpoint_if_cancelled
 
+from ._bodies import close_response, plain_body
 from ._diskwriter import BackgroundFile
 from ._filenames import has_extension, picture_file_name, temporary_name
-from ._transport import close_response, plain_body
 from .errors import DecodeError, IncompleteBodyError, IntegrityError
 
 __all__ = [

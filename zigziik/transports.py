@@ -34,10 +34,10 @@ except ImportError as exc:  # pragma: no cover - only without the extra
     raise ImportError("zigziik.transports needs aiohttp: pip install 'zigziik[aiohttp]'") from exc
 
 from ._net import default_ssl_context
+from ._request import DEFAULT_TIMEOUT, send_direct
 
 __all__ = ["AiohttpClient", "AiohttpTransport", "aiohttp_client"]
 
-_DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)  # zigziik's default
 # aiohttp stops reading a connection once twice this much waits unread (64 KiB by default:
 # with 256 KiB reads, a pause and a resume, two epoll_ctl calls, for nearly every read).
 _READ_BUFSIZE = 1 << 20
@@ -259,7 +259,7 @@ class AiohttpClient(httpx.AsyncClient):
     def __init__(self, *, limit: int = 100, trust_env: bool = False, **kwargs: Any) -> None:
         if "transport" in kwargs or "mounts" in kwargs or "proxy" in kwargs:
             raise TypeError("AiohttpClient makes its own transport; use httpx.AsyncClient")
-        kwargs.setdefault("timeout", _DEFAULT_TIMEOUT)
+        kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
         kwargs.setdefault("follow_redirects", False)
         self._aiohttp = AiohttpTransport(limit=limit, trust_env=trust_env)
         super().__init__(transport=self._aiohttp, trust_env=False, **kwargs)
@@ -287,8 +287,7 @@ class AiohttpClient(httpx.AsyncClient):
             return await super().send(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
-        response = await self._aiohttp.handle_async_request(request)
-        response.request = request
+        response = await send_direct(self._aiohttp, request)
         if not stream:
             try:
                 await response.aread()

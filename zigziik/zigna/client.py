@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from .._auth import StaticHeaders
 from .._checks import check_int
 from .._client import BaseClient
 from .._filenames import picture_file_name, sanitize_component
+from .._request import FileUpload, TimeoutArg
 from .._stores import budget_from_environment
-from .._transport import FileUpload, StaticHeaders, TimeoutArg, Transport
+from .._transport import Transport
 from .._urls import path_segment, with_params
 from ..download import (
     Progress,

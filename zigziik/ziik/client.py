@@ -14,9 +14,11 @@ from typing import Any
 import anyio
 import httpx
 
+from .._auth import StaticHeaders
 from .._checks import check_int
 from .._client import BaseClient
-from .._transport import TimeoutArg, Transport
+from .._request import TimeoutArg
+from .._transport import Transport
 from .._urls import path_segment, with_params
 from ..errors import APIError, ConfigurationError
 from ..pagination import AsyncPaginator, Page
@@ -48,26 +50,6 @@ Clock = Callable[[], float]
 
 
 # -- authentication -------------------------------------------------------------------------------
-
-
-class _BearerAuth:
-    """A fixed bearer token. A 401 is final: there is nothing to refresh."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-        self._headers = {"Authorization": f"Bearer {token}"}
-
-    def __repr__(self) -> str:
-        return "<bearer token>"
-
-    async def headers(self, transport: Transport) -> Mapping[str, str]:
-        return self._headers
-
-    async def unauthorized(self, transport: Transport, sent: Mapping[str, str]) -> bool:
-        return False
-
-    def secrets(self) -> Iterable[str]:
-        return (self._token,)
 
 
 class _LoginAuth:
@@ -177,16 +159,16 @@ def _check_secret(value: object, what: str) -> str:
 
 def _resolve_auth(
     token: str | None, username: str | None, password: str | None, clock: Clock
-) -> _BearerAuth | _LoginAuth:
+) -> StaticHeaders | _LoginAuth:
     """Arguments first, then ``$ZIIK_TOKEN``, then ``$ZIIK_USERNAME``/``$ZIIK_PASSWORD``."""
     if token is not None and (username is not None or password is not None):
         raise ConfigurationError("pass either token= or username=/password=, not both")
     if token is not None:
-        return _BearerAuth(_check_token(token, "token="))
+        return StaticHeaders.bearer(_check_token(token, "token="))
     if username is None and password is None:
         env_token = os.environ.get("ZIIK_TOKEN")
         if env_token:
-            return _BearerAuth(_check_token(env_token, "$ZIIK_TOKEN"))
+            return StaticHeaders.bearer(_check_token(env_token, "$ZIIK_TOKEN"))
         username = os.environ.get("ZIIK_USERNAME") or None
         password = os.environ.get("ZIIK_PASSWORD") or None
         if username is None and password is None:
@@ -391,5 +373,5 @@ class ZiikClient(BaseClient):
         self.units = Units(self._transport)
 
     def __repr__(self) -> str:
-        kind = "token" if isinstance(self._auth, _BearerAuth) else "login"
+        kind = "login" if isinstance(self._auth, _LoginAuth) else "token"
         return f"ZiikClient(base_url={self.base_url!r}, auth={kind!r}, budget={self.budget!r})"
