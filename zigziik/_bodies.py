@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import anyio
 import httpx
 
+from ._checks import one_line
 from ._redact import scrub_with
 
 __all__ = ["close_response", "excerpt", "plain_body", "read_body", "read_excerpt"]
@@ -68,6 +69,4 @@ async def read_excerpt(response: httpx.Response) -> bytes:
 def excerpt(body: bytes, secrets: Iterable[str]) -> str:
     """One line of at most 300 characters of ``body``, scrubbed of ``secrets``."""
     # Scrub before the whitespace is squeezed and the text cut: either could break up a secret.
-    text = scrub_with(body.decode("utf-8", errors="replace"), secrets)
-    text = " ".join(text.split())
-    return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 3] + "..."
+    return one_line(scrub_with(body.decode("utf-8", errors="replace"), secrets), _EXCERPT_CHARS)

@@ -30,6 +30,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._checks import shorten
 from ._jsonstyle import JsonStyle, camel_case, json_key, json_model, style_of
 from ._redact import scrub
 from .errors import DecodeError
@@ -125,9 +126,7 @@ def _type_name(target: Any) -> str:
 
 
 def type_error(value: Any, expected: str) -> TypeError:
-    shown = scrub(repr(value))  # before it is shortened: a cut secret could not be found
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
+    shown = shorten(scrub(repr(value)), 60)  # scrubbed first: a cut secret could not be found
     return TypeError(f"expected {expected}, got {type(value).__name__} {shown}")
 
 

@@ -18,6 +18,7 @@ import anyio
 import attrs
 import httpx
 
+from ._checks import is_int
 from ._compat import take_orphaned_connections
 from ._net import PoolTransport, default_ssl_context
 from ._version import __version__
@@ -57,7 +58,7 @@ def make_timeout(timeout: TimeoutArg) -> httpx.Timeout:
         return DEFAULT_TIMEOUT
     if isinstance(timeout, httpx.Timeout):
         return timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+    if not (is_int(timeout) or isinstance(timeout, float)) or timeout <= 0:
         raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
     return httpx.Timeout(float(timeout), connect=min(float(timeout), 10.0))
 

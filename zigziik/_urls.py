@@ -9,6 +9,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
+from ._checks import is_int
 from .errors import ConfigurationError
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -58,7 +59,7 @@ def validate_base_url(url: object, *, what: str = "base_url") -> str:
 
 def path_segment(value: object, *, what: str) -> str:
     """One URL path segment from a user-given id: non-empty, percent-encoded, never ``..``."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if not (is_int(value) or isinstance(value, str)):
         raise TypeError(f"{what} must be an int or str, got {type(value).__name__}")
     text = str(value).strip()
     if not text or text in (".", ".."):

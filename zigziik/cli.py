@@ -32,7 +32,12 @@ import anyio
 from . import __version__
 from .errors import BudgetExhaustedError, ConfigurationError, ZigziikError
 from .ratelimit import DailyBudget
+from .zigna._convert import unstructure
+from .zigna.client import ZignaClient
 from .zigna.harvest import STRATEGIES, HarvestEvent, HarvestReport
+from .zigna.models import Order
+from .ziik.client import ZiikClient
+from .ziik.models import Unit
 
 TRANSPORTS = ("auto", "httpx", "aiohttp")
 
@@ -40,8 +45,6 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, ProgressColumn, Task
 
-    from .zigna.models import Order
-    from .ziik.models import Unit
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -269,7 +272,6 @@ def _error(message: str) -> None:
 
 def _zigna_client(args: argparse.Namespace, *, http_client: Any = None) -> Any:
     """The Zigna client of the command line's options (over ``http_client`` if given)."""
-    from .zigna.client import ZignaClient
 
     if not args.api_key and not os.environ.get("ZIGNA_API_KEY"):
         raise ConfigurationError(
@@ -541,7 +543,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise _Usage(
             f"the demo needs the fake server's dependencies ({exc.name}): {DEMO_HINT}"
         ) from None
-    from .zigna.client import ZignaClient
 
     out, err = _consoles()
     dest = Path(args.dest)
@@ -591,7 +592,6 @@ def _order_row(order: Order) -> list[str]:
 
 
 def _cmd_orders_list(args: argparse.Namespace) -> int:
-    from .zigna._convert import unstructure
 
     out, _ = _consoles()
     client = _zigna_client(args)
@@ -627,7 +627,6 @@ def _flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:
 
 
 def _cmd_orders_show(args: argparse.Namespace) -> int:
-    from .zigna._convert import unstructure
 
     out, _ = _consoles()
     client = _zigna_client(args)
@@ -669,8 +668,6 @@ def _unit_label(unit: Unit) -> str:
 
 def _cmd_units_tree(args: argparse.Namespace) -> int:
     from rich.tree import Tree
-
-    from .ziik.client import ZiikClient
 
     out, _ = _consoles()
     options: dict[str, Any] = {"timeout": args.timeout}

@@ -24,15 +24,7 @@ from ._diskwriter import BackgroundFile
 from ._filenames import has_extension, picture_file_name, temporary_name
 from .errors import DecodeError, IncompleteBodyError, IntegrityError
 
-__all__ = [
-    "Progress",
-    "ReceivedFile",
-    "ensure_folder",
-    "existing_complete_file",
-    "is_complete_file",
-    "receive_to_file",
-    "stream_to_file",
-]
+__all__: list[str] = []  # the clients' machinery: nothing here is meant to be imported
 
 _CANCEL_CHECK_BYTES = 8 << 20
 

@@ -15,6 +15,7 @@ __all__ = [
     "ClientClosedError",
     "ConfigurationError",
     "DecodeError",
+    "IncompleteBodyError",
     "IntegrityError",
     "NotFoundError",
     "PermissionDeniedError",

@@ -13,7 +13,7 @@ import httpx
 from ._urls import resolve_link, same_origin, with_params
 from .errors import DecodeError
 
-__all__ = ["AsyncPaginator", "Page"]
+__all__ = ["AsyncPaginator"]
 
 T = TypeVar("T")
 

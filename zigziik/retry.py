@@ -11,7 +11,9 @@ from email.utils import parsedate_to_datetime
 
 import attrs
 
-__all__ = ["Failure", "FailureKind", "RetryPolicy", "parse_retry_after"]
+from ._checks import is_int
+
+__all__ = ["Failure", "FailureKind", "RetryPolicy"]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
 
@@ -92,7 +94,7 @@ class RetryPolicy:
     random: Callable[[], float] = attrs.field(default=random.random, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+        if not is_int(self.max_attempts):
             raise TypeError(f"max_attempts must be an int, got {self.max_attempts!r}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")

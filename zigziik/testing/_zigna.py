@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._checks import is_int
 from ._base import FakeServer
 from ._files import (
     CONTENT_TYPES,
@@ -843,10 +844,6 @@ def _public_extra(product: dict[str, Any]) -> dict[str, Any]:
     return {"id": product["id"], "name": product["name"], "description": product["description"]}
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _validate_new_order(body: Any) -> list[str]:
     """Problems with a create-order body (empty when it is acceptable)."""
     if not isinstance(body, dict):
@@ -865,14 +862,14 @@ def _validate_new_order(body: Any) -> list[str]:
             or any(e not in {p["id"] for p in _EXTRA_PRODUCTS} for e in extras)
         ):
             problems.append("products.extraProducts must be a list of extra product ids")
-    if not _is_int(body.get("homeType")) or body["homeType"] not in {
+    if not is_int(body.get("homeType")) or body["homeType"] not in {
         h["id"] for h in _HOUSING_TYPES
     }:
         problems.append("homeType must be a housing type id (integer)")
-    if not _is_int(body.get("contactForm")) or body["contactForm"] not in (0, 1, 2):
+    if not is_int(body.get("contactForm")) or body["contactForm"] not in (0, 1, 2):
         problems.append("contactForm must be 0, 1 or 2")
     for key in ("floors", "m2"):
-        if body.get(key) is not None and not _is_int(body[key]):
+        if body.get(key) is not None and not is_int(body[key]):
             problems.append(f"{key} must be an integer")
     for key in ("realtorWishes", "caseNumber"):
         if body.get(key) is not None and not isinstance(body[key], str):

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._checks import is_int
 from ._base import FakeServer
 
 __all__ = ["FakeZiik"]
@@ -648,10 +649,10 @@ class FakeZiik(FakeServer):
         if isinstance(body, Response):
             return body
         with self._lock:
-            if _is_int(body.get("id")) and body["id"] not in self._units:
+            if is_int(body.get("id")) and body["id"] not in self._units:
                 return _message(404, "Unit not found.")
             try:
-                if not _is_int(body.get("id")):
+                if not is_int(body.get("id")):
                     raise _ValidationError({"id": "The id field is required."})  # noqa: TRY301
                 if not isinstance(body.get("image"), list) or not body["image"]:
                     raise _ValidationError({"image": "The image field is required."})  # noqa: TRY301
@@ -679,7 +680,7 @@ class FakeZiik(FakeServer):
     def _check_create(self, body: dict[str, Any]) -> None:
         if not isinstance(body.get("name"), str) or not body["name"].strip():
             raise _ValidationError({"name": "The name field is required."})
-        if not _is_int(body.get("parent")):
+        if not is_int(body.get("parent")):
             raise _ValidationError({"parent": "The parent field is required."})
         if body["parent"] not in self._units:
             raise _ValidationError({"parent": "The selected parent is invalid."})
@@ -690,7 +691,7 @@ class FakeZiik(FakeServer):
         if "parent" in body:
             parent = body["parent"]
             if parent is not None and (
-                not _is_int(parent)
+                not is_int(parent)
                 or parent not in self._units
                 or parent == unit_id
                 or parent in self._descendants(unit_id)
@@ -774,7 +775,7 @@ class FakeZiik(FakeServer):
             unit["description"] = body["description"]
         if "unit_type" in body:
             value = body["unit_type"]
-            if value is not None and (not _is_int(value) or value not in (0, 1, 2)):
+            if value is not None and (not is_int(value) or value not in (0, 1, 2)):
                 raise _ValidationError({"unit_type": "The unit type must be 0, 1 or 2."})
             unit["unit_type"] = value
         for block in ("unit", "delivery", "invoicing"):
@@ -796,7 +797,7 @@ class FakeZiik(FakeServer):
             value = body["features"]
             if value is None:
                 unit["features"] = []
-            elif not isinstance(value, list) or not all(_is_int(f) for f in value):
+            elif not isinstance(value, list) or not all(is_int(f) for f in value):
                 raise _ValidationError({"features": "The features must be a list of ids."})
             else:
                 unit["features"] = [
@@ -820,10 +821,6 @@ def _same(given: str, expected: str) -> bool:
     )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _opening_hours(value: Any) -> dict[str, Any] | None:
     """Validate request opening hours (ints) and store them as the API renders them (strings)."""
     if value is None:
@@ -833,7 +830,7 @@ def _opening_hours(value: Any) -> dict[str, Any] | None:
     office_hours = []
     for index, day in enumerate(value.get("office_hours") or []):
         if not isinstance(day, dict) or not all(
-            _is_int(day.get(k)) for k in ("day", "starthours", "endhours")
+            is_int(day.get(k)) for k in ("day", "starthours", "endhours")
         ):
             raise _ValidationError(
                 {f"opening_hours.office_hours.{index}": "day/starthours/endhours"}
@@ -845,9 +842,7 @@ def _opening_hours(value: Any) -> dict[str, Any] | None:
         office_hours.append({k: str(day[k]) for k in ("day", "starthours", "endhours")})
     closed = []
     for index, period in enumerate(value.get("closed") or []):
-        if not isinstance(period, dict) or not all(
-            _is_int(period.get(k)) for k in ("start", "end")
-        ):
+        if not isinstance(period, dict) or not all(is_int(period.get(k)) for k in ("start", "end")):
             raise _ValidationError({f"opening_hours.closed.{index}": "start/end unix times"})
         closed.append({"start": period["start"], "end": period["end"]})
     return {"office_hours": office_hours, "closed": closed}

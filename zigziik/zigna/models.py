@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from .._checks import is_int
 from .._jsonstyle import json_model
 
 __all__ = [
@@ -23,13 +24,11 @@ __all__ = [
     "NewOrder",
     "NewOrderProducts",
     "Order",
-    "OrderPage",
     "OrderPictures",
     "OrderProducts",
     "OrderReceipt",
     "OrderStatus",
     "Package",
-    "PageInfo",
     "Photographer",
     "Picture",
     "Seller",
@@ -216,7 +215,7 @@ def _strict(kind: type, *, minimum: int | None = None) -> Validator:
 
 
 def _contact_form(value: object) -> ContactForm:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise TypeError(f"contact_form must be a ContactForm or 0/1/2, got {value!r}")
     try:
         return ContactForm(value)

@@ -39,7 +39,7 @@ from ._convert import (
 from .hierarchy import UnitWalk, walk
 from .models import NewImage, NewUnit, Unit, UnitPatch
 
-__all__ = ["RENEW_MARGIN", "Units", "ZiikClient"]
+__all__ = ["Units", "ZiikClient"]
 
 logger = logging.getLogger("zigziik")
 

@@ -38,7 +38,7 @@ from .._checks import check_int
 from ..pagination import AsyncPaginator
 from .models import Unit
 
-__all__ = ["UnitNode", "UnitSource", "UnitWalk", "walk"]
+__all__ = ["UnitNode", "UnitWalk"]
 
 T = TypeVar("T")
 

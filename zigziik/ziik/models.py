@@ -23,6 +23,7 @@ from typing import Any, Final, Literal, NewType, TypeVar
 
 import attrs
 
+from .._checks import is_int, shorten
 from .._jsonstyle import json_model
 
 __all__ = [
@@ -91,12 +92,7 @@ class UnitType(enum.IntEnum):
 
 
 def _describe(value: object) -> str:
-    shown = repr(value)
-    return f"{type(value).__name__} {shown if len(shown) <= 60 else shown[:57] + '...'}"
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return f"{type(value).__name__} {shorten(repr(value), 60)}"
 
 
 def _optional(kind: type | tuple[type, ...], what: str) -> Any:
@@ -116,7 +112,7 @@ def _optional(kind: type | tuple[type, ...], what: str) -> Any:
 def _check_weekday(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
-    if not _is_int(value) or not 1 <= value <= 7:  # type: ignore[operator]
+    if not is_int(value) or not 1 <= value <= 7:
         raise ValueError(
             f"{attribute.name} must be a weekday 1 (Monday) to 7 (Sunday), got {_describe(value)}"
         )
@@ -466,7 +462,7 @@ def _to_patch_unit_type(value: int | str | Unset | None) -> int | str | Unset | 
 def _check_unit_type(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None or isinstance(value, Unset):
         return
-    if _is_int(value):
+    if is_int(value):
         return
     if isinstance(value, str) and value.strip():
         return
@@ -500,9 +496,9 @@ def _field_validator(kind: type | tuple[type, ...], what: str) -> Any:
 
 
 def _check_parent(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"parent must be an int unit id, got {_describe(value)}")
-    if value < 0:  # type: ignore[operator]
+    if value < 0:
         raise ValueError(f"parent must be a unit id (>= 0), got {value}")
 
 
