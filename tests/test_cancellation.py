@@ -13,11 +13,11 @@ whole run (before the first request, mid-listing, mid-body, mid-extraction, afte
 
 from __future__ import annotations
 
-import json
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import aclosing
+from contextlib import aclosing, closing
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import pytest
 from zigziik import DailyBudget, RetryPolicy, ServerError, ZignaClient, ZiikClient
 from zigziik._client import BaseClient
 from zigziik.testing import DEMO_API_KEY, FakeZigna, FakeZiik, serve
-from zigziik.zigna.harvest import MANIFEST_NAME, Manifest
+from zigziik.zigna.harvest import MANIFEST_NAME, load_manifest
 
 RETRY = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
 ROUNDS = 8
@@ -71,7 +71,7 @@ def files(root: Path) -> dict[str, bytes]:
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in root.rglob("*")
-        if p.is_file() and p.name != MANIFEST_NAME
+        if p.is_file() and not p.name.startswith(".zigziik-manifest")
     }
 
 
@@ -85,7 +85,9 @@ def check_dest(dest: Path, reference: dict[str, bytes]) -> int:
         assert data == reference[name], f"{name} is not complete ({len(data)} bytes)"
     manifest_path = dest / MANIFEST_NAME
     if manifest_path.exists():
-        manifest = Manifest.from_json(json.loads(manifest_path.read_bytes()))  # never raises
+        with closing(sqlite3.connect(manifest_path)) as db:  # not torn
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        manifest = load_manifest(dest)
         for record in manifest.orders.values():
             for file in record.files():
                 path = dest / record.folder / file.name

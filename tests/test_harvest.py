@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
+import sqlite3
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from zigziik.zigna.harvest import (
     load_manifest,
 )
 
+MANIFEST_PREFIX = ".zigziik-manifest"  # the database, its WAL files, a migrated JSON one
 FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.002, jitter=False)
 SMALL = (2_000, 12_000)
 
@@ -60,7 +61,7 @@ def files_on_disk(dest: Path) -> dict[str, bytes]:
     """Relative path -> bytes of every file under ``dest`` except the manifest."""
     found: dict[str, bytes] = {}
     for path in dest.rglob("*"):
-        if path.is_file() and path.name != MANIFEST_NAME:
+        if path.is_file() and not path.name.startswith(MANIFEST_PREFIX):
             found[path.relative_to(dest).as_posix()] = path.read_bytes()
     return found
 
@@ -343,7 +344,8 @@ def check_partial(dest: Path, expected: dict[str, bytes]) -> dict[str, bytes]:
     for rel, data in got.items():
         assert expected[rel] == data, rel
     manifest = load_manifest(dest)
-    json.loads((dest / MANIFEST_NAME).read_text())  # valid JSON, not a torn write
+    with closing(sqlite3.connect(dest / MANIFEST_NAME)) as db:  # not torn
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     for record in manifest.orders.values():
         for file in record.pictures.values():
             assert (dest / record.folder / file.name).stat().st_size == file.size
@@ -386,7 +388,8 @@ async def test_a_crash_without_a_manifest_still_spends_no_call_on_finished_files
     with served() as (fake, base):
         async with client(base) as zigna:
             await zigna.harvest(tmp_path)
-            (tmp_path / MANIFEST_NAME).unlink()
+            for path in tmp_path.glob(MANIFEST_PREFIX + "*"):
+                path.unlink()
             fake.reset_stats()
             report = await zigna.harvest(tmp_path)
         assert report.written == 0

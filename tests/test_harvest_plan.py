@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from zigziik.zigna.harvest import (
+    LEGACY_MANIFEST_NAME,
     MANIFEST_NAME,
     Allowance,
     DoneOrder,
@@ -20,6 +21,7 @@ from zigziik.zigna.harvest import (
     HarvestReport,
     Manifest,
     ManifestError,
+    ManifestStore,
     OrderInput,
     OrderJob,
     OrderRecord,
@@ -30,6 +32,7 @@ from zigziik.zigna.harvest import (
     order_fingerprint,
     plan_harvest,
     plan_pictures,
+    save_json_manifest,
     save_manifest,
 )
 from zigziik.zigna.models import Order, OrderStatus, Picture
@@ -177,19 +180,34 @@ def test_unreadable_manifest_starts_fresh(tmp_path: Path, caplog: pytest.LogCapt
     assert caplog.records
 
 
-def test_save_replaces_atomically_and_leaves_no_temporary(tmp_path: Path) -> None:
-    (tmp_path / MANIFEST_NAME).write_text("old")
+def test_save_replaces_the_whole_manifest(tmp_path: Path) -> None:
     save_manifest(tmp_path, sample_manifest())
+    smaller = Manifest({"C": OrderRecord("C", complete=True)})
+    save_manifest(tmp_path, smaller)
+    assert load_manifest(tmp_path) == smaller
     assert sorted(os.listdir(tmp_path)) == [MANIFEST_NAME]
-    assert json.loads((tmp_path / MANIFEST_NAME).read_text())["version"] == 1
 
 
-def test_failed_save_removes_its_temporary(tmp_path: Path) -> None:
-    (tmp_path / MANIFEST_NAME).mkdir()
-    (tmp_path / MANIFEST_NAME / "x").write_text("blocks the replace")
-    with pytest.raises((IsADirectoryError, PermissionError)):  # Windows: PermissionError
-        save_manifest(tmp_path, sample_manifest())
-    assert sorted(os.listdir(tmp_path)) == [MANIFEST_NAME]
+def test_a_manifest_that_is_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.sqlite"
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / MANIFEST_NAME).symlink_to(outside)
+    with pytest.raises(ManifestError, match="symbolic link"):
+        save_manifest(dest, sample_manifest())
+    assert not outside.exists()
+
+
+def test_a_json_manifest_is_migrated_once(tmp_path: Path) -> None:
+    save_json_manifest(tmp_path, sample_manifest())
+    assert load_manifest(tmp_path) == sample_manifest()  # read as it is, untouched
+    store = ManifestStore(tmp_path)
+    store.close()
+    assert sorted(os.listdir(tmp_path)) == [
+        LEGACY_MANIFEST_NAME + ".migrated",
+        MANIFEST_NAME,
+    ]
+    assert load_manifest(tmp_path) == sample_manifest()
 
 
 # -- fingerprints and folders ------------------------------------------------------------------

@@ -51,7 +51,7 @@ _writev: Callable[[int, list[bytes]], int] | None = getattr(os, "writev", None)
 _BATCH_ITEMS = 64  # well under any system's IOV_MAX (1024 on Linux, 16 is POSIX's minimum)
 _WAKE_BYTES = 1 << 20  # a waiting thread is woken by this much data, or by close or abort
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-_OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 class _Waker:

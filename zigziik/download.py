@@ -78,9 +78,9 @@ def existing_complete_file(dest_dir: Path, name_without_type: str, size: int | N
 
 
 def is_complete_file(path: Path, size: int) -> bool:
-    """Whether ``path`` is a regular file of exactly ``size`` bytes."""
+    """Whether ``path`` is a regular file (not a link to one) of exactly ``size`` bytes."""
     try:
-        info = os.stat(path)
+        info = os.lstat(path)
     except OSError:
         return False
     return stat.S_ISREG(info.st_mode) and info.st_size == size

@@ -47,6 +47,8 @@ from .models import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
     from .harvest import HarvestProgress, HarvestReport
 
 __all__ = ["DEFAULT_BASE_URL", "Orders", "Pictures", "ZignaClient"]
@@ -177,10 +179,10 @@ class Pictures:
         else:
             picture_id = check_int("picture", picture, minimum=0)
             original, size = None, None
-        received = await self.receive_into(order_id, picture_id, original, size, folder, progress)
+        received = await self._receive_into(order_id, picture_id, original, size, folder, progress)
         return await received.finish()
 
-    async def receive_into(
+    async def _receive_into(
         self,
         order_id: str | int,
         picture_id: int | str,
@@ -311,6 +313,10 @@ class ZignaClient(BaseClient):
         """Close ``store`` when the client closes (for a store made only for this client)."""
         self._owned_store = store
 
+    def harvest_source(self) -> _HarvestSource:
+        """What `zigziik.zigna.harvest.harvest` needs from this client (a `HarvestSource`)."""
+        return _HarvestSource(self)
+
     async def harvest(
         self,
         dest_dir: str | os.PathLike[str],
@@ -320,10 +326,17 @@ class ZignaClient(BaseClient):
         strategy: Literal["auto", "pictures", "zip"] = "auto",
         extract: bool = False,
         progress: HarvestProgress | None = None,
+        select: Callable[[Order], bool] | None = None,
+        shard: tuple[int, int] | None = None,
+        until_complete: bool = False,
+        recheck: bool = False,
     ) -> HarvestReport:
         """Download every picture of every order (or of ``order_ids``) into ``dest_dir``.
 
-        See `zigziik.zigna.harvest.harvest` for the strategies and what each costs in calls.
+        ``select`` keeps only the listed orders it accepts; ``shard=(k, n)`` only those of
+        shard ``k`` of ``n`` (several processes, one folder); ``until_complete`` waits for
+        the budget's reset and goes on until nothing is left; ``recheck`` lists the orders
+        recorded complete again. See `zigziik.zigna.harvest` for what each costs in calls.
         """
         from .harvest import harvest
 
@@ -335,4 +348,43 @@ class ZignaClient(BaseClient):
             strategy=strategy,
             extract=extract,
             progress=progress,
+            select=select,
+            shard=shard,
+            until_complete=until_complete,
+            recheck=recheck,
         )
+
+
+class _HarvestSource:
+    """A `zigziik.zigna.harvest.HarvestSource` over a `ZignaClient`."""
+
+    def __init__(self, client: ZignaClient) -> None:
+        self._client = client
+
+    @property
+    def budget(self) -> DailyBudget | None:
+        return self._client.budget
+
+    def orders(self, page_size: int) -> AsyncIterator[Order]:
+        return self._client.orders.list(take=page_size).__aiter__()
+
+    async def pictures(self, order_id: str) -> OrderPictures:
+        return await self._client.pictures.list(order_id)
+
+    async def receive_picture(
+        self,
+        order_id: str,
+        picture_id: int,
+        original_file_name: str | None,
+        size: int | None,
+        folder: Path,
+        progress: Progress | None,
+    ) -> ReceivedFile:
+        return await self._client.pictures._receive_into(
+            order_id, picture_id, original_file_name, size, folder, progress
+        )
+
+    async def download_zip(
+        self, order_id: str, folder: Path, progress: Progress | None
+    ) -> Path | None:
+        return await self._client.pictures.download_zip(order_id, folder, progress=progress)

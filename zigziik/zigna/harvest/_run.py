@@ -1,0 +1,792 @@
+"""The harvest's executor: a bounded pipeline over a `HarvestSource`.
+
+One feeder hands the planned orders, one at a time, to ``concurrency`` order workers (a
+memory object stream without buffer); each lists its order's pictures and hands them on to
+``concurrency`` picture workers (a stream buffered ``concurrency`` deep). Tasks, buffers and
+open orders are in proportion to ``concurrency``, never to the harvest: a worker waits for
+room before it takes more. Every request passes one `anyio.CapacityLimiter`, so at most
+``concurrency`` are in flight. Records go to the manifest's writer thread; disk checks run
+in worker threads; the event loop's thread only moves bytes and makes decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+import anyio
+import attrs
+
+from ..._calls import CallCounter
+from ..._extract import safe_extract
+from ...download import (
+    Progress,
+    ReceivedFile,
+    existing_complete_file,
+    is_complete_file,
+)
+from ...errors import BudgetExhaustedError, RateLimitedError, ZigziikError
+from ..models import Order, OrderPictures, Picture
+from ._manifest import ManifestStore, ManifestWriter, OrderRecord
+from ._plan import (
+    Allowance,
+    DoneOrder,
+    OrderInput,
+    OrderJob,
+    PicturesPlan,
+    classify_order,
+    estimate_calls,
+    in_shard,
+    order_fingerprint,
+    plan_pictures,
+    route_jobs,
+)
+from ._report import (
+    HarvestEstimate,
+    HarvestEvent,
+    HarvestFailure,
+    HarvestProgress,
+    HarvestReport,
+    Route,
+    Strategy,
+)
+
+if TYPE_CHECKING:
+    from ...ratelimit import DailyBudget
+
+__all__ = ["HarvestSource", "UnsafePathError", "order_folder"]
+
+logger = logging.getLogger("zigziik")
+
+ORDER_PAGE_SIZE = 50
+_MAX_REASON_CHARS = 500
+_CLASSIFY_CHUNK = 500
+_RESET_MARGIN = 0.05  # seconds past the reset before asking again
+_T = TypeVar("_T")
+
+
+@runtime_checkable
+class HarvestSource(Protocol):
+    """What a harvest needs from a client (`ZignaClient.harvest_source` gives one)."""
+
+    @property
+    def budget(self) -> DailyBudget | None:
+        """The budget the calls count against (``None``: not tracked)."""
+
+    def orders(self, page_size: int) -> AsyncIterator[Order]:
+        """Every order, listed ``page_size`` a call."""
+
+    async def pictures(self, order_id: str) -> OrderPictures:
+        """One order's picture list (one call)."""
+
+    async def receive_picture(
+        self,
+        order_id: str,
+        picture_id: int,
+        original_file_name: str | None,
+        size: int | None,
+        folder: Path,
+        progress: Progress | None,
+    ) -> ReceivedFile:
+        """One picture received towards ``folder`` (one call); finished by the caller."""
+
+    async def download_zip(
+        self, order_id: str, folder: Path, progress: Progress | None
+    ) -> Path | None:
+        """The order's zip in ``folder`` (one call); ``None`` when it is empty."""
+
+
+class UnsafePathError(ZigziikError, OSError):
+    """Something under ``dest_dir`` is a symbolic link (or not a folder) where a folder goes."""
+
+
+def order_folder(dest: Path, name: str, *, create: bool) -> Path | None:
+    """``dest/name`` as a real folder, created if ``create`` (else ``None`` when missing).
+
+    Never follows a link: a symbolic link there (to anywhere) refuses the order.
+    """
+    path = dest / name
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        if not create:
+            return None
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePathError(
+            f"{path} is a symbolic link; a harvest never writes through one (remove it)"
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePathError(f"{path} exists and is not a folder")
+    return path
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_REASON_CHARS else text[: _MAX_REASON_CHARS - 3] + "..."
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ZigziikError):
+        return _one_line(str(exc)) or type(exc).__name__
+    return _one_line(f"{type(exc).__name__}: {exc}")
+
+
+class _RealDisk:
+    """Answers the planner from the disk, never through a link."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def has(self, folder: str, name: str, size: int) -> bool:
+        return is_complete_file(self.root / folder / name, size)
+
+    def find(self, folder: str, stem: str, size: int | None) -> str | None:
+        path = existing_complete_file(self.root / folder, stem, size)
+        return path.name if path is not None else None
+
+
+@attrs.define(eq=False)
+class _OrderState:
+    job: OrderJob
+    folder: Path | None = None
+    ok: bool = True
+    pending: int = 0
+    enqueued: bool = False
+    deferred: list[Picture] = attrs.Factory(list)
+
+
+class _Deferred(Exception):
+    """A request the budget refused, under ``until_complete``: try again after the reset."""
+
+    def __init__(self, reset_at: datetime | None) -> None:
+        super().__init__(reset_at)
+        self.reset_at = reset_at
+
+
+@attrs.frozen
+class RunOptions:
+    concurrency: int
+    strategy: Strategy
+    extract: bool
+    select: Callable[[Order], bool] | None
+    shard: tuple[int, int] | None
+    until_complete: bool
+    recheck: bool
+
+
+class Harvest:
+    """One run's state; every mutation is synchronous (single event loop, no locks needed)."""
+
+    def __init__(
+        self,
+        source: HarvestSource,
+        dest: Path,
+        options: RunOptions,
+        *,
+        progress: HarvestProgress | None,
+        counter: CallCounter,
+    ) -> None:
+        self.source = source
+        self.dest = dest
+        self.options = options
+        self.strategy: Strategy = options.strategy
+        self.progress = progress
+        self.counter = counter
+        self.concurrency = options.concurrency
+        self.limiter = anyio.CapacityLimiter(options.concurrency)
+        self.disk = _RealDisk(dest)
+        self.store: ManifestStore | None = None
+        self.writer: ManifestWriter | None = None
+        self.allowance = Allowance(None)
+        self.orders = 0
+        self.written = 0
+        self.skipped = 0
+        self.bytes = 0
+        self.waits = 0
+        self.failures: list[HarvestFailure] = []
+        self.deferred: list[OrderJob] = []
+        self.listings: dict[str, list[Picture]] = {}
+        self.exhausted: datetime | None = None
+        self.exhausted_seen = False
+        self.server_refused = False
+        self._progress_warned = False
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def report(self) -> HarvestReport:
+        return HarvestReport(
+            orders=self.orders,
+            written=self.written,
+            skipped=self.skipped,
+            bytes=self.bytes,
+            failures=list(self.failures),
+            calls=self.counter.count,
+            waits=self.waits,
+        )
+
+    def emit(self, event: HarvestEvent) -> None:
+        if self.progress is None:
+            return
+        try:
+            self.progress(event)
+        except Exception:
+            if not self._progress_warned:
+                self._progress_warned = True
+                logger.warning("the harvest's progress callback raised; ignored", exc_info=True)
+
+    def fail(
+        self, order_id: str | None, picture_id: int | None, reason: str, *, files: int = 0
+    ) -> None:
+        self.failures.append(HarvestFailure(order_id, picture_id, reason))
+        self.emit(HarvestEvent("fail", order_id, picture_id, files=files, reason=reason))
+
+    def record(self, op: tuple[object, ...]) -> None:
+        if self.writer is not None:
+            self.writer.put(op)
+
+    def tune(self) -> None:
+        """Keep the requests in flight within the calls to spare.
+
+        The budget counts the server's ``Remaining`` minus every request still in flight, so
+        with ``n`` requests in flight it may believe up to ``n - 1`` more calls spent than
+        really are. Under a tight plan that would refuse its last calls; so at most ``spare``
+        (at least one) requests are sent at a time.
+        """
+        spare = self.allowance.spare
+        tokens = self.concurrency if spare is None else max(1, min(self.concurrency, spare))
+        if self.limiter.total_tokens != tokens:
+            self.limiter.total_tokens = tokens
+
+    def bytes_callback(self, order_id: str, picture_id: int | None) -> Callable[[int], None] | None:
+        if self.progress is None:
+            return None
+
+        def received(n: int) -> None:
+            self.emit(HarvestEvent("bytes", order_id, picture_id, bytes=n))
+
+        return received
+
+    def refused(self, exc: BaseException) -> _Deferred | None:
+        """With ``until_complete``, a refusal by the budget (ours or the server's) defers."""
+        if not self.options.until_complete:
+            return None
+        if isinstance(exc, BudgetExhaustedError):
+            reset_at: datetime | None = exc.reset_at
+        elif isinstance(exc, RateLimitedError):
+            reset_at = exc.reset_at
+        else:
+            return None
+        self.exhausted_seen = True
+        if isinstance(exc, RateLimitedError):
+            self.server_refused = True
+        if self.exhausted is None or (reset_at is not None and reset_at > self.exhausted):
+            self.exhausted = reset_at
+        return _Deferred(reset_at)
+
+    @property
+    def stopping(self) -> bool:
+        """Under ``until_complete``, once the budget refused a call, nothing new starts."""
+        return self.exhausted_seen
+
+    # -- the run -------------------------------------------------------------------------
+
+    async def open_manifest(self) -> None:
+        self.store = await anyio.to_thread.run_sync(ManifestStore, self.dest)
+        self.writer = ManifestWriter(self.store)
+
+    def close_manifest(self) -> None:
+        """Write what is left (synchronous: safe in ``finally`` after a cancel)."""
+        writer, store = self.writer, self.store
+        self.writer = self.store = None
+        if writer is not None:
+            writer.close()
+        if store is not None:
+            store.close()
+
+    async def run(self, order_ids: list[str] | None) -> None:
+        orders = await self.list_orders(order_ids)
+        self.orders = len(orders)
+        if not orders:
+            return
+        await self.open_manifest()
+        done, todo = await anyio.to_thread.run_sync(self.classify, orders)
+        for finished in done:
+            self.skipped += finished.files
+            self.emit(
+                HarvestEvent("skip", finished.order_id, files=finished.files, bytes=finished.bytes)
+            )
+        unpacks = [d for d in done if d.unpack is not None]
+        if unpacks:
+            await self.pool(unpacks, self.unpack_done)
+        pending = todo
+        while True:
+            await self.round(pending)
+            if not self.options.until_complete or not self.deferred:
+                break
+            pending = [attrs.evolve(job, route=self.strategy) for job in self.deferred]
+            self.deferred = []
+            await self.wait_for_reset(pending)
+
+    def classify(self, orders: Sequence[OrderInput]) -> tuple[list[DoneOrder], list[OrderJob]]:
+        """Folders for every order (claimed in the manifest), then done or a job (a thread)."""
+        assert self.store is not None
+        ids = [o.order_id for o in orders]
+        folders = self.store.claim_folders(ids)
+        done: list[DoneOrder] = []
+        todo: list[OrderJob] = []
+        for start in range(0, len(orders), _CLASSIFY_CHUNK):
+            chunk = orders[start : start + _CLASSIFY_CHUNK]
+            records = self.store.records([o.order_id for o in chunk])
+            for order in chunk:
+                decision = classify_order(
+                    order,
+                    folders[order.order_id],
+                    records.get(order.order_id),
+                    strategy=self.strategy,
+                    extract=self.options.extract,
+                    recheck=self.options.recheck,
+                    disk=self.disk,
+                )
+                if isinstance(decision, DoneOrder):
+                    done.append(decision)
+                else:
+                    todo.append(decision)
+        return done, todo
+
+    async def round(self, todo: list[OrderJob]) -> None:
+        budget = self.source.budget
+        remaining = budget.remaining if budget is not None else None
+        jobs, unaffordable, spare = route_jobs(todo, self.strategy, remaining)
+        self.allowance = Allowance(spare)
+        self.exhausted = None
+        self.exhausted_seen = False
+        self.server_refused = False
+        self.tune()
+        if unaffordable:
+            if self.options.until_complete:
+                self.deferred.extend(unaffordable)
+            else:
+                reset = f"; it resets at {budget.reset_at.isoformat()}" if budget else ""
+                reason = (
+                    f"not fetched: the daily budget ({remaining} calls left) cannot afford "
+                    f"this order after the {len(jobs)} before it{reset}"
+                )
+                for job in unaffordable:
+                    self.fail(job.order_id, None, reason)
+        if jobs:
+            await self.pipeline(jobs)
+
+    async def wait_for_reset(self, pending: list[OrderJob]) -> None:
+        """Sleep until the budget resets, reporting a countdown about once a second."""
+        budget = self.source.budget
+        files = sum(len(self.listings.get(job.order_id, ())) for job in pending)
+        waited = False
+        while True:
+            # The server refused (429): its reset. Ours: only when nothing is left (the
+            # refusal may have counted requests then still in flight).
+            target = self.exhausted if self.server_refused else None
+            if self.server_refused and target is None:  # a 429 that gave no reset time
+                target = datetime.now(timezone.utc) + timedelta(seconds=1)
+            if budget is not None and budget.remaining == 0:
+                target = max(target, budget.reset_at) if target is not None else budget.reset_at
+            self.exhausted = None
+            self.server_refused = False
+            if target is None:
+                break
+            if not waited:
+                waited = True
+                self.waits += 1
+            while True:
+                left = (target - datetime.now(timezone.utc)).total_seconds() + _RESET_MARGIN
+                self.emit(
+                    HarvestEvent(
+                        "wait",
+                        reset_at=target,
+                        seconds=max(0.0, left),
+                        orders=len(pending),
+                        files=files,
+                    )
+                )
+                if left <= 0:
+                    break
+                await anyio.sleep(min(1.0, left))
+            if budget is None:
+                break
+        if waited:
+            self.emit(HarvestEvent("resume", orders=len(pending), files=files))
+
+    async def pool(self, items: Sequence[_T], work: Callable[[_T], Awaitable[None]]) -> None:
+        """Run ``work`` on every item with ``concurrency`` workers (never a task per item)."""
+        send, receive = anyio.create_memory_object_stream[_T](0)
+
+        async def feed() -> None:
+            async with send:
+                for item in items:
+                    await send.send(item)
+
+        async def worker(stream: anyio.abc.ObjectReceiveStream[_T]) -> None:
+            async with stream:
+                async for item in stream:
+                    await work(item)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            for _ in range(min(self.concurrency, len(items))):
+                tg.start_soon(worker, receive.clone())
+            receive.close()
+
+    async def pipeline(self, jobs: Sequence[OrderJob]) -> None:
+        """Orders to ``concurrency`` order workers, their pictures to as many picture workers."""
+        jobs_send, jobs_receive = anyio.create_memory_object_stream[OrderJob](0)
+        pictures_send, pictures_receive = anyio.create_memory_object_stream[
+            tuple[_OrderState, Picture]
+        ](self.concurrency)
+
+        async def feed() -> None:
+            async with jobs_send:
+                for job in jobs:
+                    await jobs_send.send(job)
+
+        async def order_worker(
+            receive: anyio.abc.ObjectReceiveStream[OrderJob],
+            send: anyio.abc.ObjectSendStream[tuple[_OrderState, Picture]],
+        ) -> None:
+            async with receive, send:
+                async for job in receive:
+                    await self.order(job, send)
+
+        async def picture_worker(
+            receive: anyio.abc.ObjectReceiveStream[tuple[_OrderState, Picture]],
+        ) -> None:
+            async with receive:
+                async for state, picture in receive:
+                    await self.picture(state, picture)
+
+        workers = max(1, min(self.concurrency, len(jobs)))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            for _ in range(workers):
+                tg.start_soon(order_worker, jobs_receive.clone(), pictures_send.clone())
+            for _ in range(self.concurrency):
+                tg.start_soon(picture_worker, pictures_receive.clone())
+            jobs_receive.close()
+            pictures_send.close()
+            pictures_receive.close()
+
+    async def list_orders(self, order_ids: list[str] | None) -> list[OrderInput]:
+        shard = self.options.shard
+        if order_ids is not None:
+            return [
+                OrderInput(order_id)
+                for order_id in dict.fromkeys(order_ids)
+                if in_shard(order_id, shard)
+            ]
+        select = self.options.select
+        inputs: dict[str, OrderInput] = {}
+        seen: set[str] = set()
+        try:
+            async for order in self.source.orders(ORDER_PAGE_SIZE):
+                if not order.id:
+                    self.fail(None, None, "the order listing gives an order without an id")
+                    continue
+                if order.id in seen:
+                    continue
+                seen.add(order.id)
+                if not in_shard(order.id, shard):
+                    continue
+                if select is not None and not self.selected(select, order):
+                    continue
+                inputs[order.id] = OrderInput(order.id, order_fingerprint(order), listed=True)
+        except Exception as exc:
+            self.fail(None, None, f"listing the orders failed: {_reason(exc)}")
+        return list(inputs.values())
+
+    def selected(self, select: Callable[[Order], bool], order: Order) -> bool:
+        try:
+            return bool(select(order))
+        except Exception as exc:
+            self.fail(order.id, None, f"select raised {_reason(exc)}; the order is skipped")
+            return False
+
+    # -- one order -----------------------------------------------------------------------
+
+    async def order(
+        self, job: OrderJob, send: anyio.abc.ObjectSendStream[tuple[_OrderState, Picture]]
+    ) -> None:
+        if self.stopping:
+            self.deferred.append(job)
+            return
+        state = _OrderState(job)
+        try:
+            state.folder = order_folder(self.dest, job.folder, create=False)
+            self.record(("begin", job.order_id))  # not complete until this run makes it so
+            if job.route == "zip":
+                await self.zip(state)
+            else:
+                await self.pictures(state, send)
+        except _Deferred:
+            state.ok = False
+            if not state.enqueued:
+                self.deferred.append(job)
+        except Exception as exc:
+            logger.debug("order %s failed", job.order_id, exc_info=True)
+            state.ok = False
+            self.fail(job.order_id, None, _reason(exc))
+        except BaseException:
+            state.ok = False  # cancelled: not complete
+            raise
+        finally:
+            state.enqueued = True
+            self.settle(state)
+
+    def settle(self, state: _OrderState) -> None:
+        """When the last picture of an order is done: complete, or left for later."""
+        if not state.enqueued or state.pending:
+            return
+        if state.deferred:
+            self.listings[state.job.order_id] = state.deferred
+            self.deferred.append(state.job)
+        elif state.ok:
+            self.record(("done", state.job.order_id, state.job.fingerprint))
+
+    async def list_pictures(self, job: OrderJob) -> list[Picture] | None:
+        """The order's pictures (a call, unless kept from before a wait); ``None``: zip it."""
+        known = self.listings.pop(job.order_id, None)
+        if known is not None:
+            return known
+        auto = job.route == "auto"
+        async with self.limiter:
+            if auto and not self.allowance.begin_listing():
+                return None
+            self.tune()
+            try:
+                listing = await self.source.pictures(job.order_id)
+            except BaseException as exc:
+                if auto:
+                    self.allowance.end_listing(None)
+                    self.allowance.release()
+                    self.tune()
+                deferred = self.refused(exc)
+                if deferred is not None:
+                    raise deferred from exc
+                raise
+        self.drop_gone(job, listing.pictures)
+        return listing.pictures
+
+    def drop_gone(self, job: OrderJob, pictures: list[Picture]) -> None:
+        listed = [str(p.picture_id) for p in pictures]
+        self.record(("drop_except", job.order_id, listed))
+
+    async def pictures(
+        self,
+        state: _OrderState,
+        send: anyio.abc.ObjectSendStream[tuple[_OrderState, Picture]],
+    ) -> None:
+        job = state.job
+        auto = job.route == "auto"
+        listed = await self.list_pictures(job)
+        if listed is None:
+            await self.zip(state)
+            return
+        store = self.store
+        assert store is not None
+
+        def plan() -> tuple[PicturesPlan, OrderRecord | None]:
+            record = store.record(job.order_id)
+            return plan_pictures(listed, record, job.folder, self.disk), record
+
+        plan_result, record = await anyio.to_thread.run_sync(plan)
+        if auto:
+            self.allowance.end_listing(plan_result.missing)
+            affordable = self.allowance.afford(plan_result.missing)
+            self.tune()
+            if not affordable:
+                await self.zip(state)
+                return
+        recorded = record.pictures if record is not None and record.folder == job.folder else {}
+        for picture, file in plan_result.present:
+            pid = str(picture.picture_id)
+            if recorded.get(pid) != file:
+                self.record(("file", job.order_id, pid, file.name, file.size))
+            self.skipped += 1
+            self.emit(
+                HarvestEvent(
+                    "skip",
+                    job.order_id,
+                    picture.picture_id,
+                    files=1,
+                    bytes=file.size,
+                    path=self.dest / job.folder / file.name,
+                )
+            )
+        for picture_id, reason in plan_result.invalid:
+            state.ok = False
+            self.fail(job.order_id, picture_id, reason)
+        self.emit(
+            HarvestEvent(
+                "order",
+                job.order_id,
+                route="pictures",
+                files=plan_result.missing,
+                bytes=sum(p.size or 0 for p in plan_result.fetch),
+            )
+        )
+        if not plan_result.fetch:
+            return
+        state.folder = order_folder(self.dest, job.folder, create=True)
+        for picture in plan_result.fetch:
+            state.pending += 1
+            try:
+                await send.send((state, picture))
+            except BaseException:
+                state.pending -= 1
+                raise
+
+    async def picture(self, state: _OrderState, picture: Picture) -> None:
+        order_id, picture_id = state.job.order_id, picture.picture_id
+        assert picture_id is not None  # plan_pictures never fetches a picture without an id
+        assert state.folder is not None
+        try:
+            if self.stopping:
+                state.deferred.append(picture)
+                return
+            try:
+                async with self.limiter:
+                    received = await self.source.receive_picture(
+                        order_id,
+                        picture_id,
+                        picture.original_file_name,
+                        picture.size,
+                        state.folder,
+                        self.bytes_callback(order_id, picture_id),
+                    )
+                # Off the limiter: the network is free for the next request while the disk
+                # catches up (which has a bound of its own).
+                path = await received.finish()
+                # The download checked the size when the listing gave it.
+                size = picture.size if picture.size is not None else path.stat().st_size
+            except Exception as exc:
+                if self.refused(exc) is not None:
+                    state.deferred.append(picture)
+                    return
+                state.ok = False
+                logger.debug("picture %s of order %s failed", picture_id, order_id, exc_info=True)
+                self.fail(order_id, picture_id, _reason(exc), files=1)
+                return
+            self.written += 1
+            self.bytes += size
+            self.record(("file", order_id, str(picture_id), path.name, size))
+            self.emit(HarvestEvent("file", order_id, picture_id, files=1, bytes=size, path=path))
+        except BaseException:
+            state.ok = False  # cancelled: the order is not complete
+            raise
+        finally:
+            state.pending -= 1
+            self.settle(state)
+
+    async def zip(self, state: _OrderState) -> None:
+        job = state.job
+        self.emit(HarvestEvent("order", job.order_id, route="zip", files=1))
+        try:
+            folder = order_folder(self.dest, job.folder, create=True)
+            assert folder is not None
+            try:
+                async with self.limiter:
+                    path = await self.source.download_zip(
+                        job.order_id, folder, self.bytes_callback(job.order_id, None)
+                    )
+            except Exception as exc:
+                deferred = self.refused(exc)
+                if deferred is not None:
+                    raise deferred from exc
+                raise
+            size = path.stat().st_size if path is not None else 0
+        except _Deferred:
+            raise
+        except Exception as exc:
+            logger.debug("the zip of order %s failed", job.order_id, exc_info=True)
+            state.ok = False
+            self.fail(job.order_id, None, _reason(exc), files=1)
+            return
+        if path is None:
+            self.emit(HarvestEvent("empty", job.order_id, route="zip", files=1))
+        else:
+            self.written += 1
+            self.bytes += size
+            self.record(("zip", job.order_id, path.name, size))
+            self.emit(HarvestEvent("file", job.order_id, files=1, bytes=size, path=path))
+        if path is not None and self.options.extract:
+            await self.unpack(job.order_id, folder, path.name)
+
+    async def unpack_done(self, done: DoneOrder) -> None:
+        assert done.unpack is not None
+        try:
+            folder = order_folder(self.dest, done.folder, create=False)
+        except UnsafePathError as exc:
+            self.fail(done.order_id, None, _reason(exc))
+            return
+        if folder is not None:
+            await self.unpack(done.order_id, folder, done.unpack)
+
+    async def unpack(self, order_id: str, folder: Path, zip_name: str) -> None:
+        try:
+            await safe_extract(folder / zip_name, folder)
+        except Exception as exc:
+            self.fail(order_id, None, f"unpacking {zip_name} failed: {_reason(exc)}")
+            return
+        self.record(("extracted", order_id))
+
+    # -- estimate (dry run) --------------------------------------------------------------
+
+    async def estimate(self, order_ids: list[str] | None, assumed: int) -> HarvestEstimate:
+        before = self.counter.count
+        orders = await self.list_orders(order_ids)
+        listing_calls = self.counter.count - before
+        done: list[DoneOrder] = []
+        todo: list[OrderJob] = []
+        if orders:
+            await self.open_manifest()
+            done, todo = await anyio.to_thread.run_sync(self.classify, orders)
+        budget = self.source.budget
+        remaining = budget.remaining if budget is not None else None
+        limit = budget.limit if budget is not None else None
+        jobs, later, _ = route_jobs(todo, self.strategy, remaining)
+        routes: dict[str, int] = {"pictures": 0, "zip": 0, "auto": 0, "later": len(later)}
+        for job in jobs:
+            routes[job.route] += 1
+        # What is left for later days goes the cheapest way a day's budget allows: by zip
+        # (auto and zip) or per picture.
+        later_route: Route = "pictures" if self.strategy == "pictures" else "zip"
+        calls, calls_min = estimate_calls(
+            [*jobs, *(attrs.evolve(j, route=later_route) for j in later)], assumed=assumed
+        )
+        days: int | None = None
+        if limit:
+            today = remaining if remaining is not None else limit
+            days = 1 if calls <= today else 1 + math.ceil((calls - today) / limit)
+        elif calls == 0:
+            days = 0
+        return HarvestEstimate(
+            orders=len(orders),
+            done=len(done),
+            routes={k: v for k, v in routes.items() if v},
+            calls=calls,
+            calls_min=calls_min,
+            listing_calls=listing_calls,
+            limit=limit,
+            remaining=remaining,
+            days=days if calls else 0,
+            assumed_pictures=assumed,
+            failures=list(self.failures),
+        )
