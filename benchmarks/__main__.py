@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ._common import Result
     from ._servers import Servers
 
-MEASURES = ("calls", "cpu", "listing", "harvest", "rss", "walk")
+MEASURES = ("calls", "cpu", "listing", "harvest", "small", "scale", "rss", "walk")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -48,7 +48,15 @@ def _load() -> dict[str, float] | None:
 
 
 def _plan(args: argparse.Namespace, servers: Servers) -> dict[str, Callable[[], Result]]:
-    from . import bench_calls, bench_harvest, bench_listing, bench_rss, bench_walk_runner
+    from . import (
+        bench_calls,
+        bench_harvest,
+        bench_listing,
+        bench_rss,
+        bench_scale,
+        bench_small,
+        bench_walk_runner,
+    )
 
     quick = args.quick
     rounds = args.rounds or (2 if quick else 5)
@@ -57,6 +65,8 @@ def _plan(args: argparse.Namespace, servers: Servers) -> dict[str, Callable[[], 
         "cpu": lambda: bench_calls.run_cpu(servers, rounds, 100 if quick else 1000),
         "listing": lambda: bench_listing.run(servers, rounds),
         "harvest": lambda: bench_harvest.run(servers, rounds),
+        "small": lambda: bench_small.run(servers, rounds),
+        "scale": lambda: bench_scale.run(servers, quick=quick),
         "rss": lambda: bench_rss.run(
             servers, 1 if quick else rounds, 30_000_000 if quick else 300_000_000
         ),

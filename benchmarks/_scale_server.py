@@ -50,13 +50,17 @@ class _Api:
                 for i in range(skip, end)
             ]
             following = f"/v2/orders?take={take}&skip={end}" if end < self.orders else None
-            return _json(200, {"response": {"take": take, "skip": skip, "next": following},
-                               "orders": page})
+            return _json(
+                200, {"response": {"take": take, "skip": skip, "next": following}, "orders": page}
+            )
         order = int(path[3][1:])
         if len(path) == 5:
             pictures = [
-                {"pictureID": order * 1000 + n, "originalFileName": f"IMG_{n:04d}.jpg",
-                 "size": self.size}
+                {
+                    "pictureID": order * 1000 + n,
+                    "originalFileName": f"IMG_{n:04d}.jpg",
+                    "size": self.size,
+                }
                 for n in range(self.per_order)
             ]
             return _json(200, {"order": {"id": path[3]}, "pictures": pictures})
@@ -67,8 +71,12 @@ def _json(status: int, value: object) -> bytes:
     body = json.dumps(value).encode()
     reason = b"OK" if status == 200 else b"Not Found"
     return (
-        b"HTTP/1.1 " + str(status).encode() + b" " + reason
-        + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
+        b"HTTP/1.1 "
+        + str(status).encode()
+        + b" "
+        + reason
+        + b"\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
         + b"\r\nX-RateLimit-Limit: 10000000\r\nX-RateLimit-Remaining: 9999999\r\n"
         b"X-RateLimit-Reset: 3600\r\n\r\n" + body
     )

@@ -140,11 +140,11 @@ def build_api_site(root: Path, pages: int) -> Site:
     return site
 
 
-def build_files_site(root: Path, spec: HarvestSet) -> Site:
+def build_files_site(root: Path, spec: HarvestSet, name: str = "files") -> Site:
     """Orders whose pictures are ``spec.picture_size``-byte files, listed on one page."""
     orders = _fake_orders(spec.orders, seed=7)
     blob = os.urandom(spec.picture_size)
-    site = Site("files", root)
+    site = Site(name, root)
     picture_id = 9_000_000
     for order in orders:
         order_id = order["id"]
@@ -356,6 +356,13 @@ class Servers:
             if quick
             else HarvestSet(orders=12, pictures_per_order=16, picture_size=2 << 20)
         )
+        # Many small files: 2,000 pictures of 20 KB (one listing page of 40 orders).
+        self.small_set = (
+            HarvestSet(orders=8, pictures_per_order=50, picture_size=20_000)
+            if quick
+            else HarvestSet(orders=40, pictures_per_order=50, picture_size=20_000)
+        )
+        self.small_site: Site | None = None
         self.api_pages = 10 if quick else 100
         self._fake_origin: str | None = None
 
@@ -375,7 +382,12 @@ class Servers:
         if self.nginx_binary is None:
             return
         self.files_site = build_files_site(self.tmp / "files", self.harvest_set)
-        nginx = Nginx(self.nginx_binary, [self.api_site, self.files_site], self.tmp / "nginx")
+        self.small_site = build_files_site(self.tmp / "small", self.small_set, "small")
+        nginx = Nginx(
+            self.nginx_binary,
+            [self.api_site, self.files_site, self.small_site],
+            self.tmp / "nginx",
+        )
         nginx.tmp.mkdir(exist_ok=True)
         try:
             nginx.start()

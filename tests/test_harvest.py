@@ -61,7 +61,7 @@ def files_on_disk(dest: Path) -> dict[str, bytes]:
     """Relative path -> bytes of every file under ``dest`` except the manifest."""
     found: dict[str, bytes] = {}
     for path in dest.rglob("*"):
-        if path.is_file() and not path.name.startswith(MANIFEST_PREFIX):
+        if path.is_file() and not path.is_symlink() and not path.name.startswith(MANIFEST_PREFIX):
             found[path.relative_to(dest).as_posix()] = path.read_bytes()
     return found
 

@@ -55,7 +55,16 @@ from .zigna import (
     Seller,
     ZignaClient,
 )
-from .zigna.harvest import HarvestEvent, HarvestFailure, HarvestProgress, HarvestReport
+from .zigna.harvest import (
+    HarvestEstimate,
+    HarvestEvent,
+    HarvestFailure,
+    HarvestProgress,
+    HarvestReport,
+    HarvestSource,
+    ManifestError,
+    estimate_harvest,
+)
 from .ziik import (
     UNSET,
     ClosedPeriod,
@@ -99,10 +108,13 @@ __all__ = [
     "Delivery",
     "ExtraProduct",
     "Feature",
+    "HarvestEstimate",
     "HarvestEvent",
     "HarvestFailure",
     "HarvestProgress",
     "HarvestReport",
+    "HarvestSource",
+    "ManifestError",
     "HousingType",
     "InMemoryBudgetStore",
     "IncompleteBodyError",
@@ -150,5 +162,6 @@ __all__ = [
     "ZiikClient",
     "__version__",
     "budget_store_from_url",
+    "estimate_harvest",
     "safe_extract",
 ]

@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,14 @@ from .errors import BudgetExhaustedError, ConfigurationError, ZigziikError
 from .ratelimit import DailyBudget
 from .zigna._convert import unstructure
 from .zigna.client import ZignaClient
-from .zigna.harvest import STRATEGIES, HarvestEvent, HarvestReport
+from .zigna.harvest import (
+    MANIFEST_NAME,
+    STRATEGIES,
+    HarvestEstimate,
+    HarvestEvent,
+    HarvestFailure,
+    HarvestReport,
+)
 from .zigna.models import Order
 from .ziik.client import ZiikClient
 from .ziik.models import Unit
@@ -99,6 +106,42 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """``K/N``: shard K (0 to N-1) of N."""
+    k_text, slash, n_text = text.partition("/")
+    try:
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a shard K/N (e.g. 0/4 for the first of four): {text!r}"
+        ) from None
+    if not slash or n < 1 or not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"a shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def _status_id(text: str) -> int:
+    """An order status: its number (5) or its name (completed, photos_uploaded)."""
+    from .zigna.models import OrderStatus
+
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        return int(OrderStatus[text.strip().upper().replace("-", "_").replace(" ", "_")])
+    except KeyError:
+        names = ", ".join(s.name.lower() for s in OrderStatus)
+        raise argparse.ArgumentTypeError(
+            f"not an order status: {text!r} (a number, or one of {names})"
+        ) from None
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
+
+
 def _zigna_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("Zigna connection")
@@ -153,6 +196,45 @@ def _harvest_options(*, dest: bool) -> argparse.ArgumentParser:
         default="auto",
         help="how the bytes move: httpx's own transport, or aiohttp's (the 'aiohttp' extra, "
         "about 1.8 times as fast for big harvests); auto: aiohttp when it is installed",
+    )
+    scale = parent.add_argument_group("harvests at scale")
+    scale.add_argument(
+        "--status",
+        dest="statuses",
+        action="append",
+        type=_status_id,
+        metavar="ID",
+        help="only orders with this status (a number or a name such as completed; "
+        "repeatable); the others cost nothing beyond the listing",
+    )
+    scale.add_argument(
+        "--since",
+        type=_date,
+        metavar="DATE",
+        help="only orders created on or after DATE (YYYY-MM-DD)",
+    )
+    scale.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="only shard K (0 to N-1) of N: run N processes, one per shard, into one DEST",
+    )
+    scale.add_argument(
+        "--until-complete",
+        action="store_true",
+        help="when the daily budget is spent, wait for its reset and go on (however long) "
+        "until nothing is left; Ctrl-C stops, running again resumes",
+    )
+    scale.add_argument(
+        "--recheck",
+        action="store_true",
+        help="list the orders recorded complete again (one call each) to fetch new pictures",
+    )
+    scale.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list and plan only: print the orders by route, the calls and the days the "
+        "plan needs at the current budget; fetch nothing",
     )
     return parent
 
@@ -245,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the fake server's daily limit (try 20 to see the auto strategy zip)",
     )
     demo.add_argument(
+        "--day-seconds",
+        type=_seconds,
+        default=86_400.0,
+        metavar="SECONDS",
+        help="how long the fake server's day lasts (try 5 with --daily-limit 20 "
+        "--until-complete to watch a harvest wait for its resets)",
+    )
+    demo.add_argument(
         "--latency",
         type=float,
         default=0.02,
@@ -318,6 +408,9 @@ class HarvestBars:
         )
         self.files = self.progress.add_task("files", total=None, kind="files")
         self.bytes = self.progress.add_task("bytes", total=None, kind="bytes")
+        self.console = console
+        self.enabled = enabled
+        self.wait: Any = None  # the countdown's task while waiting for the budget's reset
         self.planned_files = 0
         self.planned_bytes = 0
         self.done_files = 0
@@ -337,6 +430,9 @@ class HarvestBars:
     def __call__(self, event: HarvestEvent) -> None:
         """The harvest's progress callback."""
         progress = self.progress
+        if event.kind in ("wait", "resume"):
+            self._wait(event)
+            return
         if event.kind == "order":
             self.planned_files += event.files
             self.planned_bytes += event.bytes
@@ -357,6 +453,43 @@ class HarvestBars:
             self.done_files += event.files
             progress.update(self.files, completed=self.done_files, failed=self.failed)
 
+    def _wait(self, event: HarvestEvent) -> None:
+        progress = self.progress
+        if event.kind == "resume":
+            if self.wait is not None:
+                progress.remove_task(self.wait)
+                self.wait = None
+            message = f"{PROG}: the budget is reset; going on with {event.orders} orders"
+            if self.enabled:
+                progress.console.print(message, highlight=False)
+            else:
+                print(message, file=sys.stderr, flush=True)
+            return
+        seconds = event.seconds or 0.0
+        text = wait_text(event)
+        if self.wait is None:
+            when = event.reset_at.astimezone() if event.reset_at is not None else None
+            message = (
+                f"{PROG}: the daily budget is spent; waiting for its reset"
+                + (f" at {when:%Y-%m-%d %H:%M:%S %Z}" if when is not None else "")
+                + f" with {event.orders} orders left (Ctrl-C stops; run again to resume)"
+            )
+            if self.enabled:
+                progress.console.print(message, highlight=False)
+            else:
+                print(message, file=sys.stderr, flush=True)
+            self.wait = progress.add_task("budget", total=max(seconds, 1.0), kind="wait")
+        progress.update(self.wait, completed=0, detail=text)
+
+
+def wait_text(event: HarvestEvent) -> str:
+    """``reset in 3:12:05, 1,234 orders left`` for a ``wait`` event."""
+    seconds = max(0, round(event.seconds or 0.0))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    files = f", at least {event.files:,} pictures" if event.files else ""
+    return f"reset in {hours}:{minutes:02d}:{secs:02d}, {event.orders:,} orders left{files}"
+
 
 def _detail_column() -> ProgressColumn:
     """A column showing ``12/40 files, 3 skipped`` or ``1.2 MB of 8.0 MB  5.1 MB/s``."""
@@ -366,6 +499,8 @@ def _detail_column() -> ProgressColumn:
 
     class DetailColumn(ProgressColumn):
         def render(self, task: Task) -> Text:
+            if task.fields.get("kind") == "wait":
+                return Text(str(task.fields.get("detail", "")))
             if task.fields.get("kind") == "files":
                 total = int(task.total) if task.total is not None else 0
                 parts = [f"{int(task.completed)}/{total} files"]
@@ -394,11 +529,15 @@ def report_json(report: HarvestReport) -> dict[str, Any]:
         "failed": report.failed,
         "bytes": report.bytes,
         "calls": report.calls,
-        "failures": [
-            {"order_id": f.order_id, "picture_id": f.picture_id, "reason": f.reason}
-            for f in report.failures
-        ],
+        "waits": report.waits,
+        "failures": _failures_json(report.failures),
     }
+
+
+def _failures_json(failures: list[HarvestFailure]) -> list[dict[str, Any]]:
+    return [
+        {"order_id": f.order_id, "picture_id": f.picture_id, "reason": f.reason} for f in failures
+    ]
 
 
 def print_summary(
@@ -444,6 +583,91 @@ def print_summary(
             console.print(f"... and {hidden} more failures (--json lists them all)")
 
 
+def estimate_json(estimate: HarvestEstimate) -> dict[str, Any]:
+    """The dry run's figures as JSON-ready data."""
+    return {
+        "orders": estimate.orders,
+        "done": estimate.done,
+        "routes": dict(estimate.routes),
+        "calls": estimate.calls,
+        "calls_min": estimate.calls_min,
+        "listing_calls": estimate.listing_calls,
+        "limit": estimate.limit,
+        "remaining": estimate.remaining,
+        "days": estimate.days,
+        "assumed_pictures": estimate.assumed_pictures,
+        "failures": _failures_json(estimate.failures),
+    }
+
+
+_ROUTE_NAMES = {
+    "pictures": "per picture",
+    "auto": "per picture while the budget affords it, else zip",
+    "zip": "one zip each",
+    "later": "after a reset (today's budget cannot pay for them)",
+}
+
+
+def print_estimate(console: Console, estimate: HarvestEstimate, dest: Path) -> None:
+    """The dry run's table: orders by route, the calls and days the plan needs."""
+    from rich.table import Table
+
+    table = Table(
+        title="Harvest plan (dry run: nothing fetched)", show_header=False, title_justify="left"
+    )
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("Orders", f"{estimate.orders:,}")
+    table.add_row("Complete already", f"{estimate.done:,} (no call)")
+    for route, count in estimate.routes.items():
+        table.add_row(f"  {_ROUTE_NAMES.get(route, route)}", f"{count:,} orders")
+    table.add_row(
+        "Calls needed",
+        f"about {estimate.calls:,} (at least {estimate.calls_min:,}; "
+        f"{estimate.assumed_pictures} missing pictures assumed per order listed)",
+    )
+    table.add_row("Calls spent (listing)", f"{estimate.listing_calls:,}")
+    if estimate.limit is not None:
+        table.add_row("Budget", f"{estimate.remaining:,} of {estimate.limit:,} left today")
+    if estimate.days is not None:
+        table.add_row("Days at this budget", f"{estimate.days:,}")
+    table.add_row("Folder", str(dest))
+    console.print(table)
+    for failure in estimate.failures[:_MAX_FAILURE_ROWS]:
+        console.print(f"[red]failed[/]: {failure.order_id or '-'}: {failure.reason}")
+
+
+def _scale_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The harvest's ``select``, ``shard``, ``until_complete`` and ``recheck`` from flags."""
+    options: dict[str, Any] = {}
+    statuses = set(args.statuses or ())
+    since: date | None = args.since
+    if statuses or since is not None:
+        start = datetime(since.year, since.month, since.day) if since is not None else None
+
+        def select(order: Order) -> bool:
+            if statuses and (order.status_id is None or int(order.status_id) not in statuses):
+                return False
+            created = order.created
+            if start is not None:
+                if created is None:
+                    return False
+                if created.tzinfo is not None:  # the API's are naive; compare as UTC
+                    created = created.astimezone(timezone.utc).replace(tzinfo=None)
+                if created < start:
+                    return False
+            return True
+
+        options["select"] = select
+    if args.shard is not None:
+        options["shard"] = args.shard
+    if args.until_complete:
+        options["until_complete"] = True
+    if args.recheck:
+        options["recheck"] = True
+    return options
+
+
 def _http_client(transport: str, timeout: float | None) -> Any:
     """The httpx client to harvest through: ``None`` for zigziik's own (httpx's transport)."""
     if transport == "httpx":
@@ -472,8 +696,13 @@ async def run_harvest(
     out: Console,
     err: Console,
     http_client: Any = None,
+    scale: dict[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> int:
     """Harvest with bars, print the summary (or JSON); the exit status.
+
+    ``scale`` holds the harvest's ``select``, ``shard``, ``until_complete`` and ``recheck``;
+    ``dry_run`` prints what the plan needs instead (`print_estimate`).
 
     ``http_client``, the httpx client ``make_client()``'s Zigna client sends through (if not
     its own), is closed after it.
@@ -482,6 +711,23 @@ async def run_harvest(
         if http_client is not None:
             await stack.enter_async_context(http_client)
         zigna = await stack.enter_async_context(make_client())
+        options = dict(scale or {})
+        if dry_run:
+            from .zigna.harvest import estimate_harvest
+
+            options.pop("until_complete", None)
+            estimate = await estimate_harvest(
+                zigna,
+                dest,
+                order_ids=order_ids,
+                strategy=strategy,  # type: ignore[arg-type]
+                **options,
+            )
+            if as_json:
+                print(json.dumps(estimate_json(estimate), ensure_ascii=False, indent=2))
+            else:
+                print_estimate(out, estimate, dest)
+            return EXIT_OK if not estimate.failures else EXIT_FAILED
         with HarvestBars(err, enabled=bars and not as_json and err.is_terminal) as display:
             report: HarvestReport = await zigna.harvest(
                 dest,
@@ -490,6 +736,7 @@ async def run_harvest(
                 concurrency=concurrency,
                 extract=extract,
                 progress=display,
+                **options,
             )
         budget = zigna.budget
     if as_json:
@@ -519,6 +766,8 @@ def _harvest_with_options(
     http_client: Any,
 ) -> int:
     """Run a harvest with the command line's strategy, concurrency and output options."""
+    if order_ids is not None and (args.statuses or args.since is not None):
+        raise _Usage("--status and --since pick from the order listing; not with --order")
     return anyio.run(
         lambda: run_harvest(
             make_client,
@@ -532,6 +781,8 @@ def _harvest_with_options(
             out=out,
             err=err,
             http_client=http_client,
+            scale=_scale_options(args),
+            dry_run=args.dry_run,
         )
     )
 
@@ -546,7 +797,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     out, err = _consoles()
     dest = Path(args.dest)
-    fake = FakeZigna(orders=args.orders, daily_limit=args.daily_limit, latency=args.latency)
+    fake = FakeZigna(
+        orders=args.orders,
+        daily_limit=args.daily_limit,
+        latency=args.latency,
+        reset_period=args.day_seconds,
+    )
     with serve(fake.app) as origin:
         base_url = origin + "/v2"
         if not args.json:
@@ -567,7 +823,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not args.json:
         err.print(
             "Run it again: what is complete is skipped without a call "
-            f"(see {dest / '.zigziik-manifest.json'}).",
+            f"(see {dest / MANIFEST_NAME}).",
             highlight=False,
         )
     return status

@@ -27,6 +27,14 @@ from .errors import DecodeError, IncompleteBodyError, IntegrityError
 __all__: list[str] = []  # the clients' machinery: nothing here is meant to be imported
 
 _CANCEL_CHECK_BYTES = 8 << 20
+INLINE_BYTES = 256 << 10
+"""A body declared at most this long is written by the event loop's thread once complete.
+
+Handing a small file to the disk thread (and waiting to be woken) costs more than writing
+it: for many small pictures the hand-off, not the bytes, was the time each file took."""
+_INLINE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_INLINE_FLAGS |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+_writev = getattr(os, "writev", None)
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just written."""
@@ -97,6 +105,49 @@ def picture_name_for(
     return name
 
 
+class _WrittenFile:
+    """A small body already written and closed under its temporary name (`INLINE_BYTES`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._gone = False
+
+    async def close(self) -> None:
+        """Nothing left to wait for (never yields to the event loop)."""
+
+    def abort(self) -> None:
+        if not self._gone:
+            self._gone = True
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def _write_new_file(path: Path, chunks: list[bytes]) -> _WrittenFile:
+    """Create ``path`` (it must not exist, and is never a link followed) with ``chunks``."""
+    fd = os.open(path, _INLINE_FLAGS, 0o666)
+    try:
+        try:
+            if len(chunks) == 1 or _writev is None:
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+            else:
+                total = sum(len(c) for c in chunks)
+                written = _writev(fd, chunks)
+                if written < total:  # rare on a regular file: the rest, one write at a time
+                    rest = memoryview(b"".join(chunks))[written:]
+                    while rest:
+                        rest = rest[os.write(fd, rest) :]
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return _WrittenFile(path)
+
+
 class ReceivedFile:
     """A body received whole and checked, still on its way to disk under a temporary name.
 
@@ -104,7 +155,7 @@ class ReceivedFile:
     deletes it instead. One left alone is aborted when it is garbage-collected.
     """
 
-    def __init__(self, file: BackgroundFile, final: Path) -> None:
+    def __init__(self, file: BackgroundFile | _WrittenFile, final: Path) -> None:
         self._file = file
         self.final = final
         self._settled = False
@@ -163,6 +214,10 @@ def receive_to_file(
             )
         final = dest_dir / name_for(response)
         declared = content_length(response)
+        if declared is not None and declared <= INLINE_BYTES:
+            return await _receive_small(
+                response, dest_dir, final, declared, expected_size, progress
+            )
         url = str(response.request.url)
         file = BackgroundFile(dest_dir / temporary_name(final.name))
         plain = plain_body(response)
@@ -214,6 +269,54 @@ def receive_to_file(
                 file.abort()
 
     return consume
+
+
+async def _receive_small(
+    response: httpx.Response,
+    dest_dir: Path,
+    final: Path,
+    declared: int,
+    expected_size: int | None,
+    progress: Progress | None,
+) -> ReceivedFile:
+    """A body of at most `INLINE_BYTES`: received into memory, checked, then written at once."""
+    url = str(response.request.url)
+    plain = plain_body(response)
+    raw = plain is not None
+    chunks_in = plain if plain is not None else response.aiter_bytes()
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        async for chunk in chunks_in:
+            if type(chunk) is not bytes:
+                chunk = bytes(chunk)
+            chunks.append(chunk)
+            received += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+            if received > declared:
+                break  # longer than it said: refused below, without reading the rest
+    except httpx.RemoteProtocolError as exc:
+        got = received if raw else response.num_bytes_downloaded
+        if got < declared:
+            raise IncompleteBodyError(
+                f"GET {url}: the connection ended after {got} of {declared} bytes (Content-Length)"
+            ) from exc
+        raise
+    if raw:
+        await close_response(response)
+    got = received if raw else response.num_bytes_downloaded
+    if got != declared:
+        raise IncompleteBodyError(
+            f"GET {url}: received {got} bytes, Content-Length said {declared}"
+        )
+    if expected_size is not None and received != expected_size:
+        raise IntegrityError(
+            f"GET {url}: received {received} bytes, the picture's size is "
+            f"{expected_size}; not saved as {final.name}"
+        )
+    written = _write_new_file(dest_dir / temporary_name(final.name), chunks or [b""])
+    return ReceivedFile(written, final)
 
 
 def stream_to_file(

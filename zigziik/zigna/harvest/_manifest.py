@@ -15,12 +15,12 @@ the disk again. Nothing here follows a symbolic link: the manifest's files must 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
 import logging
 import os
-import queue
 import sqlite3
 import stat
 import threading
@@ -596,20 +596,20 @@ def _apply(db: sqlite3.Connection, op: tuple[Any, ...]) -> None:
         raise ValueError(f"unknown manifest operation {kind!r}")
 
 
-_STOP = ("stop",)
-
-
 class ManifestWriter:
-    """Records operations from the event loop (`put`: no I/O) and writes them in batches.
+    """Records operations from the event loop (`put`: a deque append, no I/O, no wake-up)
+    and writes them in batches.
 
-    One helper thread per harvest applies what was put, in order, one transaction per
-    batch (at most `_BATCH_SECONDS` old). `close` (synchronous, so that it runs in a
-    ``finally`` after a cancellation too) writes what is left and waits for it.
+    One helper thread per harvest wakes every `_BATCH_SECONDS` (or when the queue is long)
+    and applies what was put, in order, in one transaction. `close` (synchronous, so that it
+    runs in a ``finally`` after a cancellation too) writes what is left and waits for it.
     """
 
     def __init__(self, store: ManifestStore) -> None:
         self.store = store
-        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._wake = threading.Event()
+        self._stopping = False
         self._warned = False
         self._thread = threading.Thread(
             target=self._run, name="zigziik-manifest-writer", daemon=True
@@ -617,31 +617,27 @@ class ManifestWriter:
         self._thread.start()
 
     def put(self, op: tuple[Any, ...]) -> None:
-        self._queue.put(op)
+        pending = self._pending
+        pending.append(op)
+        if len(pending) >= _BATCH_MAX:
+            self._wake.set()
 
     def close(self) -> None:
-        self._queue.put(_STOP)
+        self._stopping = True
+        self._wake.set()
         self._thread.join()
 
     def _run(self) -> None:
-        pending = self._queue
-        stop = False
-        while not stop:
-            batch = [pending.get()]
-            deadline = time.monotonic() + _BATCH_SECONDS
-            while batch[-1] is not _STOP and len(batch) < _BATCH_MAX:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    batch.append(pending.get(timeout=left))
-                except queue.Empty:
-                    break
-            if batch[-1] is _STOP:
-                stop = True
-                batch.pop()
-            if batch:
+        pending = self._pending
+        while True:
+            self._wake.wait(_BATCH_SECONDS)
+            self._wake.clear()
+            stopping = self._stopping  # read before draining: nothing put before close is lost
+            while pending:
+                batch = [pending.popleft() for _ in range(min(len(pending), _BATCH_MAX))]
                 self._write(batch)
+            if stopping:
+                return
 
     def _write(self, batch: list[tuple[Any, ...]]) -> None:
         try:
