@@ -23,3 +23,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _private_budget_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test touches the real user cache (the CLI's budget store) or a store of the
+    environment: each test gets an empty cache folder of its own."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("ZIGZIIK_BUDGET_STORE", raising=False)
+    monkeypatch.delenv("ZIGZIIK_DAILY_LIMIT", raising=False)

@@ -257,6 +257,7 @@ def test_the_day_rolls_over_across_processes_on_dst_days(
         (datetime(2026, 10, 25, 23, 30, tzinfo=CPH), datetime(2026, 10, 26, tzinfo=CPH)),
         (datetime(2026, 10, 26, 0, 0, tzinfo=CPH), datetime(2026, 10, 27, tzinfo=CPH)),
     ]
+
     def hours(start: datetime, end: datetime) -> timedelta:
         return end.astimezone(timezone.utc) - start.astimezone(timezone.utc)
 

@@ -1,9 +1,11 @@
 """The ``zigziik`` command (also ``python -m zigziik``).
 
-Subcommands: ``harvest``, ``orders list``, ``orders show``, ``units tree`` (Ziik) and
-``demo`` (a real harvest against the embedded fake Zigna server). Configuration comes from
-flags or the environment (``ZIGNA_API_KEY``, ``ZIGNA_BASE_URL``, ``ZIIK_BASE_URL``,
-``ZIIK_TOKEN``, ``ZIIK_USERNAME``/``ZIIK_PASSWORD``).
+Subcommands: ``harvest``, ``orders list``, ``orders show``, ``budget``, ``units tree`` (Ziik)
+and ``demo`` (a real harvest against the embedded fake Zigna server). Configuration comes from
+flags or the environment (``ZIGNA_API_KEY``, ``ZIGNA_BASE_URL``, ``ZIGZIIK_BUDGET_STORE``,
+``ZIIK_BASE_URL``, ``ZIIK_TOKEN``, ``ZIIK_USERNAME``/``ZIIK_PASSWORD``). The Zigna commands
+count their calls in one budget shared by every run: a SQLite file in the user cache folder
+unless ``--budget-store`` or ``$ZIGZIIK_BUDGET_STORE`` names another store.
 
 Exit status: 0 success; 1 something failed (an API or network error, a refused budget, a
 harvest with failures); 2 a usage or configuration error (a missing key, a bad URL, a
@@ -30,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import __version__
-from .errors import BudgetExhaustedError, ConfigurationError, ZigziikError
-from .ratelimit import DailyBudget
+from ._stores import BUDGET_STORE_ENV, budget_store_from_url
+from .errors import BudgetExhaustedError, BudgetStoreError, ConfigurationError, ZigziikError
+from .ratelimit import BudgetSnapshot, BudgetStore, DailyBudget
 from .zigna._convert import unstructure
 from .zigna.client import ZignaClient
 from .zigna.harvest import (
@@ -163,7 +166,36 @@ def _zigna_options() -> argparse.ArgumentParser:
         help="calls allowed per day until the server says otherwise (default: 2000)",
     )
     group.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="request timeout")
+    group.add_argument(
+        "--budget-store",
+        metavar="URL",
+        help="where the daily budget is counted, shared by every run and process that uses it: "
+        "sqlite:///path.db, redis://host:6379/0, memory: (default: $ZIGZIIK_BUDGET_STORE, "
+        "else a SQLite file in the user cache folder)",
+    )
     return parent
+
+
+def default_budget_store_url() -> str:
+    """The CLI's own store: ``budget.db`` in the user cache folder (``$XDG_CACHE_HOME/zigziik``
+    on Linux), so that every run on this machine and account shares one count."""
+    try:
+        from platformdirs import user_cache_path
+    except ImportError:  # the cli extra brings it; without it, the XDG default
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        folder = Path(base) / "zigziik"
+    else:
+        folder = user_cache_path("zigziik", appauthor=False)
+    return f"sqlite://{(folder / 'budget.db').absolute().as_posix()}"
+
+
+def _budget_store(args: argparse.Namespace) -> BudgetStore:
+    """The store named by ``--budget-store``, ``$ZIGZIIK_BUDGET_STORE`` or the default."""
+    url = args.budget_store or os.environ.get(BUDGET_STORE_ENV, "").strip()
+    if not url:
+        url = default_budget_store_url()
+        Path(url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    return budget_store_from_url(url)
 
 
 def _harvest_options(*, dest: bool) -> argparse.ArgumentParser:
@@ -285,6 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=_cmd_orders_show)
     orders.set_defaults(handler=None, parser=orders)
 
+    budget = commands.add_parser(
+        "budget",
+        parents=[zigna],
+        help="show the daily budget: calls allowed, used and left, and when it resets",
+        description="Read the daily budget of the API key from its store (the one every "
+        "zigziik run on this machine shares, or --budget-store / $ZIGZIIK_BUDGET_STORE). "
+        "Spends no call.",
+    )
+    budget.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: limit, used, remaining, reset_at, store",
+    )
+    budget.set_defaults(handler=_cmd_budget)
+
     units = commands.add_parser("units", help="Ziik units")
     unit_commands = units.add_subparsers(dest="units_command", metavar="ACTION")
     tree = unit_commands.add_parser(
@@ -367,13 +414,16 @@ def _zigna_client(args: argparse.Namespace, *, http_client: Any = None) -> Any:
         raise ConfigurationError(
             "no Zigna API key: set the ZIGNA_API_KEY environment variable (or pass --api-key)"
         )
-    budget = DailyBudget(args.daily_limit) if args.daily_limit is not None else None
+    store = _budget_store(args)
+    budget = DailyBudget(args.daily_limit, store=store)
     options: dict[str, Any] = {"budget": budget, "timeout": args.timeout}
     if args.base_url is not None:
         options["base_url"] = args.base_url
     if http_client is not None:
         options["http_client"] = http_client
-    return ZignaClient(args.api_key, **options)
+    client = ZignaClient(args.api_key, **options)
+    client.adopt_store(store)  # closed with the client
+    return client
 
 
 def _when(value: datetime | None) -> str:
@@ -541,7 +591,10 @@ def _failures_json(failures: list[HarvestFailure]) -> list[dict[str, Any]]:
 
 
 def print_summary(
-    console: Console, report: HarvestReport, budget: DailyBudget | None, dest: Path
+    console: Console,
+    report: HarvestReport,
+    budget: DailyBudget | BudgetSnapshot | None,
+    dest: Path,
 ) -> None:
     """The end-of-harvest table, and the failures if any."""
     from rich.filesize import decimal
@@ -738,7 +791,10 @@ async def run_harvest(
                 progress=display,
                 **options,
             )
-        budget = zigna.budget
+        budget: DailyBudget | BudgetSnapshot | None = zigna.budget
+        if zigna.budget is not None:
+            with contextlib.suppress(BudgetStoreError):  # then this process's last figures
+                budget = await zigna.budget.snapshot()  # the shared figure, now
     if as_json:
         print(json.dumps(report_json(report), ensure_ascii=False, indent=2))
     else:
@@ -906,6 +962,49 @@ def _cmd_orders_show(args: argparse.Namespace) -> int:
     _flatten("", data, rows)
     for key, value in rows:
         table.add_row(key, value)
+    out.print(table)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# budget
+
+
+def budget_json(snapshot: BudgetSnapshot, store: BudgetStore) -> dict[str, Any]:
+    """What ``zigziik budget --json`` prints."""
+    return {
+        "limit": snapshot.limit,
+        "used": snapshot.used,
+        "remaining": snapshot.remaining,
+        "reset_at": snapshot.reset_at.isoformat(),
+        "store": store.name,
+    }
+
+
+def _cmd_budget(args: argparse.Namespace) -> int:
+    out, _ = _consoles()
+    client = _zigna_client(args)
+
+    async def read() -> BudgetSnapshot:
+        async with client as zigna:
+            snapshot: BudgetSnapshot = await zigna.budget.snapshot()
+            return snapshot
+
+    snapshot = anyio.run(read)
+    store = client.budget.store
+    if args.json:
+        print(json.dumps(budget_json(snapshot, store), indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title="Daily budget", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("Limit", str(snapshot.limit))
+    table.add_row("Used", str(snapshot.used))
+    table.add_row("Remaining", str(snapshot.remaining))
+    table.add_row("Resets", f"{snapshot.reset_at.astimezone():%Y-%m-%d %H:%M %Z}")
+    table.add_row("Store", store.name)
     out.print(table)
     return EXIT_OK
 
