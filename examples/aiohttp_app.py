@@ -6,7 +6,9 @@ aiohttp is asyncio-only, so this app runs on asyncio (zigziik itself runs on asy
   environment: ``ZIGNA_API_KEY``, and ``ZIGNA_BASE_URL`` if set) when the app starts, stores it
   under the ``ZIGNA`` app key, and closes it when the app shuts down.
 - Handlers read it with ``request.app[ZIGNA]``: one connection pool and one daily budget for
-  every request.
+  every request. Several worker processes (gunicorn with aiohttp's worker) share one count
+  through the store ``ZIGZIIK_BUDGET_STORE`` names (``sqlite:///path.db`` on one host,
+  ``redis://host:6379/0`` across hosts); the client opens it and closes it.
 - The ``zigna_errors`` middleware turns zigziik's errors into HTTP answers:
   `BudgetExhaustedError` (no calls left today) and an upstream 429 become ``503`` with
   ``Retry-After``; `NotFoundError` becomes ``404``; any other upstream failure (`APIError`,
@@ -28,6 +30,7 @@ from aiohttp import web
 from zigziik import (
     APIError,
     BudgetExhaustedError,
+    BudgetStoreError,
     DecodeError,
     NotFoundError,
     Order,
@@ -78,6 +81,13 @@ async def zigna_errors(request: web.Request, handler: Handler) -> web.StreamResp
             {"detail": "the Zigna API budget for today is spent; try again later"},
             status=503,
             headers={"Retry-After": str(retry_after_seconds(exc.reset_at))},
+        )
+    except BudgetStoreError as exc:  # nothing was sent: the budget cannot be checked
+        logger.error("the budget store failed: %s", exc)  # names the store, never a password
+        return web.json_response(
+            {"detail": "the Zigna API budget cannot be checked; try again later"},
+            status=503,
+            headers={"Retry-After": "5"},
         )
     except NotFoundError:
         return web.json_response({"detail": "not found in Zigna"}, status=404)

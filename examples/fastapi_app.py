@@ -4,6 +4,11 @@
   ``ZIGNA_API_KEY``, and ``ZIGNA_BASE_URL`` if set) and closed when the app shuts down.
   Creating a client per request would throw away httpx's connection pool each time and give
   every request a budget of its own.
+- Several workers (``uvicorn --workers 4``, gunicorn) are several processes: each would count
+  the key's 2,000 calls on its own. Give them one store, and they share one count:
+  ``ZIGZIIK_BUDGET_STORE=sqlite:///var/lib/app/zigna-budget.db`` (one host) or
+  ``redis://redis:6379/0`` (many hosts); ``ZIGZIIK_DAILY_LIMIT`` keeps the service below the
+  key's limit (for cron jobs sharing the key). The client opens that store and closes it.
 - Routes get it through the ``get_zigna`` dependency (``Zigna`` is the annotated shortcut).
 - zigziik's errors become HTTP answers in one place: `BudgetExhaustedError` (no calls left
   today) and an upstream 429 become ``503 Service Unavailable`` with ``Retry-After``;
@@ -33,6 +38,7 @@ from pydantic import BaseModel
 from zigziik import (
     APIError,
     BudgetExhaustedError,
+    BudgetStoreError,
     DecodeError,
     NotFoundError,
     Order,
@@ -138,6 +144,16 @@ async def bad_gateway(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "the Zigna API failed; try again later"}, status_code=502)
 
 
+async def budget_store_down(request: Request, exc: Exception) -> JSONResponse:
+    # Nothing was sent: without its shared store the budget cannot tell what is left.
+    logger.error("the budget store failed: %s", exc)  # names the store, never a password
+    return JSONResponse(
+        {"detail": "the Zigna API budget cannot be checked; try again later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 # -- the app ---------------------------------------------------------------------------------
 
 
@@ -156,6 +172,7 @@ def create_app(make_client: Callable[[], ZignaClient] = ZignaClient) -> FastAPI:
     app.add_exception_handler(NotFoundError, not_found)
     for upstream_failure in (APIError, TransportError, DecodeError):
         app.add_exception_handler(upstream_failure, bad_gateway)
+    app.add_exception_handler(BudgetStoreError, budget_store_down)
 
     @app.get("/orders")
     async def list_orders(
@@ -175,12 +192,16 @@ def create_app(make_client: Callable[[], ZignaClient] = ZignaClient) -> FastAPI:
 
     @app.get("/budget")
     async def budget(zigna: Zigna) -> dict[str, int | str | None]:
+        """The key's budget as its store has it now (every worker's calls; spends none)."""
         if zigna.budget is None:
-            return {"limit": None, "remaining": None, "reset_at": None}
+            return {"limit": None, "used": None, "remaining": None, "reset_at": None}
+        now = await zigna.budget.snapshot()
         return {
-            "limit": zigna.budget.limit,
-            "remaining": zigna.budget.remaining,
-            "reset_at": zigna.budget.reset_at.isoformat(),
+            "limit": now.limit,
+            "used": now.used,
+            "remaining": now.remaining,
+            "reset_at": now.reset_at.isoformat(),
+            "store": zigna.budget.store.name,
         }
 
     return app
