@@ -180,7 +180,10 @@ class BudgetLedger:
         if rate_limit.limit is not None:
             limit = rate_limit.limit if self.cap is None else min(self.cap, rate_limit.limit)
         if rate_limit.reset_after is not None:
-            reset_at = now + timedelta(milliseconds=reset_milliseconds(rate_limit.reset_after))
+            # In UTC: aware arithmetic in a local zone would add wall-clock time (an hour off
+            # across a DST change).
+            elapsed = timedelta(milliseconds=reset_milliseconds(rate_limit.reset_after))
+            reset_at = now.astimezone(timezone.utc) + elapsed
             if reset_at > self.reset_at + _NEW_WINDOW_TOLERANCE:
                 # The server's window ends later than we thought: it started a new one, or
                 # our guess (local midnight) was wrong. Of our count, keep what the server
@@ -439,13 +442,13 @@ class InMemoryBudgetStore:
     ) -> BudgetLedger:
         with self._lock:
             ledger = self._ledgers.get(scope) or terms.initial(now)
-            ledger = ledger.rolled(now, terms.next_reset).settle(rate_limit, now)
+            ledger = ledger.rolled(now, terms.next_reset).capped(terms.cap).settle(rate_limit, now)
             self._ledgers[scope] = ledger
         return ledger
 
     async def snapshot(self, scope: str, terms: BudgetTerms, now: datetime) -> BudgetLedger:
         ledger = self._ledgers.get(scope) or terms.initial(now)
-        return ledger.rolled(now, terms.next_reset)
+        return ledger.rolled(now, terms.next_reset).capped(terms.cap)
 
     def latest(self, scope: str) -> BudgetLedger | None:
         return self._ledgers.get(scope)

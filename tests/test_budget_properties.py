@@ -1,0 +1,205 @@
+"""The budget's rules are defined once and every store applies the same ones.
+
+Hypothesis draws sequences of reservations, settlements (with and without the server's
+figures), clock jumps (backwards too) and jumps to the edges of Copenhagen's 23- and 25-hour
+days. Each sequence runs through the pure reference (`shared_reserve` / `shared_settle` /
+`shared_view` over `BudgetLedger`), through a real SQLite file, through a real Redis (its Lua
+script, timed by the injected clock), and through the in-memory store; after every step
+their ledgers must be equal, field by field.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+import anyio.from_thread
+import pytest
+from _redis import RedisServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from zigziik import InMemoryBudgetStore, RateLimit, RedisBudgetStore, SqliteBudgetStore
+from zigziik.ratelimit import (
+    BudgetLedger,
+    BudgetStore,
+    BudgetTerms,
+    LeasedLedger,
+    shared_reserve,
+    shared_settle,
+    shared_view,
+    to_ms,
+)
+
+CPH = ZoneInfo("Europe/Copenhagen")
+LEASE = 30.0
+EDGES = [
+    datetime(2026, 3, 28, 23, 59, 59, 999000, tzinfo=CPH),
+    datetime(2026, 3, 29, 0, 0, tzinfo=CPH),  # the 23-hour day begins
+    datetime(2026, 3, 29, 23, 59, 59, tzinfo=CPH),
+    datetime(2026, 3, 30, 0, 0, tzinfo=CPH),
+    datetime(2026, 10, 25, 0, 0, tzinfo=CPH),  # the 25-hour day begins
+    datetime(2026, 10, 25, 23, 59, 59, 999000, tzinfo=CPH),
+    datetime(2026, 10, 26, 0, 0, 0, 1000, tzinfo=CPH),
+]
+_scopes = itertools.count()
+
+rate_limits = st.none() | st.builds(
+    RateLimit,
+    limit=st.none() | st.integers(0, 120) | st.sampled_from([20, 30, 100]),
+    remaining=st.none() | st.integers(0, 120) | st.integers(0, 5),
+    reset_after=st.none()
+    | st.floats(0, 200_000, allow_nan=False)
+    | st.integers(0, 90_000)
+    # near the end of the window already known: the 60 s tolerance for "a new window"
+    | st.sampled_from([0, 1, 30, 59, 60, 61, 90, 3_600]),
+)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("reserve")),
+        st.tuples(st.just("settle"), st.integers(0, 30), rate_limits),
+        st.tuples(st.just("view")),
+        st.tuples(st.just("advance"), st.integers(-60_000, 4 * 3_600_000)),  # ms
+        # exactly to a lease's end (or one ms either side), a window's tolerance, a day
+        st.tuples(
+            st.just("advance"),
+            st.sampled_from([29_999, 30_000, 30_001, 60_000, 60_001, 86_400_000]),
+        ),
+        # another process with another cap joins (a cap only ever lowers the ledger's limit)
+        st.tuples(st.just("cap"), st.none() | st.integers(0, 60)),
+        st.tuples(st.just("edge"), st.sampled_from(EDGES)),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = RedisServer(tmp_path_factory.mktemp("redis-properties"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def portal() -> Iterator[anyio.from_thread.BlockingPortal]:
+    with anyio.from_thread.start_blocking_portal("asyncio") as portal:
+        yield portal
+
+
+@pytest.fixture(scope="module")
+def stores(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_url: str,
+    portal: anyio.from_thread.BlockingPortal,
+) -> Iterator[dict[str, BudgetStore]]:
+    folder: Path = tmp_path_factory.mktemp("sqlite-properties")
+    made: dict[str, BudgetStore] = {
+        "sqlite": SqliteBudgetStore(folder / "budget.db", lease=LEASE),
+        "redis": RedisBudgetStore(redis_url, lease=LEASE, clock="client"),
+    }
+    yield made
+    for store in made.values():
+        portal.call(store.aclose)
+
+
+def fields(ledger: BudgetLedger) -> tuple[Any, ...]:
+    return (ledger.limit, to_ms(ledger.reset_at), ledger.used, ledger.in_flight, ledger.cap)
+
+
+@settings(
+    max_examples=600,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    ops=operations,
+    start=st.sampled_from(EDGES)
+    | st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2026, 12, 31)).map(
+        lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000, tzinfo=timezone.utc)
+    ),
+    cap=st.none() | st.integers(0, 60),
+)
+def test_every_store_agrees_with_the_reference_at_every_step(
+    stores: dict[str, BudgetStore],
+    portal: anyio.from_thread.BlockingPortal,
+    ops: list[tuple[Any, ...]],
+    start: datetime,
+    cap: int | None,
+) -> None:
+    terms = BudgetTerms(50 if cap is None else cap, cap, CPH)
+    scope = f"prop-{next(_scopes)}"
+    everyone: dict[str, BudgetStore] = {**stores, "memory": InMemoryBudgetStore()}
+    # The shared stores' leases expire after LEASE; the in-memory store's never do (its calls
+    # in flight die with the process): its reference has leases that outlive any sequence.
+    lease_ms = {"shared": round(LEASE * 1000), "memory": 10**12}
+    reference: dict[str, LeasedLedger | None] = {"shared": None, "memory": None}
+    now = start
+    outstanding: list[dict[str, str | None]] = []  # per grant: each store's lease, and ours
+
+    def check(ledgers: dict[str, BudgetLedger], op: tuple[Any, ...]) -> None:
+        for name, ledger in ledgers.items():
+            state = reference["memory" if name == "memory" else "shared"]
+            assert state is not None
+            assert fields(ledger) == fields(state.ledger), (name, op, now)
+
+    for op in ops:
+        if op[0] == "advance":
+            now += timedelta(milliseconds=op[1])
+            continue
+        if op[0] == "edge":
+            now = op[1]
+            continue
+        if op[0] == "cap":
+            terms = BudgetTerms(50 if op[1] is None else op[1], op[1], CPH)
+            continue
+        midnights = terms.midnights(now)
+        if op[0] == "reserve":
+            results = {
+                name: portal.call(store.reserve, scope, terms, now)
+                for name, store in everyone.items()
+            }
+            lease = f"ref-{next(_scopes)}"
+            verdicts = set()
+            for kind in reference:
+                reference[kind], ok = shared_reserve(
+                    reference[kind], terms, to_ms(now), midnights, lease, lease_ms[kind]
+                )
+                verdicts.add(ok)
+            for name, (_, granted, _) in results.items():
+                assert {granted} <= verdicts, (name, op)
+            if any(granted for _, granted, _ in results.values()):
+                handed: dict[str, str | None] = {n: r[2] for n, r in results.items()}
+                handed["ref"] = lease
+                outstanding.append(handed)
+            check({name: r[0] for name, r in results.items()}, op)
+        elif op[0] == "settle":
+            if not outstanding:
+                continue
+            handed = outstanding.pop(op[1] % len(outstanding))
+            rate_limit = op[2]
+            ledgers = {
+                name: portal.call(store.settle, scope, terms, now, handed[name], rate_limit)
+                for name, store in everyone.items()
+            }
+            for kind in reference:
+                reference[kind] = shared_settle(
+                    reference[kind], terms, to_ms(now), midnights, handed["ref"], rate_limit
+                )
+            check(ledgers, op)
+        else:
+            ledgers = {
+                name: portal.call(store.snapshot, scope, terms, now)
+                for name, store in everyone.items()
+            }
+            saved = dict(reference)
+            for kind in reference:  # a view writes nothing: compare, then forget it
+                reference[kind] = shared_view(reference[kind], terms, to_ms(now), midnights)
+            check(ledgers, op)
+            reference = saved
