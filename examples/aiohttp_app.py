@@ -83,7 +83,7 @@ async def zigna_errors(request: web.Request, handler: Handler) -> web.StreamResp
             headers={"Retry-After": str(retry_after_seconds(exc.reset_at))},
         )
     except BudgetStoreError as exc:  # nothing was sent: the budget cannot be checked
-        logger.error("the budget store failed: %s", exc)  # names the store, never a password
+        logger.warning("the budget store failed: %s", exc)  # names the store, no password
         return web.json_response(
             {"detail": "the Zigna API budget cannot be checked; try again later"},
             status=503,
