@@ -272,7 +272,7 @@ def test_the_day_rolls_over_across_processes_on_dst_days(
         args += ["--limit", "8", "--tasks", "2", "--clock-file", str(clock)]
         for number, (moment, reset) in enumerate(days, start=1):
             clock.write_text(str(moment.timestamp()))
-            results = launch(workers, 3, *args).go().results()
+            results = launch(workers, 2, *args).go().results()
             assert fake.calls == 8 * number, f"day {number}: exactly 8 more calls"
             assert total(results, "sent") == 8
             reported = {datetime.fromisoformat(r) for res in results for r in res["reset_at"]}  # type: ignore[attr-defined]
