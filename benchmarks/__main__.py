@@ -4,7 +4,8 @@ By default it runs in an environment of its own made from ``pip install .`` plus
 peers and the servers need (``benchmarks/_env.py``), never the test extras: what a user gets.
 ``--env current`` measures in the running interpreter instead.
 
-Runs the measures (``calls``, ``listing``, ``harvest``, ``rss``, ``walk``), prints a table and
+Runs the measures (``calls``, ``cpu``, ``budget``, ``listing``, ``harvest``, ``rss``,
+``walk``), prints a table and
 writes ``benchmarks/results.json`` (machine, servers, per-round figures, medians, ratios,
 targets and pass/fail). Every measure alternates its contenders (A B A B ...) in one process
 run. ``--quick`` is a smoke run: fewer rounds, smaller sizes, figures not meant to be quoted.
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from ._common import Result
     from ._servers import Servers
 
-MEASURES = ("calls", "cpu", "listing", "harvest", "small", "scale", "rss", "walk")
+MEASURES = ("calls", "cpu", "budget", "listing", "harvest", "small", "scale", "rss", "walk")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -49,6 +50,7 @@ def _load() -> dict[str, float] | None:
 
 def _plan(args: argparse.Namespace, servers: Servers) -> dict[str, Callable[[], Result]]:
     from . import (
+        bench_budget,
         bench_calls,
         bench_harvest,
         bench_listing,
@@ -63,6 +65,7 @@ def _plan(args: argparse.Namespace, servers: Servers) -> dict[str, Callable[[], 
     return {
         "calls": lambda: bench_calls.run(servers, rounds, 50 if quick else 400),
         "cpu": lambda: bench_calls.run_cpu(servers, rounds, 100 if quick else 1000),
+        "budget": lambda: bench_budget.run(servers, rounds, 50 if quick else 400),
         "listing": lambda: bench_listing.run(servers, rounds),
         "harvest": lambda: bench_harvest.run(servers, rounds),
         "small": lambda: bench_small.run(servers, rounds),

@@ -31,6 +31,7 @@ PEERS = {
     "pydantic>=2.6": "the listing peer (httpx + pydantic v2)",
     "starlette>=0.37": "the fake Zigna and Ziik servers (child processes), not the clients",
     "uvicorn>=0.30": "the fake servers",
+    "redis>=5": "the Redis budget store (the [redis] extra a user installs to share a budget)",
 }
 """What the environment adds to ``pip install .``, and why."""
 
@@ -56,7 +57,7 @@ def build(env: Path = ENV_DIR) -> Path:
         _pip(python, str(ROOT), *PEERS)
     else:  # this checkout's zigziik, its declared dependencies as pip resolves them
         _pip(python, "--force-reinstall", "--no-deps", str(ROOT))
-        _pip(python, str(ROOT))
+        _pip(python, str(ROOT), *PEERS)
     return python
 
 

@@ -513,3 +513,29 @@ async def test_a_client_gives_its_budget_the_scope_of_its_key(
     with pytest.raises(ConfigurationError, match="another API key"):
         ZignaClient(OTHER_KEY, base_url=base, budget=budget)
     await store.aclose()
+
+
+@pytest.mark.both_backends
+async def test_a_client_on_a_sqlite_store_under_asyncio_and_trio(
+    tmp_path: Path, served: tuple[FakeZigna, str]
+) -> None:
+    fake, base = served
+    before = fake.calls
+    async with SqliteBudgetStore(tmp_path / "b.db") as store:
+        budget = DailyBudget(3, store=store)
+        async with ZignaClient(DEMO_API_KEY, base_url=base, budget=budget) as zigna:
+            outcomes: list[str] = []
+
+            async def get() -> None:
+                try:
+                    await zigna.orders.get(fake.order_ids[0])
+                    outcomes.append("sent")
+                except BudgetExhaustedError:
+                    outcomes.append("refused")
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(6):
+                    tg.start_soon(get)
+        assert sorted(outcomes) == ["refused"] * 3 + ["sent"] * 3
+        assert fake.calls - before == 3
+        assert (await budget.snapshot()).in_flight == 0
