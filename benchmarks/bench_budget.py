@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import shutil
 import subprocess
 import tempfile
@@ -24,13 +23,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from zigziik import DailyBudget, RedisBudgetStore, SqliteBudgetStore, ZignaClient
 from zigziik.ratelimit import BudgetStore
 
 from ._common import Result, Series, Target, alternate, free_port, log, skipped, wait_for_port
 from ._servers import API_KEY, Servers
+from .bench_calls import _httpx  # the same peer as measure 2
 
 NAME = "budget"
 TITLE = "Per-call cost with a shared budget store, sequential orders.get"
@@ -80,20 +78,6 @@ async def _zigziik(origin: str, ids: list[str], store: BudgetStore | None) -> fl
     if store is not None:
         await store.aclose()
     assert order.id == ids[-1]
-    return elapsed / len(ids) * 1e6
-
-
-async def _httpx(origin: str, ids: list[str]) -> float:
-    headers = {"X-ApiKey": API_KEY}
-    async with httpx.AsyncClient(base_url=origin + "/v2", headers=headers) as client:
-        (await client.get(f"/orders/{ids[0]}")).raise_for_status()
-        start = time.perf_counter()
-        for order_id in ids:
-            response = await client.get(f"/orders/{order_id}")
-            response.raise_for_status()
-            order = json.loads(response.content)
-        elapsed = time.perf_counter() - start
-    assert order["id"] == ids[-1]
     return elapsed / len(ids) * 1e6
 
 

@@ -42,7 +42,17 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
     assert report["quick"] is True
     assert {"cpu", "cores", "python", "versions"} <= set(report["machine"])
     measures = report["measures"]
-    assert set(measures) == {"calls", "cpu", "listing", "harvest", "small", "scale", "rss", "walk"}
+    assert set(measures) == {
+        "calls",
+        "cpu",
+        "budget",
+        "listing",
+        "harvest",
+        "small",
+        "scale",
+        "rss",
+        "walk",
+    }
     assert report["environment"]["kind"] == "current"
     for name, measure in measures.items():
         if measure["skipped"]:

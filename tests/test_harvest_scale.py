@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -305,6 +306,8 @@ def test_ctrl_c_during_the_wait_exits_130_and_the_next_run_resumes(tmp_path: Pat
         before = files_on_disk(dest)
         fake.daily_limit = None
         fake.reset_stats()
+        # A new day for the server is a new day for the runs' shared budget store too.
+        shutil.rmtree(tmp_path / "cache", ignore_errors=True)
         again = run_cli(base, dest, tmp_path, "--until-complete")
         assert again.returncode == 0, again.stderr
         assert files_on_disk(dest) == expected_files(fake)
