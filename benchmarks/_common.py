@@ -209,6 +209,8 @@ def machine_info() -> dict[str, Any]:
         "zigziik",
         "httpx",
         "httpcore",
+        "httpx2",
+        "httpcore2",
         "h11",
         "anyio",
         "attrs",
@@ -249,3 +251,10 @@ def _git_commit() -> str | None:
 def log(message: str) -> None:
     """Progress on stderr (the table goes to stdout)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def httpx2_available() -> bool:
+    """Whether httpx2 is installed (``zigziik[httpx2]``: Python 3.11 or later)."""
+    import importlib.util
+
+    return importlib.util.find_spec("httpx2") is not None

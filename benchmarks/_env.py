@@ -29,6 +29,7 @@ MARKER = "ZIGZIIK_BENCH_ENV"
 PEERS = {
     "aiohttp>=3.10": "the raw aiohttp peers (and zigziik's optional aiohttp transport)",
     "pydantic>=2.6": "the listing peer (httpx + pydantic v2)",
+    "httpx2>=2.16; python_version >= '3.11'": "zigziik over httpx2, side by side (the extra)",
     "starlette>=0.37": "the fake Zigna and Ziik servers (child processes), not the clients",
     "uvicorn>=0.30": "the fake servers",
     "redis>=5": "the Redis budget store (the [redis] extra a user installs to share a budget)",

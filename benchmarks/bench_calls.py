@@ -23,7 +23,7 @@ import httpx
 
 from zigziik import ZignaClient
 
-from ._common import Result, Series, Target, alternate, log
+from ._common import Result, Series, Target, alternate, httpx2_available, log
 from ._servers import API_KEY, Servers
 
 NAME = "calls"
@@ -40,13 +40,23 @@ Clock = Callable[[], float]
 
 
 async def _zigziik(
-    origin: str, ids: list[str], *, stock: bool = False, clock: Clock = time.perf_counter
+    origin: str,
+    ids: list[str],
+    *,
+    stock: bool = False,
+    stack: str = "httpx",
+    clock: Clock = time.perf_counter,
 ) -> float:
     # stock: the caller's own plain httpx.AsyncClient (httpx's own network stream, headers per
     # request), to tell zigziik's layers apart from its leaner byte stream.
     async with (
         httpx.AsyncClient() as http,
-        ZignaClient(API_KEY, base_url=origin + "/v2", http_client=http if stock else None) as zigna,
+        ZignaClient(
+            API_KEY,
+            base_url=origin + "/v2",
+            http_client=http if stock else None,
+            http_stack=None if stock else stack,
+        ) as zigna,
     ):
         await zigna.orders.get(ids[0])
         start = clock()
@@ -101,12 +111,16 @@ def run(servers: Servers, rounds: int, calls: int) -> Result:
         "httpx+json": lambda: asyncio.run(_httpx(origin, ids)),
         "zigziik, own httpx client": lambda: asyncio.run(_zigziik(origin, ids, stock=True)),
     }
+    if httpx2_available():
+        contenders["zigziik (httpx2)"] = lambda: asyncio.run(_zigziik(origin, ids, stack="httpx2"))
     result.series = {name: Series(name) for name in contenders}
     result.series["zigziik"].note = "ZignaClient.orders.get -> Order"
     result.series[
         "zigziik, own httpx client"
     ].note = "the same with http_client=httpx.AsyncClient() (httpx's stock network stream)"
     result.series["httpx+json"].note = "httpx.AsyncClient.get + json.loads"
+    if "zigziik (httpx2)" in result.series:
+        result.series["zigziik (httpx2)"].note = "the same over httpx2 (http_stack='httpx2')"
     log(f"{NAME}: warm-up, then {rounds} rounds of {calls} calls")
     for run_once in contenders.values():
         run_once()
@@ -120,6 +134,8 @@ def run(servers: Servers, rounds: int, calls: int) -> Result:
     )
     result.judge()
     result.add_ratio("zigziik, own httpx client", "httpx+json")
+    if "zigziik (httpx2)" in result.series:
+        result.add_ratio("zigziik (httpx2)", "httpx+json")
     return result
 
 
@@ -140,10 +156,16 @@ def run_cpu(servers: Servers, rounds: int, calls: int) -> Result:
         "aiohttp+json": lambda: asyncio.run(_aiohttp(origin, ids, decode=True, clock=cpu)),
         "httpx+json": lambda: asyncio.run(_httpx(origin, ids, clock=cpu)),
     }
+    if httpx2_available():
+        contenders["zigziik (httpx2)"] = lambda: asyncio.run(
+            _zigziik(origin, ids, stack="httpx2", clock=cpu)
+        )
     result.series = {name: Series(name) for name in contenders}
     result.series["zigziik"].note = "ZignaClient.orders.get -> Order (budget, retries, headers)"
     result.series["aiohttp+json"].note = "aiohttp ClientSession.get + read + json.loads"
     result.series["httpx+json"].note = "httpx.AsyncClient.get + json.loads"
+    if "zigziik (httpx2)" in result.series:
+        result.series["zigziik (httpx2)"].note = "the same over httpx2 (http_stack='httpx2')"
     log(f"{CPU_NAME}: warm-up, then {rounds} rounds of {calls} calls")
     for run_once in contenders.values():
         run_once()
@@ -157,4 +179,6 @@ def run_cpu(servers: Servers, rounds: int, calls: int) -> Result:
     )
     result.judge()
     result.add_ratio("httpx+json", "aiohttp+json")
+    if "zigziik (httpx2)" in result.series:
+        result.add_ratio("zigziik (httpx2)", "aiohttp+json")
     return result

@@ -28,7 +28,7 @@ import httpx
 from zigziik import ZignaClient
 from zigziik.transports import aiohttp_client
 
-from ._common import Result, Series, Target, alternate, log, skipped
+from ._common import Result, Series, Target, alternate, httpx2_available, log, skipped
 from ._servers import API_KEY, HarvestSet, Servers
 
 NAME = "harvest"
@@ -38,8 +38,8 @@ CONCURRENCY = 8
 CHUNK = 256 * 1024
 
 
-async def _zigziik(origin: str, dest: Path) -> int:
-    async with ZignaClient(API_KEY, base_url=origin + "/v2") as zigna:
+async def _zigziik(origin: str, dest: Path, stack: str = "httpx") -> int:
+    async with ZignaClient(API_KEY, base_url=origin + "/v2", http_stack=stack) as zigna:
         report = await zigna.harvest(dest, concurrency=CONCURRENCY, strategy="pictures")
     if report.failures:
         raise RuntimeError(f"the harvest failed: {report.failures[:3]}")
@@ -184,6 +184,12 @@ def run(servers: Servers, rounds: int) -> Result:
         "aiohttp": lambda: timed(_aiohttp),
         "httpx": lambda: timed(_httpx),
     }
+    if httpx2_available():
+
+        async def over_httpx2(origin: str, dest: Path) -> int:
+            return await _zigziik(origin, dest, "httpx2")
+
+        contenders["zigziik (httpx2)"] = lambda: timed(over_httpx2)
     result.series = {name: Series(name) for name in contenders}
     result.series[
         "zigziik[aiohttp]"
@@ -191,6 +197,8 @@ def run(servers: Servers, rounds: int) -> Result:
     result.series["zigziik"].note = "ZignaClient.harvest(strategy='pictures'), default transport"
     result.series["aiohttp"].note = "raw aiohttp, iter_chunked(256 KiB) -> file"
     result.series["httpx"].note = "raw httpx, aiter_bytes(256 KiB) -> file"
+    if "zigziik (httpx2)" in result.series:
+        result.series["zigziik (httpx2)"].note = "the harvest over httpx2 (http_stack='httpx2')"
     log(f"{NAME}: warm-up")
     for run_once in contenders.values():
         run_once()
@@ -219,6 +227,8 @@ def run(servers: Servers, rounds: int) -> Result:
     result.judge()
     result.add_ratio("zigziik", "aiohttp")
     result.add_ratio("zigziik", "httpx")
+    if "zigziik (httpx2)" in result.series:
+        result.add_ratio("zigziik (httpx2)", "aiohttp")
     result.add_ratio("httpx", "aiohttp")
     result.notes.append(
         "zigziik's default transport is httpx's own (h11 parses in Python, copying each body "

@@ -20,7 +20,7 @@ import httpx
 from zigziik import ZignaClient
 from zigziik._convert import use_fast_json
 
-from ._common import Result, Series, Target, alternate, log
+from ._common import Result, Series, Target, alternate, httpx2_available, log
 from ._peers import POrderPage
 from ._servers import API_KEY, PAGE_SIZE, Servers
 
@@ -37,8 +37,8 @@ def _zigziik_stdlib(origin: str, pages: int) -> float:
         use_fast_json(previous)
 
 
-async def _zigziik(origin: str, pages: int) -> float:
-    async with ZignaClient(API_KEY, base_url=origin + "/v2") as zigna:
+async def _zigziik(origin: str, pages: int, stack: str = "httpx") -> float:
+    async with ZignaClient(API_KEY, base_url=origin + "/v2", http_stack=stack) as zigna:
         start = time.perf_counter()
         count = 0
         async for page in zigna.orders.list(take=PAGE_SIZE).pages():
@@ -89,6 +89,8 @@ def run(servers: Servers, rounds: int) -> Result:
         "httpx+pydantic": lambda: asyncio.run(_httpx_pydantic(origin, pages)),
         "zigziik, stdlib json": lambda: _zigziik_stdlib(origin, pages),
     }
+    if httpx2_available():
+        contenders["zigziik (httpx2)"] = lambda: asyncio.run(_zigziik(origin, pages, "httpx2"))
     result.series = {name: Series(name) for name in contenders}
     result.series[
         "zigziik"
@@ -113,4 +115,7 @@ def run(servers: Servers, rounds: int) -> Result:
     )
     result.judge()
     result.add_ratio("zigziik, stdlib json", "httpx+pydantic")
+    if "zigziik (httpx2)" in result.series:
+        result.series["zigziik (httpx2)"].note = "orders.list over httpx2 (http_stack='httpx2')"
+        result.add_ratio("zigziik (httpx2)", "httpx+pydantic")
     return result

@@ -2,11 +2,48 @@
 
 Async tests use anyio's pytest plugin: mark them ``@pytest.mark.anyio``. By default they run
 under asyncio; tests marked ``@pytest.mark.both_backends`` run under asyncio and trio.
+
+The suites in `BOTH_STACKS` run every test twice, once per HTTP stack (the ``http_stack``
+fixture): httpx, and httpx2 where it is installed (Python 3.11 and later). Under httpx2 every
+client zigziik makes itself uses httpx2 (``$ZIGZIIK_HTTP_STACK``) and respx mocks httpcore2's
+pool (pytest-httpx2's ``using="httpcore2"`` mocker) besides httpcore's, for the tests' own
+``httpx.AsyncClient`` (a caller's client stays what the test made).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+from typing import Any, ClassVar
+
 import pytest
+import respx.mocks
+
+BOTH_STACKS = {
+    "test_cancellation",
+    "test_faults",
+    "test_harvest",
+    "test_secrets",
+    "test_zigna_client",
+    "test_ziik_client",
+}
+"""The endpoint, fault, cancellation, secrets and harvest suites."""
+
+STACKS = ["httpx"]
+if sys.version_info >= (3, 11) and importlib.util.find_spec("httpx2") is not None:
+    STACKS.append("httpx2")
+    from pytest_httpx2._plugin import HTTPCore2Mocker
+
+    class _BothCoresMocker(respx.mocks.HTTPCoreMocker):
+        """respx's httpcore mocker over both pools: under the httpx2 stack a test's own
+        ``httpx.AsyncClient`` (a caller's client) is still mocked."""
+
+        name = "httpcore+httpcore2"
+        targets: ClassVar[list[str]] = [
+            *respx.mocks.HTTPCoreMocker.targets,
+            *HTTPCore2Mocker.targets,
+        ]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -18,6 +55,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "both_backends"
     ):
         metafunc.parametrize("anyio_backend", ["asyncio", "trio"], scope="function")
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if module in BOTH_STACKS and "http_stack" in metafunc.fixturenames:
+        metafunc.parametrize("http_stack", STACKS, indirect=True, scope="function")
+
+
+@pytest.fixture(autouse=True)
+def http_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The HTTP stack of the clients this test makes (``"httpx"`` unless parametrised)."""
+    name: str = getattr(request, "param", "httpx")
+    if name == "httpx2":
+        monkeypatch.setenv("ZIGZIIK_HTTP_STACK", "httpx2")
+        monkeypatch.setattr(respx.mocks, "DEFAULT_MOCKER", "httpcore+httpcore2")
+    else:
+        monkeypatch.delenv("ZIGZIIK_HTTP_STACK", raising=False)
+    return name
 
 
 @pytest.fixture
@@ -34,3 +86,9 @@ def _private_budget_cache(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("ZIGZIIK_BUDGET_STORE", raising=False)
     monkeypatch.delenv("ZIGZIIK_DAILY_LIMIT", raising=False)
+
+
+@pytest.fixture
+def http(http_stack: str) -> Any:
+    """The module of the stack under test, ``httpx`` or ``httpx2`` (for its error classes)."""
+    return importlib.import_module(http_stack)

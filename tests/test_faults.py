@@ -93,7 +93,7 @@ def temporaries(folder: Path) -> list[Path]:
 
 @pytest.mark.anyio
 @pytest.mark.both_backends
-async def test_connection_refused_is_a_transport_error() -> None:
+async def test_connection_refused_is_a_transport_error(http: Any) -> None:
     origin = f"http://127.0.0.1:{raw.closed_port()}"
     budget = DailyBudget(100)
     with anyio.fail_after(BOUND):
@@ -103,14 +103,14 @@ async def test_connection_refused_is_a_transport_error() -> None:
             # A POST that provably never left is retried like any other request.
             with pytest.raises(TransportError) as posted:
                 await client.orders.create(new_order())
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert isinstance(caught.value.__cause__, http.ConnectError)
     assert_names(caught.value, "GET", f"{origin}/v2/orders/1")
     assert_names(posted.value, "POST", f"{origin}/v2/orders")
     assert budget.used == 2 * ATTEMPTS  # every attempt counts, and no more
 
 
 @pytest.mark.anyio
-async def test_dns_failure_is_a_transport_error_naming_the_host() -> None:
+async def test_dns_failure_is_a_transport_error_naming_the_host(http: Any) -> None:
     budget = DailyBudget(100)
     with anyio.fail_after(BOUND + 5):
         async with ZignaClient(
@@ -122,14 +122,14 @@ async def test_dns_failure_is_a_transport_error_naming_the_host() -> None:
         ) as client:
             with pytest.raises(TransportError) as caught:
                 await client.orders.get("1")
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert isinstance(caught.value.__cause__, http.ConnectError)
     assert_names(caught.value, "GET", "https://zigziik-fault-test.invalid/v2/orders/1")
     assert budget.used == ATTEMPTS
 
 
 @pytest.mark.anyio
 @pytest.mark.both_backends
-async def test_a_connect_timeout_is_retried_even_for_a_post() -> None:
+async def test_a_connect_timeout_is_retried_even_for_a_post(http: Any) -> None:
     with raw.unaccepted_listener() as origin:
         timeout = httpx.Timeout(TIMEOUT, connect=0.2)
         with anyio.fail_after(BOUND):
@@ -137,7 +137,7 @@ async def test_a_connect_timeout_is_retried_even_for_a_post() -> None:
                 with pytest.raises(TransportError) as caught:
                     await client.orders.create(new_order())
                 assert client.budget is not None and client.budget.used == ATTEMPTS
-    assert isinstance(caught.value.__cause__, httpx.ConnectTimeout)
+    assert isinstance(caught.value.__cause__, http.ConnectTimeout)
     assert "timed out" in str(caught.value)
     assert_names(caught.value, "POST", f"{origin}/v2/orders")
 
@@ -147,7 +147,7 @@ async def test_a_connect_timeout_is_retried_even_for_a_post() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.both_backends
-async def test_a_server_that_never_answers_times_out_and_a_post_is_sent_once() -> None:
+async def test_a_server_that_never_answers_times_out_and_a_post_is_sent_once(http: Any) -> None:
     with raw.RawServer(raw.silent()) as server:
         with anyio.fail_after(BOUND):
             async with zigna(server.origin) as client:
@@ -157,7 +157,7 @@ async def test_a_server_that_never_answers_times_out_and_a_post_is_sent_once() -
                 with pytest.raises(TransportError) as posted:
                     await client.orders.create(new_order())
         assert [r.method for r in server.requests] == ["GET"] * ATTEMPTS + ["POST"]
-    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+    assert isinstance(caught.value.__cause__, http.ReadTimeout)
     assert_names(caught.value, "GET", "/v2/orders/1")
     assert_names(posted.value, "POST", "/v2/orders")
 
@@ -196,6 +196,7 @@ async def test_a_post_that_reached_the_server_is_never_sent_twice(behaviour: raw
 @pytest.mark.anyio
 @pytest.mark.both_backends
 async def test_headers_then_stall_leaves_no_file_and_the_next_download_completes(
+    http: Any,
     tmp_path: Path,
 ) -> None:
     stall = raw.headers_then_stall(len(BODY), prefix=BODY[:5000])
@@ -208,7 +209,7 @@ async def test_headers_then_stall_leaves_no_file_and_the_next_download_completes
                 assert server.calls == ATTEMPTS
                 assert_empty(tmp_path)
                 path = await client.pictures.download("1", 7, tmp_path)
-    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+    assert isinstance(caught.value.__cause__, http.ReadTimeout)
     assert_names(caught.value, "GET", "/v2/orders/1/pictures/7")
     assert path == tmp_path / "7.jpg" and path.read_bytes() == BODY
     assert temporaries(tmp_path) == []
@@ -230,6 +231,7 @@ async def test_headers_then_stall_on_a_json_endpoint() -> None:
 @pytest.mark.anyio
 @pytest.mark.both_backends
 async def test_a_reset_mid_body_leaves_no_file_and_the_next_download_completes(
+    http: Any,
     tmp_path: Path,
 ) -> None:
     reset = raw.reset_mid_body(BODY, sent=30_000)
@@ -242,7 +244,7 @@ async def test_a_reset_mid_body_leaves_no_file_and_the_next_download_completes(
                 assert server.calls == ATTEMPTS
                 assert_empty(tmp_path)
                 path = await client.pictures.download("1", 7, tmp_path)
-    assert isinstance(caught.value.__cause__, (httpx.ReadError, httpx.RemoteProtocolError))
+    assert isinstance(caught.value.__cause__, (http.ReadError, http.RemoteProtocolError))
     assert_names(caught.value, "GET", "/v2/orders/1/pictures/7")
     assert path.read_bytes() == BODY
 
@@ -281,7 +283,7 @@ async def test_content_length_longer_than_the_body(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.both_backends
-async def test_content_length_longer_than_a_json_body() -> None:
+async def test_content_length_longer_than_a_json_body(http: Any) -> None:
     short = raw.short_body(ORDER[:10], declared=len(ORDER))
     with raw.RawServer(raw.scripted(short, short, raw.respond(200, ORDER))) as server:
         with anyio.fail_after(2 * BOUND):
@@ -289,7 +291,7 @@ async def test_content_length_longer_than_a_json_body() -> None:
                 with pytest.raises(TransportError) as caught:
                     await client.orders.get("1")
                 assert (await client.orders.get("1")).id == "1"
-    assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
+    assert isinstance(caught.value.__cause__, http.RemoteProtocolError)
     assert_names(caught.value, "GET", "/v2/orders/1")
 
 

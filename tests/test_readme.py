@@ -14,6 +14,8 @@ How blocks are found and run:
   ``ZIIK_TOKEN``, ``ZIIK_USERNAME``/``ZIIK_PASSWORD`` at a `FakeZiik`. A block marked
   ``continue`` (```` ```python continue ```` or ``<!-- continue -->``) runs in the namespace,
   directory and servers of the block before it, for a story told in several steps.
+- A block whose info string says ``httpx2`` (```` ```python httpx2 ````) needs httpx2, which
+  needs Python 3.11: where httpx2 is not installed it is skipped, saying so.
 - A block fails the test if it raises (``SystemExit`` with code 0 or ``None`` is fine), or if a
   ``ResourceWarning`` (an unclosed client, say) shows up while it runs. Tracebacks point at
   README.md's own line numbers.
@@ -30,6 +32,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +230,8 @@ def test_readme_found_and_every_python_block_compiles() -> None:
 
 @pytest.mark.parametrize("blocks", _SESSIONS, ids=[group[0].id for group in _SESSIONS])
 def test_readme_block(blocks: list[Block], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if any("httpx2" in block.flags for block in blocks) and find_spec("httpx2") is None:
+        pytest.skip("this block uses httpx2, which is not installed (it needs Python 3.11+)")
     run_session(blocks, README, tmp_path, monkeypatch)
 
 

@@ -311,8 +311,10 @@ async def test_orders_create_is_not_retried_after_an_answer(
     assert route.call_count == 1
 
 
-async def test_orders_create_is_not_retried_after_a_read_timeout(mock: respx.MockRouter) -> None:
-    route = mock.post("/orders").mock(side_effect=httpx.ReadTimeout("slow"))
+async def test_orders_create_is_not_retried_after_a_read_timeout(
+    mock: respx.MockRouter, http: Any
+) -> None:
+    route = mock.post("/orders").mock(side_effect=http.ReadTimeout("slow"))
     async with client() as zigna:
         with pytest.raises(TransportError, match="timed out"):
             await zigna.orders.create(_new_order())
@@ -321,11 +323,12 @@ async def test_orders_create_is_not_retried_after_a_read_timeout(mock: respx.Moc
 
 @pytest.mark.both_backends
 async def test_orders_create_is_retried_when_the_connection_never_opened(
+    http: Any,
     mock: respx.MockRouter,
 ) -> None:
     route = mock.post("/orders").mock(
         side_effect=[
-            httpx.ConnectError("refused"),
+            http.ConnectError("refused"),
             httpx.Response(200, json={"status": "OK", "orderNumber": "Z-2"}),
         ]
     )
@@ -428,12 +431,12 @@ async def test_server_error_then_success(mock: respx.MockRouter) -> None:
         assert (await zigna.orders.get("1")).id == "1"
 
 
-async def test_connect_errors_become_transport_errors(mock: respx.MockRouter) -> None:
-    route = mock.get("/orders/1").mock(side_effect=httpx.ConnectError("refused"))
+async def test_connect_errors_become_transport_errors(mock: respx.MockRouter, http: Any) -> None:
+    route = mock.get("/orders/1").mock(side_effect=http.ConnectError("refused"))
     async with client() as zigna:
         with pytest.raises(TransportError) as info:
             await zigna.orders.get("1")
-    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert isinstance(info.value.__cause__, http.ConnectError)
     assert "GET https://api.zigna.dk/v2/orders/1" in str(info.value)
     assert route.call_count == 4
 
@@ -759,3 +762,14 @@ async def test_a_picture_answered_with_204_is_an_error_and_writes_nothing(
         with pytest.raises(DecodeError, match="204"):
             await zigna.pictures.download("7", 5, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_the_stack_under_test_is_the_one_used(
+    mock: respx.MockRouter, http_stack: str, http: Any
+) -> None:
+    route = mock.get("/orders/1").respond(json=order_json("1"))
+    async with client() as zigna:
+        assert zigna.http_stack == http_stack
+        assert isinstance(zigna._transport._client, http.AsyncClient)
+        await zigna.orders.get("1")
+    assert f" {http_stack}/" in route.calls.last.request.headers["User-Agent"]

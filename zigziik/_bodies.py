@@ -10,6 +10,7 @@ import httpx
 
 from ._checks import one_line
 from ._redact import scrub_with
+from ._stacks import async_streams, http_errors
 
 __all__ = ["close_response", "excerpt", "plain_body", "read_body", "read_excerpt"]
 
@@ -28,11 +29,11 @@ def plain_body(response: httpx.Response) -> httpx.AsyncByteStream | None:
     stream = response.stream
     if (
         "content-encoding" in response.headers
-        or not isinstance(stream, httpx.AsyncByteStream)
+        or not isinstance(stream, async_streams())
         or response.is_stream_consumed
     ):
         return None
-    return stream
+    return stream  # type: ignore[return-value]  # an AsyncByteStream of one stack or other
 
 
 async def read_body(response: httpx.Response) -> bytes:
@@ -61,7 +62,7 @@ async def read_excerpt(response: httpx.Response) -> bytes:
             body += chunk
             if len(body) >= EXCERPT_BYTES:
                 break
-    except httpx.HTTPError:
+    except http_errors():
         pass  # the status says enough; a broken error body is not worth a retry
     return bytes(body)
 

@@ -53,6 +53,11 @@ class BaseClient:
         return self._transport.base_url
 
     @property
+    def http_stack(self) -> str:
+        """The HTTP stack this client sends through: ``"httpx"`` or ``"httpx2"``."""
+        return self._transport.stack.name
+
+    @property
     def budget(self) -> DailyBudget | None:
         """The daily call budget this client counts against (``None``: not tracked)."""
         return self._transport.budget

@@ -1,4 +1,5 @@
-"""Every access zigziik makes to private parts of httpcore and asyncio, in one place.
+"""Every access zigziik makes to private parts of httpcore (and httpcore2) and asyncio, in
+one place.
 
 Each one is checked against the installed version: a version this module does not know
 gets the plain public behaviour (nothing patched, nothing taken), never a crash. httpx's and
@@ -15,8 +16,9 @@ aiohttp's private parts are not used at all.
   checked, with the same errors httpcore raises when anyio is missing. httpcore2 imports
   sniffio once and needs none of this.
 * httpcore 1.0 keeps in its pool a connection whose request was cancelled after the
-  connection was assigned but before the request started (encode/httpcore#1093):
-  `take_orphaned_connections` reads the pool's connection and request lists to take them out.
+  connection was assigned but before the request started (encode/httpcore#1093), and
+  httpcore2 2.16 still keeps one that had connected: `take_orphaned_connections` reads the
+  pool's connection and request lists to take them out.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def _installed(name: str) -> bool:
 _MISSING = object()
 
 
-def _never_used(connection: Any) -> bool:
+def _never_used(connection: Any, core: Any) -> bool:
     """Whether a pool connection has not started a request: still connecting, or connected
     and ``NEW`` (an HTTP/2 connection or anything unknown counts as used: left alone)."""
     inner = getattr(connection, "_connection", _MISSING)
@@ -127,7 +129,18 @@ def _never_used(connection: Any) -> bool:
     if inner is None:
         return True  # connecting (a failed connect reports itself closed)
     state = getattr(inner, "_state", None)
-    return type(inner) is httpcore.AsyncHTTP11Connection and getattr(state, "name", "") == "NEW"
+    return type(inner) is core.AsyncHTTP11Connection and getattr(state, "name", "") == "NEW"
+
+
+def _pool_core(pool: object) -> Any:
+    """The httpcore whose pool ``pool`` is, if it is one whose internals are known here:
+    httpcore 1.0, or httpcore2 2.16 (only if something imported it already)."""
+    if HTTPCORE_1_0 and type(pool) is httpcore.AsyncConnectionPool:
+        return httpcore
+    core2 = sys.modules.get("httpcore2")
+    if core2 is not None and _version(core2) == (2, 16) and type(pool) is core2.AsyncConnectionPool:
+        return core2
+    return None
 
 
 def take_orphaned_connections(pool: object) -> list[Any]:
@@ -139,10 +152,12 @@ def take_orphaned_connections(pool: object) -> list[Any]:
     (encode/httpcore#1093): still connecting, or connected and ``NEW``. It is never idle,
     closed or expired, so the pool neither reuses nor closes it; it holds a pool slot, and
     once connected a socket, until the client closes. Such a connection is owned by none of
-    the pool's pending requests and has served none. Anything but httpcore 1.0's own pool is
-    left alone.
+    the pool's pending requests and has served none. httpcore2 2.16 drops such a connection
+    while it is still connecting, but keeps one that has connected: the same cleanup applies
+    to its pool. Any other pool is left alone.
     """
-    if not HTTPCORE_1_0 or type(pool) is not httpcore.AsyncConnectionPool:
+    core = _pool_core(pool)
+    if core is None:
         return []
     connections = getattr(pool, "_connections", None)
     requests = getattr(pool, "_requests", None)
@@ -154,7 +169,7 @@ def take_orphaned_connections(pool: object) -> list[Any]:
         orphans = [
             c
             for c in connections
-            if id(c) not in owned and not c.is_idle() and not c.is_closed() and _never_used(c)
+            if id(c) not in owned and not c.is_idle() and not c.is_closed() and _never_used(c, core)
         ]
         for connection in orphans:
             connections.remove(connection)

@@ -17,6 +17,7 @@ Under any event loop other than asyncio's (trio), every call goes to httpcore's 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import select
 import socket
@@ -29,6 +30,7 @@ import httpcore
 import httpx
 
 from ._loops import on_asyncio
+from ._stacks import HTTPX, Stack
 
 __all__ = ["AsyncioBackend", "AsyncioStream", "PoolTransport", "default_ssl_context"]
 
@@ -128,9 +130,12 @@ def _is_socket_readable(sock: socket.socket | None) -> bool:
 class AsyncioStream(httpcore.AsyncNetworkStream):
     """One connection's bytes over an asyncio transport."""
 
-    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, protocol: _Protocol, core: Any = httpcore
+    ) -> None:
         self._transport = transport
         self._protocol = protocol
+        self._core = core  # httpcore or httpcore2: whose errors to raise
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         """Everything waiting (at least one byte, possibly more than ``max_bytes``: h11 and h2
@@ -143,7 +148,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             try:
                 await _wait(protocol, "read_waiter", timeout)
             except TimeoutError:
-                raise httpcore.ReadTimeout("timed out while receiving data") from None
+                raise self._core.ReadTimeout("timed out while receiving data") from None
             if not protocol.chunks:
                 return self._end()
         chunks = protocol.chunks
@@ -158,7 +163,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def _end(self) -> bytes:
         error = self._protocol.error
         if error is not None:
-            raise httpcore.ReadError(str(error) or type(error).__name__) from error
+            raise self._core.ReadError(str(error) or type(error).__name__) from error
         return b""
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -166,15 +171,15 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return
         protocol = self._protocol
         if protocol.lost or self._transport.is_closing():
-            raise httpcore.WriteError(_closed_detail(protocol.error))
+            raise self._core.WriteError(_closed_detail(protocol.error))
         self._transport.write(buffer)
         if protocol.writing_paused:
             try:
                 await _wait(protocol, "write_waiter", timeout)
             except TimeoutError:
-                raise httpcore.WriteTimeout("timed out while sending data") from None
+                raise self._core.WriteTimeout("timed out while sending data") from None
             if protocol.lost:
-                raise httpcore.WriteError(_closed_detail(protocol.error))
+                raise self._core.WriteError(_closed_detail(protocol.error))
 
     async def aclose(self) -> None:
         transport = self._transport
@@ -204,14 +209,14 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             )
         except asyncio.TimeoutError:
             self._transport.abort()
-            raise httpcore.ConnectTimeout("timed out during the TLS handshake") from None
+            raise self._core.ConnectTimeout("timed out during the TLS handshake") from None
         except (ssl.SSLError, OSError, ConnectionError) as exc:
             self._transport.abort()
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise self._core.ConnectError(str(exc) or type(exc).__name__) from exc
         if transport is None:  # pragma: no cover - the connection closed during the handshake
-            raise httpcore.ConnectError("the connection closed during the TLS handshake")
+            raise self._core.ConnectError("the connection closed during the TLS handshake")
         self._protocol.transport = transport
-        return AsyncioStream(transport, self._protocol)
+        return AsyncioStream(transport, self._protocol, self._core)
 
     def get_extra_info(self, info: str) -> Any:
         transport = self._transport
@@ -236,10 +241,15 @@ def _closed_detail(error: BaseException | None) -> str:
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """`AsyncioStream` connections under asyncio; httpcore's own backend anywhere else."""
+    """`AsyncioStream` connections under asyncio; httpcore's own backend anywhere else.
 
-    def __init__(self) -> None:
-        self._fallback = httpcore.AnyIOBackend()
+    ``core`` is the httpcore whose pool it serves (httpcore, or httpcore2 for httpx2): its
+    errors are the ones raised, its backends the ones fallen back on.
+    """
+
+    def __init__(self, core: Any = httpcore) -> None:
+        self._core = core
+        self._fallback: httpcore.AsyncNetworkBackend = core.AnyIOBackend()
         self._trio: httpcore.AsyncNetworkBackend | None = None
 
     def _other(self) -> httpcore.AsyncNetworkBackend:
@@ -247,7 +257,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         if on_asyncio():
             return self._fallback
         if self._trio is None:
-            self._trio = httpcore.TrioBackend()
+            self._trio = self._core.TrioBackend()
         return self._trio
 
     async def connect_tcp(
@@ -267,14 +277,14 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                 _connect(host, port, local_address), timeout
             )
         except asyncio.TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
+            raise self._core.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise self._core.ConnectError(str(exc) or type(exc).__name__) from exc
         sock = transport.get_extra_info("socket")
         if sock is not None:
             for option in socket_options or ():
                 sock.setsockopt(*option)
-        return AsyncioStream(transport, protocol)
+        return AsyncioStream(transport, protocol, self._core)
 
     async def connect_unix_socket(
         self,
@@ -310,33 +320,48 @@ async def _connect(
 
 
 class PoolTransport(httpx.AsyncBaseTransport):
-    """httpx's transport role over an httpcore pool built with `AsyncioBackend`.
+    """A stack's transport role over its httpcore pool built with `AsyncioBackend`.
 
-    The pool is httpcore's own (what respx patches), made through its public constructor;
-    this class does what httpx's ``AsyncHTTPTransport`` does for an HTTP/1.1 pool without
-    proxies: it hands httpx requests to the pool and maps httpcore's errors to httpx's.
+    The pool is the stack's own httpcore pool (httpcore for httpx, httpcore2 for httpx2; what
+    respx patches), made through its public constructor; this class does what the stack's
+    ``AsyncHTTPTransport`` does for an HTTP/1.1 pool without proxies: it hands requests to
+    the pool and maps the pool's errors to the stack's errors of the same name.
     """
 
-    def __init__(self, *, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
+    def __init__(
+        self, *, ssl_context: ssl.SSLContext, limits: httpx.Limits, stack: Stack = HTTPX
+    ) -> None:
+        core = stack.core
+        self._http = stack.http
+        self._stream = _stream_class(stack.async_stream)
+        self._core = core
+        self._errors: tuple[type[Exception], ...] = (
+            core.TimeoutException,
+            core.NetworkError,
+            core.ProtocolError,
+            core.ProxyError,
+            core.UnsupportedProtocol,
+        )
+        self._pool = core.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             http1=True,
             http2=False,
-            network_backend=AsyncioBackend(),
+            network_backend=AsyncioBackend(core),
         )
 
     @property
-    def pool(self) -> httpcore.AsyncConnectionPool:
+    def pool(self) -> Any:
         return self._pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        core_request = httpcore.Request(
+        core = self._core
+        core_request = core.Request(
             method=request.method,
-            url=httpcore.URL(
+            url=core.URL(
                 scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
             ),
             headers=request.headers.raw,
@@ -346,58 +371,58 @@ class PoolTransport(httpx.AsyncBaseTransport):
         try:
             response = await self._pool.handle_async_request(core_request)
         except Exception as exc:
-            raise _mapped(exc, request) from exc
-        return httpx.Response(
+            raise self._mapped(exc, request) from exc
+        result: httpx.Response = self._http.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_ResponseStream(response.stream, request),
+            stream=self._stream(response.stream, request, self),
             extensions=response.extensions,
         )
+        return result
 
     async def aclose(self) -> None:
         await self._pool.aclose()
 
+    def _mapped(self, exc: Exception, request: httpx.Request) -> Exception:
+        """The stack's error of the same name as the pool's (httpx mirrors httpcore's
+        hierarchy name for name); any other exception as it is."""
+        if not isinstance(exc, self._errors):
+            return exc
+        for kind in type(exc).__mro__:
+            mapped = getattr(self._http, kind.__name__, None)
+            if isinstance(mapped, type) and issubclass(mapped, self._http.TransportError):
+                error: Exception = mapped(str(exc), request=request)
+                return error
+        return exc  # pragma: no cover - every error of the pool has a namesake
 
-class _ResponseStream(httpx.AsyncByteStream):
-    """httpcore's response body with httpcore's errors mapped to httpx's."""
 
-    def __init__(self, stream: Any, request: httpx.Request) -> None:
+class _MappedStream:
+    """The pool's response body with its errors mapped to the stack's (mixed into the stack's
+    own ``AsyncByteStream``, which its ``Response`` checks for)."""
+
+    def __init__(self, stream: Any, request: httpx.Request, transport: PoolTransport) -> None:
         self._stream = stream
         self._request = request
+        self._transport = transport
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._stream:
                 yield chunk
         except Exception as exc:
-            raise _mapped(exc, self._request) from exc
+            raise self._transport._mapped(exc, self._request) from exc
 
     async def aclose(self) -> None:
         try:
             await self._stream.aclose()
         except Exception as exc:
-            raise _mapped(exc, self._request) from exc
+            raise self._transport._mapped(exc, self._request) from exc
 
 
-def _mapped(exc: Exception, request: httpx.Request) -> Exception:
-    """The httpx error of the same name as an httpcore one (httpx mirrors httpcore's
-    hierarchy name for name); any other exception as it is."""
-    if not isinstance(exc, _HTTPCORE_ERRORS):
-        return exc
-    for kind in type(exc).__mro__:
-        mapped = getattr(httpx, kind.__name__, None)
-        if isinstance(mapped, type) and issubclass(mapped, httpx.TransportError):
-            return mapped(str(exc), request=request)
-    return exc
-
-
-_HTTPCORE_ERRORS = (
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.ProxyError,
-    httpcore.UnsupportedProtocol,
-)
+@functools.cache
+def _stream_class(byte_stream: type) -> type[_MappedStream]:
+    """`_MappedStream` as a subclass of one stack's ``AsyncByteStream``."""
+    return type("ResponseStream", (_MappedStream, byte_stream), {})
 
 
 _ssl_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}

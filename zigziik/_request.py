@@ -21,6 +21,7 @@ import httpx
 from ._checks import is_int
 from ._compat import take_orphaned_connections
 from ._net import PoolTransport, default_ssl_context
+from ._stacks import HTTPX, Stack, timeout_types
 from ._version import __version__
 from .errors import ConfigurationError
 
@@ -36,28 +37,38 @@ __all__ = [
     "encode_json",
     "make_timeout",
     "send_direct",
+    "user_agent",
 ]
 
 logger = logging.getLogger("zigziik")
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 """zigziik's default: 30 s overall, 10 s to connect."""
-USER_AGENT = (
-    f"zigziik/{__version__} httpx/{httpx.__version__} "
-    f"{platform.python_implementation()}/{platform.python_version()}"
-)
+
+
+def user_agent(stack: Stack = HTTPX) -> str:
+    """``zigziik/<version> <stack>/<version> <Python implementation>/<version>``."""
+    return (
+        f"zigziik/{__version__} {stack.name}/{stack.http.__version__} "
+        f"{platform.python_implementation()}/{platform.python_version()}"
+    )
+
+
+USER_AGENT = user_agent()
 JSON = "application/json"
 _MERGED_HEADERS_KEPT = 16
 
 TimeoutArg = float | httpx.Timeout | None
+"""Seconds, or an ``httpx.Timeout`` (or an ``httpx2.Timeout``)."""
 
 
 def make_timeout(timeout: TimeoutArg) -> httpx.Timeout:
-    """Seconds or an `httpx.Timeout`; ``None`` is the default (30 s, 10 s to connect)."""
+    """Seconds or a ``Timeout`` of either stack; ``None`` is the default (30 s, 10 s to
+    connect). A ``Timeout`` is returned as given (the transport converts it to its stack's)."""
     if timeout is None:
         return DEFAULT_TIMEOUT
-    if isinstance(timeout, httpx.Timeout):
-        return timeout
+    if isinstance(timeout, timeout_types()):
+        return timeout  # type: ignore[return-value]  # httpx's, or httpx2's of the same API
     if not (is_int(timeout) or isinstance(timeout, float)) or timeout <= 0:
         raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
     return httpx.Timeout(float(timeout), connect=min(float(timeout), 10.0))
@@ -83,18 +94,29 @@ def encode_json(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def default_client(timeout: httpx.Timeout | None) -> tuple[httpx.AsyncClient, PoolTransport]:
-    """The client a transport makes for itself, and its transport: httpcore's own pool, with
-    one TLS context per process and, under asyncio, the leaner byte stream of `zigziik._net`."""
+LEAN_STREAM = {"httpx": True, "httpx2": True}
+"""Per stack: whether zigziik's own client reads through `zigziik._net`'s byte stream."""
+
+
+def default_client(
+    timeout: httpx.Timeout | None, stack: Stack = HTTPX
+) -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]:
+    """The client a transport makes for itself, and its transport, with one TLS context per
+    process. httpx: httpcore's own pool with, under asyncio, the leaner byte stream of
+    `zigziik._net`. httpx2: its own transport and httpcore2's pool, as they come."""
     context = default_ssl_context()
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-    transport = PoolTransport(ssl_context=context, limits=limits)
-    client = httpx.AsyncClient(
+    http = stack.http
+    limits = http.Limits(max_connections=100, max_keepalive_connections=20)
+    if LEAN_STREAM[stack.name]:
+        transport: Any = PoolTransport(ssl_context=context, limits=limits, stack=stack)
+    else:
+        transport = http.AsyncHTTPTransport(verify=context, limits=limits)
+    client = http.AsyncClient(
         timeout=timeout,
         verify=context,
         transport=transport,
         follow_redirects=False,
-        headers={"Accept": JSON, "User-Agent": USER_AGENT},
+        headers={"Accept": JSON, "User-Agent": user_agent(stack)},
     )
     return client, transport
 
@@ -108,9 +130,13 @@ class RequestBuilder:
     cost).
     """
 
-    def __init__(self, client: httpx.AsyncClient, timeout: httpx.Timeout | None) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, timeout: httpx.Timeout | None, stack: Stack = HTTPX
+    ) -> None:
         self._client = client
         self._timeout = timeout
+        self._http = stack.http
+        self._build_request = stack.client.build_request
         self._merged_headers: dict[tuple[Any, ...], httpx.Headers] = {}
 
     def build(
@@ -129,7 +155,7 @@ class RequestBuilder:
             or files is not None
             or client.params
             or client.cookies
-            or type(client).build_request is not httpx.AsyncClient.build_request
+            or type(client).build_request is not self._build_request
             or not url.startswith(("https://", "http://"))
         ):
             return client.build_request(
@@ -144,14 +170,15 @@ class RequestBuilder:
         key = (tuple(client.headers.raw), tuple(headers.items()))
         merged = self._merged_headers.get(key)
         if merged is None:
-            merged = httpx.Headers(client.headers)
+            merged = self._http.Headers(client.headers)
             merged.update(headers)
             if len(self._merged_headers) >= _MERGED_HEADERS_KEPT:
                 self._merged_headers.clear()
             self._merged_headers[key] = merged
-        return httpx.Request(
+        request: httpx.Request = self._http.Request(
             method, url, content=content, headers=merged, extensions={"timeout": timeout.as_dict()}
         )
+        return request
 
 
 async def send_direct(
@@ -165,12 +192,14 @@ async def send_direct(
 
 
 async def dispatch(
-    client: httpx.AsyncClient, direct: PoolTransport | None, request: httpx.Request
+    client: httpx.AsyncClient, direct: httpx.AsyncBaseTransport | None, request: httpx.Request
 ) -> httpx.Response:
     """Send ``request`` (its body still to be read): through ``client.send``, or, on a client
     of zigziik's own, straight to its ``direct`` transport."""
     if direct is None:
         return await client.send(request, stream=True)
+    if not isinstance(direct, PoolTransport):  # httpcore2 needs no cleanup (see below)
+        return await send_direct(direct, request)
     try:
         return await send_direct(direct, request)
     except BaseException:

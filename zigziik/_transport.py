@@ -26,11 +26,9 @@ from ._calls import record_call
 from ._compat import quiet_httpcore_detection
 from ._convert import ModelConverter
 from ._loops import running_loop
-from ._net import PoolTransport
 from ._redact import register as register_secrets
 from ._request import (
     JSON,
-    USER_AGENT,
     FileUpload,
     RequestBuilder,
     TimeoutArg,
@@ -38,7 +36,9 @@ from ._request import (
     dispatch,
     encode_json,
     make_timeout,
+    user_agent,
 )
+from ._stacks import Stack, chosen_stack, stack_of
 from ._urls import validate_base_url, with_params
 from .errors import (
     APIError,
@@ -58,9 +58,6 @@ __all__ = ["Consumer", "Transport"]
 T = TypeVar("T")
 
 logger = logging.getLogger("zigziik")
-
-_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_BROKEN_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 Consumer = Callable[[httpx.Response], Awaitable[T]]
 
@@ -83,6 +80,7 @@ class Transport:
         auth: Authenticator,
         converter: ModelConverter,
         http_client: httpx.AsyncClient | None = None,
+        http_stack: str | None = None,
         timeout: TimeoutArg = None,
         retry: RetryPolicy | None = None,
         budget: DailyBudget | None = None,
@@ -93,28 +91,43 @@ class Transport:
         self.converter = converter
         register_secrets(auth)  # every ZigziikError message is scrubbed of them from now on
         quiet_httpcore_detection()  # a plain install's failed import per lock (see _compat)
-        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
-            raise ConfigurationError(
-                f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
-            )
+        if http_client is None:
+            stack = chosen_stack(http_stack)
+        else:
+            found = stack_of(http_client)
+            if found is None:
+                raise ConfigurationError(
+                    "http_client must be an httpx.AsyncClient or an httpx2.AsyncClient, got "
+                    f"{type(http_client).__name__}"
+                )
+            if http_stack is not None and http_stack != found.name:
+                raise ConfigurationError(
+                    f"http_stack={http_stack!r} does not match the http_client given (an "
+                    f"{found.name}.AsyncClient); http_stack chooses the stack of zigziik's own "
+                    "client"
+                )
+            stack = found
+        self.stack: Stack = stack
         self._owns_client = http_client is None
         self._timeout: httpx.Timeout | None = (
-            make_timeout(timeout) if timeout is not None or http_client is None else None
+            stack.make_timeout(make_timeout(timeout))
+            if timeout is not None or http_client is None
+            else None
         )
         # On a client of our own, requests go straight to its transport: httpx's client layer
         # adds an auth flow, a redirect loop, event hooks and cookie extraction (which builds
         # urllib request objects for every response), none of which it is configured to use,
         # about a tenth of a small call. A caller's client is always used through `send`.
-        self._direct: PoolTransport | None = None
+        self._direct: httpx.AsyncBaseTransport | None = None
         if http_client is None:
-            self._client, self._direct = default_client(self._timeout)
+            self._client, self._direct = default_client(self._timeout, stack)
         else:
             self._client = http_client
         # Headers every request sends: set once on a client of our own, per request otherwise.
         self._per_request_headers = (
-            {} if self._owns_client else {"Accept": JSON, "User-Agent": USER_AGENT}
+            {} if self._owns_client else {"Accept": JSON, "User-Agent": user_agent(stack)}
         )
-        self._builder = RequestBuilder(self._client, self._timeout)
+        self._builder = RequestBuilder(self._client, self._timeout, stack)
         self.retry = retry if retry is not None else RetryPolicy()
         self.budget = budget
         self._now = now or (lambda: datetime.now(timezone.utc))
@@ -324,9 +337,9 @@ class Transport:
             request = self._builder.build(method, url, params, content, files, headers)
             try:
                 response = await dispatch(self._client, self._direct, request)
-            except httpx.TransportError as exc:
+            except self.stack.transport_error as exc:
                 await settle(None)
-                kind = FailureKind.CONNECT if isinstance(exc, _CONNECT_ERRORS) else None
+                kind = FailureKind.CONNECT if isinstance(exc, self.stack.connect_errors) else None
                 return self._network_failure(exc, kind, method, request)
             try:
                 rate_limit = parse_rate_limit(response.headers)
@@ -337,7 +350,7 @@ class Transport:
                         return _Outcome(value=await consume(response))
                     except IncompleteBodyError as exc:
                         return _Outcome(failure=Failure(FailureKind.TRANSPORT), error=exc)
-                    except httpx.TransportError as exc:
+                    except self.stack.transport_error as exc:
                         return self._network_failure(exc, None, method, request)
                 return await self._status_failure(method, request, response, rate_limit)
             finally:
@@ -366,15 +379,16 @@ class Transport:
 
     def _network_failure(
         self,
-        exc: httpx.TransportError,
+        exc: Exception,
         kind: FailureKind | None,
         method: str,
         request: httpx.Request,
     ) -> _Outcome:
         if kind is None:
-            kind = FailureKind.TRANSPORT if isinstance(exc, _BROKEN_ERRORS) else FailureKind.FATAL
+            broken = isinstance(exc, self.stack.broken_errors)
+            kind = FailureKind.TRANSPORT if broken else FailureKind.FATAL
         url = str(request.url)
-        what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        what = "timed out" if isinstance(exc, self.stack.timeout_error) else "failed"
         # No scrub here: every ZigziikError scrubs its message of the registered secrets.
         detail = _network_detail(exc)
         error = TransportError(f"{method} {url} {what}: {detail}", method=method, url=url)

@@ -22,6 +22,7 @@ from anyio.lowlevel import checkpoint_if_cancelled
 from ._bodies import close_response, plain_body
 from ._diskwriter import BackgroundFile
 from ._filenames import has_extension, picture_file_name, temporary_name
+from ._stacks import remote_protocol_errors
 from .errors import DecodeError, IncompleteBodyError, IntegrityError
 
 __all__: list[str] = []  # the clients' machinery: nothing here is meant to be imported
@@ -242,7 +243,7 @@ def receive_to_file(
                         # here if the caller was cancelled meanwhile (yields only then).
                         check_at = written + _CANCEL_CHECK_BYTES
                         await checkpoint_if_cancelled()
-            except httpx.RemoteProtocolError as exc:
+            except remote_protocol_errors() as exc:
                 received = written if raw else response.num_bytes_downloaded
                 if declared is not None and received < declared:
                     raise IncompleteBodyError(

@@ -253,8 +253,10 @@ class ZignaClient(BaseClient):
     by ``$ZIGZIIK_DAILY_LIMIT`` if set) kept in the store ``$ZIGZIIK_BUDGET_STORE`` names
     (a URL; the client then owns the store and closes it), else in memory. A budget without
     a scope gets the key's (a short hash of it): every process that uses one store and one
-    key shares one count. A caller-supplied ``http_client`` is used as it is and never
-    closed here.
+    key shares one count. A caller-supplied ``http_client`` (an ``httpx.AsyncClient`` or an
+    ``httpx2.AsyncClient``) is used as it is and never closed here; ``http_stack``
+    (``"httpx"`` or ``"httpx2"``, default ``$ZIGZIIK_HTTP_STACK``, else httpx) chooses the
+    stack of the client zigziik makes itself.
     """
 
     def __init__(
@@ -264,6 +266,7 @@ class ZignaClient(BaseClient):
         base_url: str | None = None,
         budget: DailyBudget | None = None,
         http_client: httpx.AsyncClient | None = None,
+        http_stack: str | None = None,
         timeout: TimeoutArg = None,
         retry: RetryPolicy | None = None,
     ) -> None:
@@ -290,6 +293,7 @@ class ZignaClient(BaseClient):
             converter=converter,
             auth=StaticHeaders({"X-ApiKey": key}),
             http_client=http_client,
+            http_stack=http_stack,
             timeout=timeout,
             retry=retry,
             budget=budget,
@@ -298,7 +302,10 @@ class ZignaClient(BaseClient):
         self.pictures = Pictures(self._transport)
 
     def __repr__(self) -> str:
-        return f"ZignaClient(base_url={self.base_url!r}, budget={self.budget!r})"
+        return (
+            f"ZignaClient(base_url={self.base_url!r}, budget={self.budget!r}, "
+            f"http_stack={self.http_stack!r})"
+        )
 
     async def aclose(self) -> None:
         """Close the client (and the budget store it made from ``$ZIGZIIK_BUDGET_STORE``)."""

@@ -334,7 +334,8 @@ class ZiikClient(BaseClient):
     the client then logs in on first use, renews the token when less than 60 s remain, and
     logs in again once after a 401. Ziik documents no daily call budget, so none is kept
     unless one is given: with a ``budget``, every request (logins included) counts against
-    it, exactly as for Zigna. ``clock`` (unix seconds) is for tests of token expiry.
+    it, exactly as for Zigna. ``http_client`` and ``http_stack`` as for `ZignaClient`.
+    ``clock`` (unix seconds) is for tests of token expiry.
     """
 
     def __init__(
@@ -345,6 +346,7 @@ class ZiikClient(BaseClient):
         username: str | None = None,
         password: str | None = None,
         http_client: httpx.AsyncClient | None = None,
+        http_stack: str | None = None,
         timeout: TimeoutArg = None,
         retry: RetryPolicy | None = None,
         budget: DailyBudget | None = None,
@@ -366,6 +368,7 @@ class ZiikClient(BaseClient):
             converter=converter,
             auth=auth,
             http_client=http_client,
+            http_stack=http_stack,
             timeout=timeout,
             retry=retry,
             budget=budget,
@@ -374,4 +377,7 @@ class ZiikClient(BaseClient):
 
     def __repr__(self) -> str:
         kind = "login" if isinstance(self._auth, _LoginAuth) else "token"
-        return f"ZiikClient(base_url={self.base_url!r}, auth={kind!r}, budget={self.budget!r})"
+        return (
+            f"ZiikClient(base_url={self.base_url!r}, auth={kind!r}, budget={self.budget!r}, "
+            f"http_stack={self.http_stack!r})"
+        )
