@@ -164,3 +164,25 @@ async def test_httpcore2_keeps_a_connected_orphan_and_zigziik_takes_it_out() -> 
     pool._connections.append(connected)
     assert take_orphaned_connections(pool) == [connected]
     assert pool._connections == []
+
+
+def test_no_module_catches_one_stacks_errors_only() -> None:
+    """An ``except httpx.SomeError`` would let httpx2's error of the same name through: the
+    stack-neutral code catches through `zigziik._stacks` (transports.py is httpx-only)."""
+    import ast
+    from pathlib import Path
+
+    import zigziik
+
+    package = Path(zigziik.__file__).parent
+    found = []
+    for path in package.rglob("*.py"):
+        if path.name == "transports.py" or "testing" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            handler = isinstance(node, ast.ExceptHandler) and node.type is not None
+            caught = ast.unparse(node.type) if handler else ""  # type: ignore[union-attr,arg-type]
+            # httpx.InvalidURL: links are parsed with httpx.URL whatever the stack.
+            if "httpx." in caught.replace("httpx.InvalidURL", ""):
+                found.append(f"{path.name}:{node.lineno}")
+    assert found == []

@@ -297,7 +297,7 @@ async def _receive_small(
                 progress(len(chunk))
             if received > declared:
                 break  # longer than it said: refused below, without reading the rest
-    except httpx.RemoteProtocolError as exc:
+    except remote_protocol_errors() as exc:
         got = received if raw else response.num_bytes_downloaded
         if got < declared:
             raise IncompleteBodyError(
