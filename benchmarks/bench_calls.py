@@ -101,6 +101,22 @@ async def _aiohttp(
     return elapsed / len(ids) * 1e6
 
 
+def _measure(
+    result: Result,
+    contenders: dict[str, Callable[[], float]],
+    notes: dict[str, str],
+    rounds: int,
+    message: str,
+) -> None:
+    """A series per contender (with its note), one warm-up each, then alternating rounds."""
+    notes.setdefault("zigziik (httpx2)", "the same over httpx2 (http_stack='httpx2')")
+    result.series = {name: Series(name, note=notes.get(name, "")) for name in contenders}
+    log(message)
+    for run_once in contenders.values():
+        run_once()
+    alternate(rounds, list(contenders.items()), result.series)
+
+
 def run(servers: Servers, rounds: int, calls: int) -> Result:
     origin, server = servers.api_origin()
     ids = _ids(servers, calls)
@@ -113,18 +129,13 @@ def run(servers: Servers, rounds: int, calls: int) -> Result:
     }
     if httpx2_available():
         contenders["zigziik (httpx2)"] = lambda: asyncio.run(_zigziik(origin, ids, stack="httpx2"))
-    result.series = {name: Series(name) for name in contenders}
-    result.series["zigziik"].note = "ZignaClient.orders.get -> Order"
-    result.series[
-        "zigziik, own httpx client"
-    ].note = "the same with http_client=httpx.AsyncClient() (httpx's stock network stream)"
-    result.series["httpx+json"].note = "httpx.AsyncClient.get + json.loads"
-    if "zigziik (httpx2)" in result.series:
-        result.series["zigziik (httpx2)"].note = "the same over httpx2 (http_stack='httpx2')"
-    log(f"{NAME}: warm-up, then {rounds} rounds of {calls} calls")
-    for run_once in contenders.values():
-        run_once()
-    alternate(rounds, list(contenders.items()), result.series)
+    notes = {
+        "zigziik": "ZignaClient.orders.get -> Order",
+        "zigziik, own httpx client": "the same with http_client=httpx.AsyncClient() "
+        "(httpx's stock network stream)",
+        "httpx+json": "httpx.AsyncClient.get + json.loads",
+    }
+    _measure(result, contenders, notes, rounds, f"{NAME}: warm-up, then {rounds} rounds")
     floor = Series("aiohttp, no decoding", note="raw aiohttp get + read(): the server's floor")
     for _ in range(rounds):
         floor.rounds.append(asyncio.run(_aiohttp(origin, ids)))
@@ -160,16 +171,12 @@ def run_cpu(servers: Servers, rounds: int, calls: int) -> Result:
         contenders["zigziik (httpx2)"] = lambda: asyncio.run(
             _zigziik(origin, ids, stack="httpx2", clock=cpu)
         )
-    result.series = {name: Series(name) for name in contenders}
-    result.series["zigziik"].note = "ZignaClient.orders.get -> Order (budget, retries, headers)"
-    result.series["aiohttp+json"].note = "aiohttp ClientSession.get + read + json.loads"
-    result.series["httpx+json"].note = "httpx.AsyncClient.get + json.loads"
-    if "zigziik (httpx2)" in result.series:
-        result.series["zigziik (httpx2)"].note = "the same over httpx2 (http_stack='httpx2')"
-    log(f"{CPU_NAME}: warm-up, then {rounds} rounds of {calls} calls")
-    for run_once in contenders.values():
-        run_once()
-    alternate(rounds, list(contenders.items()), result.series)
+    notes = {
+        "zigziik": "ZignaClient.orders.get -> Order (budget, retries, headers)",
+        "aiohttp+json": "aiohttp ClientSession.get + read + json.loads",
+        "httpx+json": "httpx.AsyncClient.get + json.loads",
+    }
+    _measure(result, contenders, notes, rounds, f"{CPU_NAME}: warm-up, then {rounds} rounds")
     result.target = Target(
         "zigziik",
         "aiohttp+json",
