@@ -32,7 +32,7 @@ PEERS = {
     "httpx2>=2.16; python_version >= '3.11'": "zigziik over httpx2, side by side (the extra)",
     "starlette>=0.37": "the fake Zigna and Ziik servers (child processes), not the clients",
     "uvicorn>=0.30": "the fake servers",
-    "redis>=5": "the Redis budget store (the [redis] extra a user installs to share a budget)",
+    "redis[hiredis]>=5": "the Redis budget store (the [redis] extra a user installs to share a budget)",
 }
 """What the environment adds to ``pip install .``, and why."""
 

@@ -539,3 +539,20 @@ async def test_a_client_on_a_sqlite_store_under_asyncio_and_trio(
         assert sorted(outcomes) == ["refused"] * 3 + ["sent"] * 3
         assert fake.calls - before == 3
         assert (await budget.snapshot()).in_flight == 0
+
+
+async def test_sqlite_checkpoints_its_wal_while_operations_run_on_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    """Operations that find the lock free run inline with checkpoints off; every 500 commits
+    one runs in the worker thread and checkpoints, so the WAL stays small."""
+    path = tmp_path / "budget.db"
+    store = SqliteBudgetStore(path)
+    budget = DailyBudget(10**6, store=store, scope="s")
+    for _ in range(1500):
+        decision = await budget.reserve()
+        await budget.settle(RateLimit(remaining=999_999), lease=decision.lease)
+    wal = path.with_name(path.name + "-wal")
+    assert wal.stat().st_size < 6 * 1024 * 1024, "the WAL was checkpointed"
+    assert (await budget.snapshot()).used == 1500
+    await store.aclose()

@@ -56,7 +56,8 @@ end
 local limit, reset_at, used, lcap
 local leases, in_flight, expired = {}, 0, {}
 local raw = redis.call('HGETALL', key)
-if #raw > 0 then
+local fresh = #raw == 0
+if not fresh then
   local f = {}
   for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
   if f['v'] ~= '1' then fail('garbage: not a zigziik budget (no v=1)') end
@@ -79,6 +80,7 @@ if #raw > 0 then
 else
   limit, reset_at, used, lcap = new_limit, next_reset(), 0, cap
 end
+local stored_reset, o_limit, o_used, o_cap = reset_at, limit, used, lcap
 -- rolled
 if now >= reset_at then
   used = 0
@@ -90,22 +92,29 @@ if cap ~= nil and (lcap == nil or lcap > cap) then
   lcap = cap
 end
 
+-- Writes only what changed (every field when the key is new or its day changed).
 local function save(added, removed)
-  local fields = {'v', '1', 'limit', fmt(limit), 'reset_at', fmt(reset_at), 'used', fmt(used),
-                  'cap', lcap ~= nil and fmt(lcap) or ''}
+  local fields = {}
+  local whole = fresh or reset_at ~= stored_reset
+  if whole or limit ~= o_limit or lcap ~= o_cap or used ~= o_used then
+    fields = {'v', '1', 'limit', fmt(limit), 'reset_at', fmt(reset_at), 'used', fmt(used),
+              'cap', lcap ~= nil and fmt(lcap) or ''}
+  end
   if added ~= nil then
     fields[#fields + 1] = 'l:' .. added
     fields[#fields + 1] = fmt(leases[added])
   end
-  redis.call('HSET', key, unpack(fields))
+  if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
   if removed ~= nil then expired[#expired + 1] = 'l:' .. removed end
   if #expired > 0 then redis.call('HDEL', key, unpack(expired)) end
-  local keep = reset_at
-  for _, ends in pairs(leases) do
-    if ends > keep then keep = ends end
+  if whole then  -- a lease never outlives its day by a day: the reset decides
+    local keep = reset_at
+    for _, ends in pairs(leases) do
+      if ends > keep then keep = ends end
+    end
+    -- Relative to the script's now: a day after the reset (or the last lease), whatever clock.
+    redis.call('PEXPIRE', key, fmt(keep - now + 86400000))
   end
-  -- Relative to the script's now: a day after the reset (or the last lease), whatever clock.
-  redis.call('PEXPIRE', key, fmt(keep - now + 86400000))
 end
 local function reply(granted)
   return {granted, limit, reset_at, used, in_flight, lcap ~= nil and lcap or -1, now}
@@ -145,18 +154,18 @@ if ARGV[7] ~= '' then s_remaining = int(ARGV[7], 'server remaining') end
 if ARGV[8] ~= '' then s_reset = int(ARGV[8], 'server reset') end
 if s_limit ~= nil or s_remaining ~= nil or s_reset ~= nil then
   -- BudgetLedger.observe
-  local o_limit, o_used, o_reset = limit, used, reset_at
+  local b_used, b_reset = used, reset_at
   if s_limit ~= nil then
     if lcap == nil then limit = s_limit else limit = math.min(lcap, s_limit) end
   end
   if s_reset ~= nil then
     reset_at = now + s_reset
-    if reset_at > o_reset + 60000 then
+    if reset_at > b_reset + 60000 then
       used = in_flight
       if s_remaining ~= nil then
         local server_limit = s_limit ~= nil and s_limit or limit
         local counted = math.max(0, server_limit - s_remaining) + in_flight
-        used = math.min(o_used, counted)
+        used = math.min(b_used, counted)
       end
     end
   end

@@ -233,6 +233,7 @@ class RedisBudgetStore:
         self, op: str, scope: str, terms: BudgetTerms, now: datetime, extra: list[str]
     ) -> Any:
         from redis.exceptions import RedisError, ResponseError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
 
         _, scripts = self._connection()
         cap = terms.cap
@@ -244,6 +245,8 @@ class RedisBudgetStore:
             *extra,
         ]
         try:
+            if self._owns_client:  # its socket timeouts bound every read and connect
+                return await scripts[op](keys=[self.key(scope)], args=args)
             with anyio.fail_after(self.timeout):
                 return await scripts[op](keys=[self.key(scope)], args=args)
         except ResponseError as exc:
@@ -260,7 +263,7 @@ class RedisBudgetStore:
                     store=self._name,
                 ) from None
             raise self._error(exc) from exc
-        except TimeoutError as exc:
+        except (TimeoutError, RedisTimeoutError) as exc:
             raise BudgetStoreError(
                 f"no answer within {self.timeout:g} s; nothing was sent", store=self._name
             ) from exc

@@ -492,7 +492,6 @@ class BudgetSnapshot:
 
 DEFAULT_SCOPE = "default"
 _SCOPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
-_SETTLE_TIMEOUT = 10.0
 
 
 def key_scope(api_key: str) -> str:
@@ -656,15 +655,17 @@ class DailyBudget:
     ) -> None:
         """Close one reservation; ``rate_limit`` carries the response's headers, if any.
 
-        For a shared store it runs even while the caller is being cancelled (shielded, at
-        most 10 s). A store that cannot be reached is logged, not raised: the call was
-        counted when it was reserved, and its lease expires by itself.
+        For a shared store it runs even while the caller is being cancelled (shielded; the
+        store's own timeout bounds it). A store that cannot be reached is logged, not raised:
+        the call was counted when it was reserved, and its lease expires by itself.
         """
         if self._local:
             await self._store.settle(self.scope, self._terms, self._now(), lease, rate_limit)
             return
         try:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_SETTLE_TIMEOUT):
+            # Shielded: a cancelled request still settles. The store bounds the wait itself
+            # (SQLite's busy timeout, Redis's socket timeouts).
+            with anyio.CancelScope(shield=True):
                 await self._store.settle(self.scope, self._terms, self._now(), lease, rate_limit)
         except BudgetStoreError as exc:
             logger.warning("could not settle a call in the budget store: %s", exc)
