@@ -413,6 +413,19 @@ def test_symlink_inside_dest_pointing_outside(tmp_path: Path) -> None:
     assert tree(outside) == []
 
 
+def test_symlink_inside_dest_pointing_inside_is_not_followed_either(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    (dest / "real").mkdir(parents=True)
+    (dest / "photos").symlink_to(dest / "real", target_is_directory=True)
+    zip_path = make_zip(tmp_path / "l.zip", [("photos/x.jpg", b"x"), ("ok.jpg", b"y")])
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, dest)
+    assert excinfo.value.members == ("photos/x.jpg",)
+    assert "symbolic link" in problems_of(excinfo)
+    assert tree(dest / "real") == []
+    assert not (dest / "ok.jpg").exists()  # nothing written when any member is refused
+
+
 def test_symlinked_dest_itself_is_fine(tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()

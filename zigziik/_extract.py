@@ -267,6 +267,9 @@ def _filesystem_problems(
     resolved = os.path.realpath(target if is_dir else os.path.dirname(target))
     if not _is_inside(dest_real, resolved):
         return ["resolves outside the destination"]
+    link = _linked_folder(dest_real, parts if is_dir else parts[:-1])
+    if link is not None:
+        return [f"{link!r} is a symbolic link (never followed)"]
     for depth in range(1, len(parts)):
         ancestor = os.path.join(dest_real, *parts[:depth])
         if os.path.lexists(ancestor) and not os.path.isdir(ancestor):
@@ -381,8 +384,23 @@ def _copy_member(
         )
 
 
+def _linked_folder(root: str, parts: Sequence[str]) -> str | None:
+    """The first of the folders ``root/parts[0]``, ``root/parts[0]/parts[1]``, ... that is a
+    symbolic link (to anywhere: even one that stays inside is never followed), if any."""
+    for depth in range(1, len(parts) + 1):
+        if os.path.islink(os.path.join(root, *parts[:depth])):
+            return "/".join(parts[:depth])
+    return None
+
+
 def _check_still_inside(dest_real: str, folder: str, zip_name: str, member: _Member) -> None:
     """Re-check containment just before writing (the tree may have changed since validation)."""
+    link = _linked_folder(dest_real, member.parts[:-1])
+    if link is not None:
+        raise IntegrityError(
+            f"zip archive {zip_name!r}: {member.info.orig_filename!r} would be written through "
+            f"the symbolic link {link!r}"
+        )
     if not _is_inside(dest_real, os.path.realpath(folder)):
         raise IntegrityError(
             f"zip archive {zip_name!r}: {member.info.orig_filename!r} would land outside the "
