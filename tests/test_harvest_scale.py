@@ -168,6 +168,37 @@ def test_two_processes_on_two_shards_share_one_folder(tmp_path: Path) -> None:
         assert fake.requests == [("GET", "/v2/orders?take=50&skip=0")]
 
 
+@pytest.mark.slow
+def test_two_shards_share_one_budget_across_its_resets(tmp_path: Path) -> None:
+    """Two processes, one budget store ($ZIGZIIK_BUDGET_STORE), a server day of 1.5 s and 20
+    calls: both finish, and the server refuses nothing."""
+    dest = tmp_path / "dest"
+    with served(orders=10, daily_limit=20, reset_period=1.5) as (fake, base):
+        env = cli_env(tmp_path)
+        env["ZIGZIIK_BUDGET_STORE"] = f"sqlite:///{tmp_path / 'budget.db'}"
+        processes = [
+            subprocess.Popen(
+                cli(base, dest, "--shard", f"{k}/2", "--strategy", "pictures", "--until-complete"),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for k in range(2)
+        ]
+        reports = []
+        for process in processes:
+            out, err = process.communicate(timeout=90)
+            assert process.returncode == 0, err
+            reports.append(json.loads(out))
+        assert fake.rejected == 0
+        assert files_on_disk(dest) == expected_files(fake)
+        assert set(picture_listings(fake).values()) == {1}
+        assert set(picture_downloads(fake).values()) == {1}
+        assert order_listings(fake) == 2  # once per process, for all its days
+        assert sum(r["waits"] for r in reports) >= 1
+
+
 @pytest.mark.anyio
 async def test_a_shard_harvests_only_its_orders(tmp_path: Path) -> None:
     with served(orders=12) as (fake, base):

@@ -68,6 +68,7 @@ ORDER_PAGE_SIZE = 50
 _MAX_REASON_CHARS = 500
 _CLASSIFY_CHUNK = 500
 _RESET_MARGIN = 0.05  # seconds past the reset before asking again
+_RESET_RECHECK = 0.5  # seconds between looks when the reset passed and nothing came back
 _T = TypeVar("_T")
 
 
@@ -364,9 +365,23 @@ class Harvest:
                     todo.append(decision)
         return done, todo
 
+    async def remaining(self) -> int | None:
+        """The calls left: read from the budget's store when it can say (a store shared
+        with other processes knows what they spent), else this process's figure."""
+        budget = self.source.budget
+        if budget is None:
+            return None
+        snapshot = getattr(budget, "snapshot", None)
+        if snapshot is not None:
+            try:
+                return int((await snapshot()).remaining)
+            except Exception:  # the store cannot say now: the request itself will tell
+                logger.debug("the budget's snapshot failed", exc_info=True)
+        return budget.remaining
+
     async def round(self, todo: list[OrderJob]) -> None:
         budget = self.source.budget
-        remaining = budget.remaining if budget is not None else None
+        remaining = await self.remaining()
         jobs, unaffordable, spare = route_jobs(todo, self.strategy, remaining)
         self.allowance = Allowance(spare)
         self.exhausted = None
@@ -398,7 +413,7 @@ class Harvest:
             target = self.exhausted if self.server_refused else None
             if self.server_refused and target is None:  # a 429 that gave no reset time
                 target = datetime.now(timezone.utc) + timedelta(seconds=1)
-            if budget is not None and budget.remaining == 0:
+            if budget is not None and await self.remaining() == 0:
                 target = max(target, budget.reset_at) if target is not None else budget.reset_at
             self.exhausted = None
             self.server_refused = False
@@ -421,8 +436,9 @@ class Harvest:
                 if left <= 0:
                     break
                 await anyio.sleep(min(1.0, left))
-            if budget is None:
+            if budget is None or (await self.remaining() or 0) > 0:
                 break
+            await anyio.sleep(_RESET_RECHECK)  # reset, yet nothing left: ask again shortly
         if waited:
             self.emit(HarvestEvent("resume", orders=len(pending), files=files))
 
@@ -759,7 +775,7 @@ class Harvest:
             await self.open_manifest()
             done, todo = await anyio.to_thread.run_sync(self.classify, orders)
         budget = self.source.budget
-        remaining = budget.remaining if budget is not None else None
+        remaining = await self.remaining()
         limit = budget.limit if budget is not None else None
         jobs, later, _ = route_jobs(todo, self.strategy, remaining)
         routes: dict[str, int] = {"pictures": 0, "zip": 0, "auto": 0, "later": len(later)}
