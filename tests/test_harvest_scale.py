@@ -92,6 +92,29 @@ def cli(base: str, dest: Path, *flags: str, as_json: bool = True) -> list[str]:
     ]
 
 
+def run_all(commands: list[list[str]], env: dict[str, str], timeout: float) -> list[Any]:
+    """Run the commands at once; their JSON reports (each must exit 0). Nothing outlives it."""
+    processes = [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for command in commands
+    ]
+    outputs: list[tuple[int, str, str]] = []
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=timeout)
+            outputs.append((process.returncode, out, err))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+    for returncode, out, err in outputs:
+        assert returncode == 0, (out[-3000:], err[-3000:])
+    return [json.loads(out) for _, out, _ in outputs]
+
+
 def run_cli(
     base: str, dest: Path, tmp_path: Path, *flags: str, as_json: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -131,21 +154,10 @@ def test_two_processes_on_two_shards_share_one_folder(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     with served(orders=16) as (fake, base):
         env = cli_env(tmp_path)
-        processes = [
-            subprocess.Popen(
-                cli(base, dest, "--shard", f"{k}/2", "--strategy", "pictures"),
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for k in range(2)
+        commands = [
+            cli(base, dest, "--shard", f"{k}/2", "--strategy", "pictures") for k in range(2)
         ]
-        reports = []
-        for process in processes:
-            out, err = process.communicate(timeout=60)
-            assert process.returncode == 0, err
-            reports.append(json.loads(out))
+        reports = run_all(commands, env, timeout=60)
         # Every picture written exactly once, every order's pictures listed exactly once.
         downloads = picture_downloads(fake)
         assert set(downloads.values()) == {1}
@@ -176,21 +188,11 @@ def test_two_shards_share_one_budget_across_its_resets(tmp_path: Path) -> None:
     with served(orders=10, daily_limit=20, reset_period=1.5) as (fake, base):
         env = cli_env(tmp_path)
         env["ZIGZIIK_BUDGET_STORE"] = f"sqlite:///{tmp_path / 'budget.db'}"
-        processes = [
-            subprocess.Popen(
-                cli(base, dest, "--shard", f"{k}/2", "--strategy", "pictures", "--until-complete"),
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+        commands = [
+            cli(base, dest, "--shard", f"{k}/2", "--strategy", "pictures", "--until-complete")
             for k in range(2)
         ]
-        reports = []
-        for process in processes:
-            out, err = process.communicate(timeout=90)
-            assert process.returncode == 0, err
-            reports.append(json.loads(out))
+        reports = run_all(commands, env, timeout=90)
         assert fake.rejected == 0
         assert files_on_disk(dest) == expected_files(fake)
         assert set(picture_listings(fake).values()) == {1}
@@ -263,6 +265,25 @@ async def test_until_complete_waits_for_resets_and_finishes(tmp_path: Path, stra
 
 
 @pytest.mark.anyio
+async def test_until_complete_waits_when_the_listing_itself_finds_no_budget(
+    tmp_path: Path,
+) -> None:
+    with served(orders=4, daily_limit=6, reset_period=1.5) as (fake, base):
+        async with client(base) as zigna:
+            for _ in range(6):  # another task spent the day's calls
+                await zigna.orders.get(fake.order_ids[0])
+            assert zigna.budget is not None and zigna.budget.remaining == 0
+            fake.reset_stats()
+            with anyio.fail_after(30):
+                report = await zigna.harvest(tmp_path, strategy="zip", until_complete=True)
+        assert report.ok, report.failures
+        assert report.waits >= 1
+        assert fake.rejected == 0
+        assert order_listings(fake) == 1
+        assert report.written == len([o for o in fake.order_ids if fake.pictures(o)])
+
+
+@pytest.mark.anyio
 async def test_without_until_complete_a_spent_budget_is_reported(tmp_path: Path) -> None:
     with served(orders=8, daily_limit=12, reset_period=1.5) as (fake, base):
         async with client(base) as zigna:
@@ -330,7 +351,7 @@ def test_ctrl_c_during_the_wait_exits_130_and_the_next_run_resumes(tmp_path: Pat
         finally:
             if process.poll() is None:
                 process.kill()
-                process.wait()
+                process.communicate()
         assert process.returncode == 130, err
         assert "interrupted" in err
         assert temporaries(dest) == []

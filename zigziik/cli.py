@@ -522,7 +522,8 @@ class HarvestBars:
             message = (
                 f"{PROG}: the daily budget is spent; waiting for its reset"
                 + (f" at {when:%Y-%m-%d %H:%M:%S %Z}" if when is not None else "")
-                + f" with {event.orders} orders left (Ctrl-C stops; run again to resume)"
+                + (f" with {event.orders} orders left" if event.orders else " (listing the orders)")
+                + " (Ctrl-C stops; run again to resume)"
             )
             if self.enabled:
                 progress.console.print(message, highlight=False)
@@ -538,7 +539,8 @@ def wait_text(event: HarvestEvent) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     files = f", at least {event.files:,} pictures" if event.files else ""
-    return f"reset in {hours}:{minutes:02d}:{secs:02d}, {event.orders:,} orders left{files}"
+    left = f"{event.orders:,} orders left{files}" if event.orders else "listing the orders"
+    return f"reset in {hours}:{minutes:02d}:{secs:02d}, {left}"
 
 
 def _detail_column() -> ProgressColumn:

@@ -372,8 +372,8 @@ class _HarvestSource:
     def budget(self) -> DailyBudget | None:
         return self._client.budget
 
-    def orders(self, page_size: int) -> AsyncIterator[Order]:
-        return self._client.orders.list(take=page_size).__aiter__()
+    def orders(self, page_size: int, skip: int = 0) -> AsyncIterator[Order]:
+        return self._client.orders.list(take=page_size, skip=skip).__aiter__()
 
     async def pictures(self, order_id: str) -> OrderPictures:
         return await self._client.pictures.list(order_id)

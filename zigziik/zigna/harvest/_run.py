@@ -80,8 +80,8 @@ class HarvestSource(Protocol):
     def budget(self) -> DailyBudget | None:
         """The budget the calls count against (``None``: not tracked)."""
 
-    def orders(self, page_size: int) -> AsyncIterator[Order]:
-        """Every order, listed ``page_size`` a call."""
+    def orders(self, page_size: int, skip: int = 0) -> AsyncIterator[Order]:
+        """Every order from the ``skip``-th on, listed ``page_size`` a call."""
 
     async def pictures(self, order_id: str) -> OrderPictures:
         """One order's picture list (one call)."""
@@ -511,22 +511,28 @@ class Harvest:
         select = self.options.select
         inputs: dict[str, OrderInput] = {}
         seen: set[str] = set()
-        try:
-            async for order in self.source.orders(ORDER_PAGE_SIZE):
-                if not order.id:
-                    self.fail(None, None, "the order listing gives an order without an id")
+        received = 0  # orders the listing gave so far: where it resumes after a wait
+        while True:
+            try:
+                async for order in self.source.orders(ORDER_PAGE_SIZE, received):
+                    received += 1
+                    if not order.id:
+                        self.fail(None, None, "the order listing gives an order without an id")
+                        continue
+                    if order.id in seen:
+                        continue
+                    seen.add(order.id)
+                    if not in_shard(order.id, shard):
+                        continue
+                    if select is not None and not self.selected(select, order):
+                        continue
+                    inputs[order.id] = OrderInput(order.id, order_fingerprint(order), listed=True)
+            except Exception as exc:
+                if self.refused(exc) is not None:  # until_complete: on after the reset
+                    await self.wait_for_reset([])
                     continue
-                if order.id in seen:
-                    continue
-                seen.add(order.id)
-                if not in_shard(order.id, shard):
-                    continue
-                if select is not None and not self.selected(select, order):
-                    continue
-                inputs[order.id] = OrderInput(order.id, order_fingerprint(order), listed=True)
-        except Exception as exc:
-            self.fail(None, None, f"listing the orders failed: {_reason(exc)}")
-        return list(inputs.values())
+                self.fail(None, None, f"listing the orders failed: {_reason(exc)}")
+            return list(inputs.values())
 
     def selected(self, select: Callable[[Order], bool], order: Order) -> bool:
         try:
