@@ -23,7 +23,7 @@ __all__ = ["RESERVE", "SETTLE", "VIEW"]
 _PRELUDE = r"""
 local key = KEYS[1]
 local MAX = 9007199254740992
-local function fail(why) error({err = 'ZIGZIIK ' .. why}) end
+local function fail(why) error('ZIGZIIK ' .. why, 0) end  -- a string: Redis 6 and 7 alike
 local function int(text, what)
   if type(text) ~= 'string' or not string.match(text, '^%d+$') then
     fail('garbage: ' .. what .. ' is not a count')
