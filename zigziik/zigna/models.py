@@ -7,14 +7,12 @@ Every field of a response model is optional: a key the server leaves out becomes
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import attrs
 
-from .._checks import is_int
+from .._checks import instance_of, is_int
 from .._jsonstyle import json_model
 
 __all__ = [
@@ -197,23 +195,6 @@ def _str_list(value: object) -> list[str]:
     return items
 
 
-Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
-
-
-def _strict(kind: type, *, minimum: int | None = None) -> Validator:
-    """An ``isinstance`` check that does not let a bool pass for an int."""
-
-    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise TypeError(
-                f"{attribute.name} must be {kind.__name__}, got {type(value).__name__} {value!r}"
-            )
-        if minimum is not None and isinstance(value, int) and value < minimum:
-            raise ValueError(f"{attribute.name} must be at least {minimum}, got {value!r}")
-
-    return check
-
-
 def _contact_form(value: object) -> ContactForm:
     if not is_int(value):
         raise TypeError(f"contact_form must be a ContactForm or 0/1/2, got {value!r}")
@@ -228,7 +209,7 @@ def _contact_form(value: object) -> ContactForm:
 class NewOrderProducts:
     """The products of a new order: a package id and extra product ids."""
 
-    package_name: str = attrs.field(validator=_strict(str))
+    package_name: str = attrs.field(validator=instance_of(str))
     extra_products: list[str] = attrs.field(factory=list, converter=_str_list)
 
 
@@ -241,16 +222,16 @@ class NewOrder:
     ``created`` is optional and left out when ``None``.
     """
 
-    floors: int = attrs.field(validator=_strict(int, minimum=0))
-    products: NewOrderProducts = attrs.field(validator=_strict(NewOrderProducts))
-    realtor_wishes: str = attrs.field(default="", validator=_strict(str))
-    case_number: str = attrs.field(validator=_strict(str))
+    floors: int = attrs.field(validator=instance_of(int, minimum=0))
+    products: NewOrderProducts = attrs.field(validator=instance_of(NewOrderProducts))
+    realtor_wishes: str = attrs.field(default="", validator=instance_of(str))
+    case_number: str = attrs.field(validator=instance_of(str))
     contact_form: ContactForm = attrs.field(converter=_contact_form)
-    m2: int = attrs.field(validator=_strict(int, minimum=0))
-    seller: Seller = attrs.field(validator=_strict(Seller))
-    home_type: int = attrs.field(validator=_strict(int))
-    is_urgent: bool = attrs.field(default=False, validator=_strict(bool))
+    m2: int = attrs.field(validator=instance_of(int, minimum=0))
+    seller: Seller = attrs.field(validator=instance_of(Seller))
+    home_type: int = attrs.field(validator=instance_of(int))
+    is_urgent: bool = attrs.field(default=False, validator=instance_of(bool))
     created: datetime | None = attrs.field(
         default=None,
-        validator=attrs.validators.optional(_strict(datetime)),
+        validator=attrs.validators.optional(instance_of(datetime)),
     )

@@ -23,7 +23,7 @@ from typing import Any, Final, Literal, NewType, TypeVar
 
 import attrs
 
-from .._checks import is_int, shorten
+from .._checks import describe, instance_of, is_int
 from .._jsonstyle import json_model
 
 __all__ = [
@@ -91,22 +91,9 @@ class UnitType(enum.IntEnum):
 # -- validators ----------------------------------------------------------------------------------
 
 
-def _describe(value: object) -> str:
-    return f"{type(value).__name__} {shorten(repr(value), 60)}"
-
-
 def _optional(kind: type | tuple[type, ...], what: str) -> Any:
     """A validator: ``None`` or an instance of ``kind`` (a bool is never an int)."""
-
-    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value is None:
-            return
-        if isinstance(value, bool) and kind is not bool:
-            raise TypeError(f"{attribute.name} must be {what} or None, got {_describe(value)}")
-        if not isinstance(value, kind):
-            raise TypeError(f"{attribute.name} must be {what} or None, got {_describe(value)}")
-
-    return check
+    return instance_of(kind, what, optional=True)
 
 
 def _check_weekday(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -114,7 +101,7 @@ def _check_weekday(instance: object, attribute: attrs.Attribute[Any], value: obj
         return
     if not is_int(value) or not 1 <= value <= 7:
         raise ValueError(
-            f"{attribute.name} must be a weekday 1 (Monday) to 7 (Sunday), got {_describe(value)}"
+            f"{attribute.name} must be a weekday 1 (Monday) to 7 (Sunday), got {describe(value)}"
         )
 
 
@@ -122,7 +109,7 @@ def _check_hours(instance: object, attribute: attrs.Attribute[Any], value: objec
     if value is None:
         return
     if not isinstance(value, time):
-        raise TypeError(f"{attribute.name} must be a datetime.time, got {_describe(value)}")
+        raise TypeError(f"{attribute.name} must be a datetime.time, got {describe(value)}")
     if value.tzinfo is not None:
         raise ValueError(f"{attribute.name} must be a time without a timezone, got {value!r}")
     if value != time.max and (value.second or value.microsecond):
@@ -136,7 +123,7 @@ def _check_aware(instance: object, attribute: attrs.Attribute[Any], value: objec
     if value is None:
         return
     if not isinstance(value, datetime):
-        raise TypeError(f"{attribute.name} must be a datetime, got {_describe(value)}")
+        raise TypeError(f"{attribute.name} must be a datetime, got {describe(value)}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(
             f"{attribute.name} must be timezone-aware (the API sends unix timestamps), "
@@ -151,11 +138,11 @@ def _list_of(kind: type, what: str) -> Any:
         if value is None or isinstance(value, Unset):
             return value
         if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
-            raise TypeError(f"expected a list of {what}, got {_describe(value)}")
+            raise TypeError(f"expected a list of {what}, got {describe(value)}")
         items = list(value)
         for item in items:
             if (isinstance(item, bool) and kind is not bool) or not isinstance(item, kind):
-                raise TypeError(f"expected a list of {what}, got an item {_describe(item)}")
+                raise TypeError(f"expected a list of {what}, got an item {describe(item)}")
         return items
 
     return convert
@@ -396,7 +383,7 @@ def _check_image_kind(instance: object, attribute: attrs.Attribute[Any], value: 
 
 def _non_empty_str(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str):
-        raise TypeError(f"{attribute.name} must be a str, got {_describe(value)}")
+        raise TypeError(f"{attribute.name} must be a str, got {describe(value)}")
     if not value.strip():
         raise ValueError(f"{attribute.name} must not be empty")
 
@@ -468,7 +455,7 @@ def _check_unit_type(instance: object, attribute: attrs.Attribute[Any], value: o
         return
     raise TypeError(
         f"unit_type must be an int (0 normal, 1 group, 2 department) or a non-empty str, "
-        f"got {_describe(value)}"
+        f"got {describe(value)}"
     )
 
 
@@ -476,7 +463,7 @@ def _check_opening_hours(instance: object, attribute: attrs.Attribute[Any], valu
     if value is None or isinstance(value, Unset):
         return
     if not isinstance(value, OpeningHours):
-        raise TypeError(f"opening_hours must be an OpeningHours, got {_describe(value)}")
+        raise TypeError(f"opening_hours must be an OpeningHours, got {describe(value)}")
     for hours in value.office_hours:
         if hours.day is None or hours.start is None or hours.end is None:
             raise ValueError(f"every OfficeHours sent needs day, start and end; got {hours!r}")
@@ -497,7 +484,7 @@ def _field_validator(kind: type | tuple[type, ...], what: str) -> Any:
 
 def _check_parent(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not is_int(value):
-        raise TypeError(f"parent must be an int unit id, got {_describe(value)}")
+        raise TypeError(f"parent must be an int unit id, got {describe(value)}")
     if value < 0:
         raise ValueError(f"parent must be a unit id (>= 0), got {value}")
 
