@@ -8,6 +8,11 @@ fixture): httpx, and httpx2 where it is installed (Python 3.11 and later). Under
 client zigziik makes itself uses httpx2 (``$ZIGZIIK_HTTP_STACK``) and respx mocks httpcore2's
 pool (pytest-httpx2's ``using="httpcore2"`` mocker) besides httpcore's, for the tests' own
 ``httpx.AsyncClient`` (a caller's client stays what the test made).
+
+No silent skips: a skipped test (or a file that skips itself at import) is reported as a
+failure, and a run over a folder of tests fails when one of its ``test_*.py`` files collects
+no test. What a test needs is installed by the test command (``nox -s tests`` installs
+``.[test]``). ``--allow-skips`` turns both checks off for a local run without the extras.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Generator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -46,8 +53,20 @@ if sys.version_info >= (3, 11) and importlib.util.find_spec("httpx2") is not Non
         ]
 
 
+_SKIP_POLICY = "this suite allows no skipped test (pass --allow-skips to allow them locally)"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--allow-skips",
+        action="store_true",
+        help="report skipped tests as skipped, and allow test files that collect nothing",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_backends: run this anyio test under asyncio and trio")
+    config.stash[_COLLECTED] = set()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -92,3 +111,69 @@ def _private_budget_cache(
 def http(http_stack: str) -> Any:
     """The module of the stack under test, ``httpx`` or ``httpx2`` (for its error classes)."""
     return importlib.import_module(http_stack)
+
+
+# -- no silent skips ---------------------------------------------------------------------------
+
+_COLLECTED = pytest.StashKey[set[Path]]()
+_MISSING = pytest.StashKey[list[str]]()
+
+
+def _skip_reason(longrepr: object) -> str:
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _as_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
+    report.outcome = "failed"
+    report.longrepr = f"{_skip_reason(report.longrepr)}\n-> skipped, but {_SKIP_POLICY}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        if not item.config.getoption("--allow-skips"):
+            _as_failure(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()
+    if report.skipped and not collector.config.getoption("--allow-skips"):
+        _as_failure(report)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    item.config.stash[_COLLECTED].add(item.path.resolve())
+
+
+def _uncollected(config: pytest.Config) -> list[str]:
+    """The ``test_*.py`` files under the folders this run was given that collected nothing."""
+    collected = config.stash[_COLLECTED]
+    missing: set[Path] = set()
+    for arg in config.args:
+        folder = Path(config.invocation_params.dir, arg.split("::")[0])
+        if folder.is_dir():
+            missing.update(p for p in folder.rglob("test_*.py") if p.resolve() not in collected)
+    return sorted(str(p.relative_to(config.rootpath)) for p in missing)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if session.config.getoption("--allow-skips") or hasattr(session.config, "workerinput"):
+        return
+    missing = _uncollected(session.config)
+    if missing and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    session.config.stash[_MISSING] = missing
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    missing = terminalreporter.config.stash.get(_MISSING, [])
+    if missing:
+        terminalreporter.section("test files that collected no test", red=True)
+        for name in missing:
+            terminalreporter.line(f"{name}: no test collected; {_SKIP_POLICY}")

@@ -19,6 +19,11 @@ from typing import Any
 
 import pytest
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra installs tomli on 3.10
+    import tomli as tomllib
+
 OPTIONAL = [
     "sniffio",
     "trio",
@@ -95,7 +100,6 @@ EXTRA_OF_MODULE = {"zigziik.transports": "aiohttp", "zigziik.testing": "testing"
 
 
 def _project() -> dict[str, Any]:
-    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     return project
 
