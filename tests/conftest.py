@@ -134,9 +134,9 @@ def _as_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
 def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    if report.skipped and not hasattr(report, "wasxfail"):
-        if not item.config.getoption("--allow-skips"):
-            _as_failure(report)
+    skipped = report.skipped and not hasattr(report, "wasxfail")
+    if skipped and not item.config.getoption("--allow-skips"):
+        _as_failure(report)
 
 
 @pytest.hookimpl(hookwrapper=True)

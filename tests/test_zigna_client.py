@@ -235,6 +235,25 @@ async def test_orders_list_detects_a_cycle_of_next_links(mock: respx.MockRouter)
     assert back.call_count == 1
 
 
+async def test_orders_list_detects_a_cycle_that_misses_the_first_page(
+    mock: respx.MockRouter,
+) -> None:
+    """A -> B -> C -> B: the paginator must remember every link it followed, not only the
+    first page."""
+    mock.get("/orders", params={"skip": "0"}).respond(json=page(["1"], "/v2/orders?skip=2&take=2"))
+    b = mock.get("/orders", params={"skip": "2"}).respond(
+        json=page(["2"], "/v2/orders?take=2&skip=4")
+    )
+    c = mock.get("/orders", params={"skip": "4"}).respond(
+        json=page(["3"], "/v2/orders?take=2&skip=2")
+    )
+    async with client() as zigna:
+        with anyio.fail_after(5):
+            ids = [o.id async for o in zigna.orders.list(take=2)]
+    assert ids == ["1", "2", "3"]
+    assert (b.call_count, c.call_count) == (1, 1)
+
+
 async def test_orders_list_refuses_a_next_link_to_another_origin(mock: respx.MockRouter) -> None:
     mock.get("/orders").respond(json=page(["1"], "https://evil.example/v2/orders?skip=2"))
     async with client() as zigna:
