@@ -8,10 +8,12 @@ import os
 import stat
 import struct
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -20,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from zigziik import _extract
 from zigziik._extract import (
     CHUNK_SIZE,
     RATIO_CHECK_MIN_BYTES,
@@ -426,6 +429,37 @@ def test_symlink_inside_dest_pointing_inside_is_not_followed_either(tmp_path: Pa
     assert not (dest / "ok.jpg").exists()  # nothing written when any member is refused
 
 
+@pytest.mark.parametrize("first", [True, False], ids=["before-its-first-member", "mid-way"])
+def test_a_folder_swapped_for_a_link_after_validation_is_refused_before_writing(
+    tmp_path: Path, first: bool
+) -> None:
+    """Validation passes; then, while extracting, a folder inside dest is replaced by a link to
+    a folder outside. The re-check just before each write refuses it: nothing lands outside,
+    and the call leaves nothing of its own behind."""
+    zip_path = make_zip(
+        tmp_path / "a.zip",
+        [("a/one.txt", b"1" * (3 * CHUNK_SIZE)), ("b/two.txt", b"2"), ("b/three.txt", b"3")],
+    )
+    dest = tmp_path / "dest"
+    (dest / "b").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    calls = 0
+
+    def swap() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == (1 if first else 3):  # before "a/one.txt", or while it is written
+            (dest / "b").rmdir()
+            (dest / "b").symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(IntegrityError, match="would be written through the symbolic link 'b'"):
+        safe_extract_sync(zip_path, dest, checkpoint=swap)
+    assert calls >= 3
+    assert tree(outside) == []
+    assert tree(dest) == ["b/"] and (dest / "b").is_symlink()  # "a/" and its file removed again
+
+
 def test_symlinked_dest_itself_is_fine(tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()
@@ -644,21 +678,36 @@ async def test_timeout_on_a_large_archive_leaves_no_partial_files(tmp_path: Path
 
 
 @pytest.mark.anyio
-async def test_event_loop_is_not_blocked(tmp_path: Path) -> None:
+@pytest.mark.both_backends
+async def test_event_loop_is_not_blocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every member is written off the event loop's thread, and the loop keeps running while
+    they are: a ticker task advances between the first member's write and the last one's."""
     zip_path = big_zip(tmp_path / "big.zip", members=20, size=1024 * 1024)
+    loop_thread = threading.get_ident()
     ticks = 0
+    writes: list[tuple[int, int]] = []  # (thread, ticks so far) as each member is written
+    real_write = _extract._write_member
+
+    def write_member(*args: Any) -> str:
+        writes.append((threading.get_ident(), ticks))
+        return real_write(*args)
+
+    monkeypatch.setattr(_extract, "_write_member", write_member)
 
     async def ticker() -> None:
         nonlocal ticks
         while True:
             ticks += 1
-            await anyio.lowlevel.checkpoint()
+            await anyio.sleep(0.001)  # not a busy loop: it would starve the worker of the GIL
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(ticker)
-        await safe_extract(zip_path, tmp_path / "out")
+        await anyio.lowlevel.checkpoint()  # the ticker has started
+        result = await safe_extract(zip_path, tmp_path / "out")
         tg.cancel_scope.cancel()
-    assert ticks > 1
+    assert len(result) == 20 and len(writes) == 20
+    assert loop_thread not in {thread for thread, _ in writes}
+    assert writes[-1][1] > writes[0][1], "the event loop stood still while members were written"
 
 
 # --------------------------------------------------------------------------------------------
