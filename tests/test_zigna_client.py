@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import httpx
 import pytest
 import respx
@@ -26,6 +28,7 @@ from zigziik import (
     DecodeError,
     ExtraProduct,
     HousingType,
+    IncompleteBodyError,
     IntegrityError,
     NewOrder,
     NewOrderProducts,
@@ -43,6 +46,7 @@ from zigziik import (
     UnprocessableEntityError,
     ZignaClient,
 )
+from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
 
 KEY = "3F2504E0-4F89-11D3-9A0C-0305E82C3301"
 BASE = "https://api.zigna.dk/v2"
@@ -684,13 +688,66 @@ async def test_download_size_mismatch_raises_and_leaves_no_file(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.fixture(scope="module")
+def big_pictures() -> Iterator[tuple[FakeZigna, str]]:
+    """A loopback fake whose pictures span several MiB (the disk thread is woken per MiB)."""
+    fake = FakeZigna(orders=1, pictures_per_order=(1, 1), picture_size=6 << 20, seed=5)
+    with serve(fake.app) as origin:
+        yield fake, origin + "/v2"
+
+
 @pytest.mark.both_backends
-async def test_download_errors_leave_no_file(mock: respx.MockRouter, tmp_path: Path) -> None:
-    mock.get("/orders/7/pictures/5").respond(404)
-    async with client() as zigna:
-        with pytest.raises(NotFoundError):
-            await zigna.pictures.download("7", 5, tmp_path)
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("404", NotFoundError),
+        ("truncate", IncompleteBodyError),  # half the body, then the connection closes
+        ("reset", TransportError),  # a quarter, then an RST
+        ("longer", IncompleteBodyError),  # Content-Length 7 bytes more than the body
+        ("size", IntegrityError),  # every byte, but not the picture's size
+    ],
+)
+async def test_download_errors_leave_no_file(
+    big_pictures: tuple[FakeZigna, str], tmp_path: Path, fault: str, expected: type[Exception]
+) -> None:
+    """Failures after the temporary file was opened and written to (all but the 404, which
+    never opens one): the file is removed, nothing is left in the folder."""
+    fake, base = big_pictures
+    order_id = fake.order_ids[0]
+    (listing,) = fake.pictures(order_id)
+    size = listing["size"]
+    picture = Picture(
+        picture_id=listing["pictureID"], original_file_name=listing["originalFileName"], size=size
+    )
+    match = f"/pictures/{picture.picture_id}"
+    if fault == "404":
+        fake.faults.fail_next(1, 404, match)
+    elif fault == "truncate":
+        fake.faults.truncate_next(1, match)
+    elif fault == "reset":
+        fake.faults.reset_next(1, match)
+    elif fault == "longer":
+        fake.faults.wrong_length_next(1, match, delta=+7)
+    else:
+        picture = attrs.evolve(picture, size=size + 1)
+    received = 0
+
+    def progress(count: int) -> None:
+        nonlocal received
+        received += count
+
+    try:
+        async with ZignaClient(
+            DEMO_API_KEY, base_url=base, retry=RetryPolicy.never(), timeout=10
+        ) as zigna:
+            with pytest.raises(expected) as caught:
+                await zigna.pictures.download(order_id, picture, tmp_path, progress=progress)
+    finally:
+        fake.faults.clear()
+    assert type(caught.value) is expected
     assert list(tmp_path.iterdir()) == []
+    if fault != "404":
+        assert received >= size // 4 > 1 << 20  # written towards the temporary file
 
 
 async def test_download_into_a_file_path_is_refused(tmp_path: Path) -> None:
