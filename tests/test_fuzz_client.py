@@ -81,6 +81,7 @@ class Switchboard:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.answer = Answer(200, (), b"{}", "length")
+        self.targets: list[str] = []  # of every request, in order
 
     def set(self, answer: Answer) -> None:
         with self._lock:
@@ -89,6 +90,7 @@ class Switchboard:
     async def behaviour(self, connection: raw.Connection, request: raw.RawRequest) -> None:
         with self._lock:
             answer = self.answer
+            self.targets.append(request.target)
         await connection.send(answer.raw())
         if answer.framing == "close":
             connection.close()
@@ -409,18 +411,22 @@ def test_ziik_client_against_any_answer(
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "refused"),
     [
-        b'[{"jwt": "a.b.c", "expires": 1' + b"0" * 400 + b"}]",
-        b'[{"jwt": "a.b.c", "expires": 1e400}]',
-        b'[{"jwt": "a.b.c", "expires": "99999999999999999999999999999999"}]',
-        b'[{"jwt": "a.b.c", "expires": NaN}]',
-        b'[{"jwt": "a.b.c", "expires": -Infinity}]',
+        (b'[{"jwt": "a.b.c", "expires": 1' + b"0" * 400 + b"}]", True),
+        (b'[{"jwt": "a.b.c", "expires": 1e400}]', True),
+        (b'[{"jwt": "a.b.c", "expires": NaN}]', True),
+        (b'[{"jwt": "a.b.c", "expires": -Infinity}]', True),
+        # finite, if far away: a token that never needs renewing, like one without expiry
+        (b'[{"jwt": "a.b.c", "expires": "99999999999999999999999999999999"}]', False),
     ],
 )
 def test_a_login_answer_with_an_absurd_expiry(
-    board: tuple[Switchboard, str], tmp_path: Path, body: bytes
+    board: tuple[Switchboard, str], tmp_path: Path, body: bytes, refused: bool
 ) -> None:
+    """An expiry that is no finite unix time is refused by the login (a `DecodeError` of the
+    POST, naming ``expires``); a finite one is accepted and the call goes on (here to the
+    next answer, the same login body, which is no unit)."""
     switchboard, origin = board
     switchboard.set(Answer(200, (("Content-Type", "application/json"),), body, "length"))
 
@@ -429,36 +435,60 @@ def test_a_login_answer_with_an_absurd_expiry(
             origin + "/api", username="u", password="pw", timeout=1, retry=RETRY, http_client=http
         )
 
-    anyio.run(drive, make, ZIIK_CALLS["units.get"][1], "GET", origin, tmp_path)
+    exc = anyio.run(drive, make, ZIIK_CALLS["units.get"][1], "GET", origin, tmp_path)
+    assert type(exc) is DecodeError
+    if refused:
+        assert str(exc).startswith(f"POST {origin}/api/authenticate: ")
+        assert "expires is not finite" in str(exc)
+    else:
+        assert str(exc).startswith(f"GET {origin}/api/units/3: "), str(exc)
+        assert "expected a JSON object for Unit" in str(exc)
 
 
 @pytest.mark.parametrize(
-    "next_link",
+    ("next_link", "refused"),
     [
-        "http://[::1",
-        "/v2/orders?skip=\x00",
-        "/v2/orders\r\nX-Injected: 1",
-        "/v2/ord ers?x=1",
-        "http://127.0.0.1:notaport/v2/orders",
-        "//[bad/v2/orders",
-        "\ud800",
-        "/v2/" + "a" * 70_000,
+        ("http://[::1", True),
+        ("/v2/orders?skip=\x00", True),
+        ("/v2/orders\r\nX-Injected: 1", True),  # urllib would quietly drop the CR LF
+        ("/v2/orders?skip=\t2", True),
+        ("http://127.0.0.1:notaport/v2/orders", True),
+        ("//[bad/v2/orders", True),
+        ("\ud800", True),
+        ("/v2/" + "a" * 70_000, True),
+        ("/v2/ord ers?x=1", False),  # followed as /v2/ord%20ers?x=1, then seen again: the end
     ],
 )
 def test_a_next_link_that_is_no_url(
-    board: tuple[Switchboard, str], tmp_path: Path, next_link: str
+    board: tuple[Switchboard, str], tmp_path: Path, next_link: str, refused: bool
 ) -> None:
+    """A next link that is no URL is refused with a `DecodeError` naming the page and the
+    link; one that is only unusual is followed as it is written, percent-encoded."""
     switchboard, origin = board
     page = {"response": {"next": next_link}, "orders": [_order]}
     body = json.dumps(page).encode()
     switchboard.set(Answer(200, (("Content-Type", "application/json"),), body, "length"))
+    pages: list[int] = []
+
+    async def list_orders(client: ZignaClient, dest: Path) -> None:
+        async for page in client.orders.list(take=2).pages():
+            pages.append(len(page))
 
     def make(http: httpx.AsyncClient) -> ZignaClient:
         return ZignaClient(
             DEMO_API_KEY, base_url=origin + "/v2", timeout=TIMEOUT, retry=RETRY, http_client=http
         )
 
-    anyio.run(drive, make, ZIGNA_CALLS["orders.list"][1], "GET", origin, tmp_path)
+    exc = anyio.run(drive, make, list_orders, "GET", origin, tmp_path)
+    if refused:
+        assert type(exc) is DecodeError
+        assert str(exc).startswith(f"GET {origin}/v2/orders?take=2&skip=0: "), str(exc)
+        assert "the next link is not a usable URL: " + repr(next_link[:200]) in str(exc)
+        assert pages == [1]
+    else:
+        assert exc is None
+        assert pages == [1, 1]
+        assert switchboard.targets[-1] == "/v2/ord%20ers?x=1"
 
 
 # -- the pure core: JSON -> Ziik models ------------------------------------------------------------

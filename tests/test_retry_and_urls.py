@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zigziik import (
@@ -265,13 +266,35 @@ def test_same_origin() -> None:
     assert not same_origin("https://a.dk/x", "https://a.dk:8443/x")
 
 
-@given(st.text(max_size=80))
-def test_resolve_link_never_raises_for_relative_text(link: str) -> None:
+LINK_BASE = "https://api.zigna.dk/v2"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.text(alphabet="/?&=.:[]@%#\\ \t\r\nab1", max_size=30),
+        st.sampled_from(["//[bad/x", "http://[::1", "/v2/a\r\nb", " /v2/orders?skip=2\n"]),
+    )
+)
+def test_resolve_link_refuses_only_what_is_no_link(link: str) -> None:
+    """A `ValueError` exactly for a link with a control character inside, or one urllib
+    cannot split (bad IPv6 brackets); any other text resolves to a string, and a relative
+    link (no scheme, no ``//host``) stays on the base's origin."""
+    text = link.strip()
     try:
-        resolved = resolve_link("https://api.zigna.dk/v2", link)
+        urlsplit(text)
+        splits = True
     except ValueError:
-        return  # urllib refuses some shapes outright (e.g. bad IPv6 brackets)
-    assert isinstance(resolved, str)
+        splits = False
+    if any(ch < " " or ch == "\x7f" for ch in text) or not splits:
+        with pytest.raises(ValueError, match="control character|IPv6|port"):
+            resolve_link(LINK_BASE, link)
+        return
+    resolved = resolve_link(LINK_BASE, link)
+    assert type(resolved) is str
+    if not urlsplit(text).scheme and not text.startswith("//"):
+        assert same_origin(resolved, LINK_BASE), resolved
 
 
 def test_path_segment_encodes_and_refuses_traversal() -> None:

@@ -98,8 +98,13 @@ def resolve_link(base_url: str, link: str) -> str:
       at ``https://host/zigna/v2`` while the API still says ``/v2/...``), the overlap between
       the end of the base path and the start of the link is joined once, not twice.
     * Anything else is relative to the base URL as a folder.
+
+    A link with a control character inside is refused (`ValueError`): urllib would quietly
+    drop a tab or a line break and fetch another URL than the one the server gave.
     """
     link = link.strip()
+    if any(char < " " or char == "\x7f" for char in link):
+        raise ValueError(f"a control character in the link {link[:200]!r}")
     parts = urlsplit(link)
     if parts.scheme:
         return link
