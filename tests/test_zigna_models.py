@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import enum
 import json
+import types
+import typing
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -208,13 +212,43 @@ json_values = st.recursive(
 )
 
 
+def conforms(value: object, hint: Any) -> bool:
+    """Whether ``value`` is exactly of the type ``hint`` says (no bool for an int, no float
+    for a Decimal, no str for a datetime), through lists, unions and nested models."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(conforms(value, arm) for arm in typing.get_args(hint))
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return type(value) is list and all(conforms(v, item) for v in value)
+    if hint is type(None):
+        return value is None
+    if attrs.has(hint):
+        if type(value) is not hint:
+            return False
+        hints = typing.get_type_hints(hint)
+        return all(conforms(getattr(value, f.name), hints[f.name]) for f in attrs.fields(hint))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return type(value) is hint
+    return type(value) is hint
+
+
 @given(json_values)
 def test_any_json_gives_a_model_or_a_decode_error(value: object) -> None:
+    """Whatever the JSON, the answer is a model whose every field has its declared type
+    (an absurd value is refused, not let through), or a `DecodeError` naming the call; a
+    value that is no JSON object cannot be a model."""
     for target in (Order, OrderPictures, list[Package]):
         try:
-            structure(value, target, method="GET", url="u")
-        except DecodeError:
-            pass
+            result = structure(value, target, method="GET", url="u")
+        except DecodeError as exc:
+            assert str(exc).startswith("GET u: "), str(exc)
+            continue
+        assert conforms(result, target), (value, result)
+        if target == list[Package]:  # a bare list, an envelope, or null for none
+            assert value is None or type(value) in (list, dict), (value, result)
+        else:
+            assert type(value) is dict, (value, result)
 
 
 @pytest.mark.parametrize(
