@@ -119,12 +119,19 @@ async def test_caller_client_survives_ziik_close(ziik_base: str) -> None:
 
 async def test_caller_client_closed_by_its_owner_is_not_our_business(zigna_base: str) -> None:
     http = httpx.AsyncClient()
-    zigna = make_zigna(zigna_base, http_client=http)
+    budget = DailyBudget(10)
+    zigna = make_zigna(zigna_base, http_client=http, budget=budget)
     await http.aclose()
-    # our client is not closed (the caller closed theirs); a request fails the httpx way
+    # our client is not closed (the caller closed theirs); a request fails before anything is
+    # sent or counted, with a ZigziikError (also a RuntimeError, as httpx's own would be)
     assert not zigna.closed
-    with pytest.raises((RuntimeError, ZigziikError)):
+    with pytest.raises(ClientClosedError) as caught:
         await zigna.orders.get("x")
+    assert type(caught.value) is ClientClosedError and isinstance(caught.value, RuntimeError)
+    assert f"GET {zigna_base}/orders/x: " in str(caught.value)
+    assert "the httpx client passed as http_client was closed by its owner" in str(caught.value)
+    assert budget.used == 0
+    assert not zigna.closed
     await zigna.aclose()
 
 

@@ -259,6 +259,11 @@ class Transport:
         if loop is not self._loop:  # the first request, or another event loop
             self._bind(loop)
         method = method.upper()
+        if self._client.is_closed:  # a caller's client, closed by its owner
+            raise ClientClosedError(
+                f"{method} {with_params(url, params)}: the httpx client passed as "
+                "http_client was closed by its owner"
+            )
         content = None
         base_headers = self._per_request_headers.copy()
         if accept != JSON:
