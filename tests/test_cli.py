@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -180,10 +181,25 @@ def test_harvest_prints_a_summary_and_exits_0(
     assert f"{zigna.picture_count}" in out
     assert len(picture_files(dest)) == zigna.picture_count
     assert "Traceback" not in err
-    # Again: everything is skipped, still exit 0.
+    assert summary_value(out, "Files written") == zigna.picture_count
+    assert summary_value(out, "Files skipped") == 0
+    assert summary_value(out, "Failed") == 0
+    written = {p: p.stat().st_mtime_ns for p in picture_files(dest)}
+    # Again: everything is skipped (no file written again), still exit 0.
     status, out, _ = run(capsys, "harvest", str(dest))
     assert status == 0
-    assert "Files skipped" in out
+    assert summary_value(out, "Files written") == 0
+    assert summary_value(out, "Files skipped") == zigna.picture_count
+    assert summary_value(out, "Failed") == 0
+    assert {p: p.stat().st_mtime_ns for p in picture_files(dest)} == written
+
+
+def summary_value(out: str, label: str) -> int:
+    """The number in the summary table's row ``label``."""
+    (row,) = [line for line in out.splitlines() if f" {label} " in line]
+    match = re.search(rf"{label}\W+(\d[\d,]*)", row)
+    assert match, row
+    return int(match.group(1).replace(",", ""))
 
 
 @pytest.mark.parametrize("transport", ["httpx", "aiohttp", "auto"])
