@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from zigziik import (
@@ -355,34 +355,74 @@ async def test_closing_while_tasks_wait_for_answers_ends_them_with_a_zigziik_err
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
 
+# "reserve": a request is reserved (and sent if granted); "answer": the oldest one in flight
+# reaches the server and its answer is settled; "fail": one in flight fails unanswered (a
+# connect error: the server never counts it).
+STEP = st.sampled_from(["reserve", "reserve", "answer", "fail"])
+
+
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(
     cap=st.integers(1, 40),
     server_limit=st.integers(1, 5000),
-    server_used=st.integers(0, 5000),
-    reset_after=st.sampled_from([None, 30.0, 3600.0, 86_400.0]),
-    steps=st.lists(st.booleans(), max_size=200),
+    server_used=st.one_of(st.integers(0, 5000), st.integers(0, 3)),
+    reset_after=st.sampled_from([None, 30.0, 3600.0, 21_600.0, 21_630.0, 86_400.0]),
+    with_remaining=st.booleans(),
+    steps=st.lists(STEP, max_size=200),
 )
+# A fresh server window (the server's Reset is later than the local guess of midnight) with a
+# cap far below the server's limit: the ledger keeps its own count, not the server's.
+@example(5, 2000, 0, 86_400.0, True, ["reserve"] * 3 + ["answer"] * 3 + ["reserve"] * 4)
+@example(5, 2000, 1990, 86_400.0, True, ["reserve", "answer"] * 6)
+@example(5, 2000, 0, 86_400.0, False, ["reserve"] * 4 + ["answer", "fail", "reserve"] * 3)
+# The server's window is the one we guessed (its end within the tolerance): calls that
+# failed unanswered still count locally.
+@example(3, 2000, 0, 21_600.0, True, ["reserve", "fail"] * 3 + ["reserve", "answer"] * 3)
+@example(3, 2000, 0, 21_630.0, True, ["reserve", "fail"] * 3 + ["reserve", "answer"] * 3)
+# The server has fewer calls left than the cap, several requests in flight at each answer.
+@example(25, 100, 90, 3600.0, True, ["reserve"] * 5 + ["answer", "reserve", "reserve"] * 8)
+@example(25, 2000, 1995, None, True, ["reserve"] * 3 + ["answer", "reserve"] * 6)
 def test_the_ledger_never_grants_more_than_its_cap_or_the_servers_remaining(
-    cap: int, server_limit: int, server_used: int, reset_after: float | None, steps: list[bool]
+    cap: int,
+    server_limit: int,
+    server_used: int,
+    reset_after: float | None,
+    with_remaining: bool,
+    steps: list[str],
 ) -> None:
-    """Reservations and answers interleaved in any order, within one server window (whose end
-    may be later or earlier than the local guess of midnight): never more calls than the cap
-    allows, nor more than the server had left."""
+    """Reservations, answers and unanswered failures interleaved in any order, within one
+    server window (whose end may be later or earlier than the local guess of midnight):
+    never more calls than the cap allows; once the server has answered, never a call more
+    than it has left; and a refusal only when one of the two is spent."""
     ledger = BudgetLedger(limit=cap, reset_at=T0 + timedelta(hours=6), cap=cap)
-    counted = min(server_used, server_limit)  # the server's count, other clients included
-    granted = in_flight = 0
-    for reserve in steps:
-        if reserve:
+    start = min(server_used, server_limit)  # the server's count, other clients included
+    counted = start
+    granted = in_flight = blind = 0
+    last_remaining: int | None = None  # in the server's last answer that carried it
+    for step in steps:
+        if step == "reserve":
             ledger, ok = ledger.reserve()
             if ok:
                 granted += 1
                 in_flight += 1
+                blind += last_remaining is None
+            else:
+                server_spent = last_remaining is not None and last_remaining - in_flight <= 0
+                assert granted >= min(cap, server_limit) or server_spent, (granted, in_flight)
         elif in_flight:
             in_flight -= 1
-            counted += 1
-            rate_limit = RateLimit(server_limit, max(0, server_limit - counted), reset_after)
+            if step == "answer":
+                counted += 1
+                remaining = max(0, server_limit - counted)
+                if with_remaining:
+                    last_remaining = remaining
+                rate_limit = RateLimit(
+                    server_limit, remaining if with_remaining else None, reset_after
+                )
+            else:
+                rate_limit = None
             ledger = ledger.settle(rate_limit, T0)
     assert granted <= cap
-    assert counted - min(server_used, server_limit) == granted - in_flight
-    assert counted <= max(server_limit, min(server_used, server_limit) + cap)
+    assert counted - start <= granted - in_flight
+    if with_remaining:
+        assert start + granted <= max(server_limit, start + blind)

@@ -242,7 +242,7 @@ def test_any_json_gives_a_model_or_a_decode_error(value: object) -> None:
         try:
             result = structure(value, target, method="GET", url="u")
         except DecodeError as exc:
-            assert str(exc).startswith("GET u: "), str(exc)
+            assert str(exc).startswith("GET u: "), str(exc)  # noqa: PT017
             continue
         assert conforms(result, target), (value, result)
         if target == list[Package]:  # a bare list, an envelope, or null for none

@@ -161,7 +161,7 @@ if s_limit ~= nil or s_remaining ~= nil or s_reset ~= nil then
   if s_reset ~= nil then
     reset_at = now + s_reset
     if reset_at > b_reset + 60000 then
-      used = in_flight
+      used = math.min(b_used, in_flight + 1)  -- this answer: in its window
       if s_remaining ~= nil then
         local server_limit = s_limit ~= nil and s_limit or limit
         local counted = math.max(0, server_limit - s_remaining) + in_flight

@@ -188,8 +188,8 @@ class BudgetLedger:
                 # The server's window ends later than we thought: it started a new one, or
                 # our guess (local midnight) was wrong. Of our count, keep what the server
                 # has counted in its window, plus ours it has not answered yet; without
-                # its Remaining, only the calls still in flight.
-                used = in_flight
+                # its Remaining, this answer's call and those still in flight.
+                used = min(self.used, in_flight + 1)  # this answer: in its window
                 if rate_limit.remaining is not None:
                     server_limit = rate_limit.limit if rate_limit.limit is not None else limit
                     counted = max(0, server_limit - rate_limit.remaining) + in_flight
