@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -123,22 +125,71 @@ async def test_thousands_of_tasks_never_exceed_a_small_budget(
     assert (budget.used, budget.remaining, budget.in_flight) == (LIMIT, 0, 0)
 
 
+class HoldAnswers:
+    """ASGI middleware: the answers to the requests that arrive ``hold``-th (0-based) wait
+    until `release` is set; the app below has already counted them."""
+
+    def __init__(self, app: Any, hold: set[int]) -> None:
+        self.app = app
+        self.hold = hold
+        self.arrived = 0
+        self.held = 0
+        self.release = threading.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        index = self.arrived  # the server's event loop runs one request at a time here
+        self.arrived += 1
+        if index not in self.hold:
+            await self.app(scope, receive, send)
+            return
+
+        async def held_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.held += 1
+                while not self.release.is_set():  # noqa: ASYNC110 - set from another thread
+                    await asyncio.sleep(0.002)
+            await send(message)
+
+        await self.app(scope, receive, held_send)
+
+
 @pytest.mark.anyio
 @pytest.mark.both_backends
-async def test_the_servers_lower_remaining_wins_under_concurrency(
-    zigna_fake: tuple[FakeZigna, str],
-) -> None:
-    fake, base = zigna_fake
+async def test_the_servers_lower_remaining_wins_under_concurrency() -> None:
+    """The server has 10 calls left, the local budget 25. Five requests go out at once; the
+    server counts all five and answers one (``Remaining: 9``, counted when it arrived), the
+    other four answers are held. Of the 9, four are those still in flight: a burst of 3,000
+    tasks then gets exactly 5 calls, and the server never refuses one."""
+    fake = FakeZigna(orders=3, pictures_per_order=(1, 1), picture_size=1000)
     fake.set_budget(remaining=10)
+    held = HoldAnswers(fake.app, hold={1, 2, 3, 4})
     ids = fake.order_ids
     budget = DailyBudget(LIMIT)
-    with anyio.fail_after(20):
-        async with client(base, budget=budget) as zigna:
-            await zigna.orders.get(ids[0])  # the server says: 9 left
-            assert budget.remaining == 9
-            outcomes = await run_all(TASKS, lambda i: zigna.orders.get(ids[i % len(ids)]))
+    outcomes: list[object] = []
+    with serve(held) as origin, anyio.fail_after(20):
+        async with client(origin + "/v2", budget=budget) as zigna:
+            first: list[object] = []
+
+            async def wave() -> None:
+                first.extend(await run_all(5, lambda i: zigna.orders.get(ids[i % len(ids)])))
+
+            try:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(wave)
+                    while held.held < 4 or budget.in_flight > 4:  # noqa: ASYNC110
+                        await anyio.sleep(0.002)
+                    assert (fake.calls, budget.in_flight) == (5, 4)
+                    assert budget.remaining == 5  # 9 the server said, less the 4 still out
+                    outcomes = await run_all(TASKS, lambda i: zigna.orders.get(ids[i % len(ids)]))
+                    held.release.set()
+            finally:
+                held.release.set()
+            outcomes += first
     assert fake.calls == 10 and fake.rejected == 0
-    assert kinds(outcomes) == {"Order": 9, "BudgetExhaustedError": TASKS - 9}
+    assert kinds(outcomes) == {"Order": 10, "BudgetExhaustedError": TASKS + 5 - 10}
     assert budget.remaining == 0 and budget.in_flight == 0
 
 
