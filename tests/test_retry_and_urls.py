@@ -128,6 +128,58 @@ def test_retry_after_forms() -> None:
         assert parse_retry_after(garbage, now) is None
 
 
+def test_retry_after_edges() -> None:
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=timezone.utc)
+    assert parse_retry_after("0") == 0.0 and parse_retry_after("0.0") == 0.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after("99999999999999") == 1e9  # clamped: a billion seconds at most
+    assert parse_retry_after("1000000000") == 1e9 and parse_retry_after("999999999") == 999999999
+    for not_ascii in ("\u0663", "\uff11\uff12", "\u0663.5"):  # Arabic-Indic 3, full-width 12
+        assert parse_retry_after(not_ascii, now) is None, not_ascii
+    # "-0000" is RFC 5322's "no zone information": naive, taken as UTC (never a TypeError)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 -0000", now) == 30.0
+    assert parse_retry_after("Wed, 21 Oct 2015 09:28:30 +0200", now) == 30.0
+    # without ``now``: the current time, aware (a date long past waits nothing)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT") == 0.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 -0000") == 0.0
+
+
+def test_policy_bounds_are_inclusive() -> None:
+    policy = RetryPolicy(max_server_wait=5.0, jitter=False)
+    assert policy.delay_for(1, "GET", status(429, retry_after=5)) == 5
+    assert policy.delay_for(1, "GET", status(429, retry_after=0.25)) == 0.25
+    assert policy.delay_for(1, "GET", status(429, retry_after=0)) == 0
+    assert policy.delay_for(1, "GET", status(503, retry_after=5)) == 5
+    assert policy.delay_for(1, "GET", status(503, retry_after=5.01)) is None
+    zero = RetryPolicy(base_delay=0, max_delay=0, max_server_wait=0)  # zero is allowed
+    assert zero.backoff(3) == 0.0
+    assert zero.delay_for(1, "GET", status(429, retry_after=0)) == 0
+
+
+def test_jitter_scales_the_delay() -> None:
+    assert RetryPolicy(base_delay=2.0, random=lambda: 0.0).backoff(2) == 2.0  # 4 s, halved
+    assert RetryPolicy(base_delay=2.0, random=lambda: 0.5).backoff(1) == 1.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"max_attempts": 2.0}, TypeError, "max_attempts must be an int, got 2.0"),
+        ({"max_attempts": True}, TypeError, "max_attempts must be an int, got True"),
+        ({"max_attempts": "3"}, TypeError, "max_attempts must be an int, got '3'"),
+        ({"base_delay": -0.1}, ValueError, "base_delay must be a non-negative number"),
+        ({"max_delay": float("nan")}, ValueError, "max_delay must be a non-negative number"),
+        ({"max_server_wait": -1}, ValueError, "max_server_wait must be a non-negative number"),
+    ],
+)
+def test_bad_policy_arguments_are_named(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
 @given(st.text(max_size=40))
 def test_retry_after_never_raises(text: str) -> None:
     value = parse_retry_after(text)
