@@ -252,11 +252,13 @@ async def test_sqlite_garbage_fails_closed(tmp_path: Path, served: tuple[FakeZig
     path = tmp_path / "budget.db"
     store = SqliteBudgetStore(path)
     await DailyBudget(store=store, scope=key_scope(DEMO_API_KEY)).snapshot()  # creates the table
-    with sqlite3.connect(path) as raw:
+    raw = sqlite3.connect(path)
+    with raw:  # commits; only close() closes (Python 3.13 warns about a connection left open)
         raw.execute(
             "INSERT INTO zigziik_budget_v1 VALUES (?, 'lots', 0, 0, NULL, '{}')",
             (key_scope(DEMO_API_KEY),),
         )
+    raw.close()
     error = await client_call_fails_closed(store, served)
     assert "garbage" in str(error) and str(path) in str(error)
     await store.aclose()
