@@ -27,7 +27,7 @@ nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = ON_CI
 nox.options.download_python = "never"  # only what is installed; this network has no Pythons
 
-SOURCES = ["zigziik", "tests", "benchmarks", "examples", "noxfile.py"]
+SOURCES = ["zigziik", "tests", "benchmarks", "examples", "mutation", "noxfile.py"]
 
 
 def _runs(python: str) -> bool:

@@ -150,7 +150,9 @@ def mutmut(work: Path, *args: str, log: Path | None = None) -> subprocess.Comple
     if log is None:
         return subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     with log.open("w") as out:
-        return subprocess.run(command, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        return subprocess.run(
+            command, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
 
 
 def mutated_line(work: Path, mutant: str) -> str:
