@@ -109,6 +109,15 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the guarantee modules (mutmut 3): at least 90 % of each module's
+    mutants must be killed. ``-- --changed`` only the modules that differ from main,
+    ``-- zigziik/retry.py`` the named ones. Runs niced; mutation/run.py says more."""
+    session.install("-e", ".[test]", "mutmut==3.8.1", "tomli>=2; python_version < '3.11'")
+    session.run("python", "mutation/run.py", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks, side by side with hand-written httpx and aiohttp (``-- --quick``).
 

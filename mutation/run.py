@@ -68,7 +68,11 @@ MODULES: dict[str, list[str]] = {
     "zigziik/_diskwriter.py": ["tests/test_diskwriter.py", "tests/test_download.py"],
     "zigziik/_filenames.py": ["tests/test_filenames.py"],
     "zigziik/zigna/harvest/_plan.py": ["tests/test_harvest_plan.py"],
-    "zigziik/zigna/harvest/_manifest.py": ["tests/test_harvest_plan.py", "tests/test_harvest.py"],
+    "zigziik/zigna/harvest/_manifest.py": [
+        "tests/test_harvest_plan.py",
+        "tests/test_harvest.py",
+        "tests/test_harvest_scale.py::test_a_migrated_json_manifest_resumes_with_no_call_on_what_it_records",
+    ],
 }
 
 KILLED = {"killed", "timeout", "segfault"}
@@ -222,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"not a guarantee module: {', '.join(unknown)} (see MODULES)")
+    if hasattr(os, "nice"):
+        os.nice(10)  # a long CPU job on machines others share
     modules = args.modules or (changed_modules() if args.changed else list(MODULES))
     if not modules:
         print("no guarantee module changed; nothing to mutate")

@@ -501,3 +501,52 @@ def test_the_plain_ascii_fast_path_agrees_with_every_rule(monkeypatch: pytest.Mo
     monkeypatch.setattr(_filenames, "_PLAIN_NAME_RE", Never())
     slow = {(n, d): _filenames._clean(n, defuse_reserved=d) for n in names for d in (True, False)}
     assert fast == slow
+
+
+# --------------------------------------------------------------------------------------------
+# Edges the properties above reach only by chance (each found by a surviving mutant)
+
+
+def test_paragraph_and_line_separators_become_underscores() -> None:
+    assert sanitize_component("a\u2029b\u2028c") == "a_b_c"
+    assert picture_file_name(1, "x\u2029y.jpg") == "1-x_y.jpg"
+
+
+def test_an_id_with_a_lone_surrogate_is_escaped_not_refused() -> None:
+    assert picture_file_name("\ud800", None) == "_ed_a0_80"
+    assert picture_file_name("a\udcffb", "x.jpg") == "a_ed_b3_bfb-x.jpg"
+    long_id = "\ud800" * 20  # over the direct encoding's bound: hashed, from its raw bytes
+    hashed = picture_file_name(long_id, None)
+    assert hashed.startswith("_h") and len(hashed) == 34
+    assert picture_file_name("\udc00" * 20, None) != hashed
+
+
+def test_the_id_is_encoded_directly_up_to_40_bytes_then_hashed() -> None:
+    assert picture_file_name("a" * 40, None) == "a" * 40
+    longer = picture_file_name("a" * 41, None)
+    assert longer.startswith("_h") and len(longer) == 34
+    assert picture_file_name("_" * 10, None) == "_5f" * 10  # 30 bytes, kept
+
+
+@pytest.mark.parametrize("wrong", [1.5, None, b"7", True])
+def test_a_picture_id_of_another_type_is_a_type_error_naming_it(wrong: object) -> None:
+    with pytest.raises(TypeError) as caught:
+        picture_file_name(wrong, None)  # type: ignore[arg-type]
+    assert str(caught.value) == f"picture_id must be an int or a str, not {type(wrong).__name__}"
+
+
+def test_cut_utf8_keeps_the_longest_prefix_on_a_character_boundary() -> None:
+    from zigziik._filenames import _cut_utf8
+
+    assert _cut_utf8("ab", 0) == "" and _cut_utf8("ab", -1) == ""
+    assert _cut_utf8("ab", 1) == "a" and _cut_utf8("ab", 2) == "ab"
+    assert _cut_utf8("\u00e9a", 1) == "" and _cut_utf8("\u00e9a", 2) == "\u00e9"
+
+
+def test_rstrip_dots_and_spaces_can_strip_everything() -> None:
+    from zigziik._filenames import _rstrip_dots_and_spaces
+
+    assert _rstrip_dots_and_spaces("...") == ""
+    assert _rstrip_dots_and_spaces(". ") == ""
+    assert _rstrip_dots_and_spaces("a. .") == "a"
+    assert _rstrip_dots_and_spaces("") == ""
