@@ -53,6 +53,7 @@ MODULES: dict[str, list[str]] = {
     "zigziik/_redis_store.py": ["tests/test_budget_stores.py"],
     "zigziik/retry.py": ["tests/test_retry_and_urls.py"],
     "zigziik/pagination.py": [
+        "tests/test_pagination.py",
         "tests/test_zigna_client.py",
         "tests/test_ziik_client.py",
         "tests/test_fuzz_client.py::test_a_paginator_follows_only_same_origin_links_whatever_the_text",
