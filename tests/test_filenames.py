@@ -550,3 +550,56 @@ def test_rstrip_dots_and_spaces_can_strip_everything() -> None:
     assert _rstrip_dots_and_spaces(". ") == ""
     assert _rstrip_dots_and_spaces("a. .") == "a"
     assert _rstrip_dots_and_spaces("") == ""
+
+
+def test_truncate_at_its_limits() -> None:
+    from zigziik._filenames import _truncate
+
+    assert _truncate("abcdef.jpg", 8) == "abcd.jpg"  # a stem of 4 bytes still keeps the extension
+    assert _truncate("abcdef.jpg", 7) == "abcdef"  # a stem of 3 would be too short: cut whole
+    assert _truncate("ab. ", 4) == "ab. "  # what fits is left alone, even its dots and spaces
+
+
+def test_the_media_type_is_before_the_first_semicolon() -> None:
+    assert extension_for_content_type("image/jpeg; charset=x; q=1") == ".jpg"
+    assert extension_for_content_type("IMAGE/PNG ;x") == ".png"
+
+
+def test_unlisted_media_types_fall_back_to_mimetypes_non_strict_lowercased(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mimetypes
+
+    def guess(media_type: str, strict: bool = True) -> str | None:
+        known = {"image/x-zz": ".ZZT", "video/x-zz": ".exe-ish", "text/x-zz": ".txt"}
+        return None if strict else known.get(media_type)
+
+    monkeypatch.setattr(mimetypes, "guess_extension", guess)
+    assert extension_for_content_type("image/x-zz") == ".zzt"
+    assert extension_for_content_type("video/x-zz") == ".bin"  # not a short safe extension
+    assert extension_for_content_type("text/x-zz") == ".bin"  # only media types fall back
+    assert extension_for_content_type("audio/x-none") == ".bin"
+
+
+def test_reserved_names_ignore_trailing_spaces_only() -> None:
+    assert is_reserved_name("CON  ") and is_reserved_name("nul .txt")
+    assert not is_reserved_name("CON\u00a0") and not is_reserved_name("AUX\t")
+
+
+def test_temporary_names_are_reseeded_in_a_forked_child() -> None:
+    from zigziik import _filenames
+
+    state = _filenames._temporary_random.getstate()
+    _filenames._reseed_after_fork()
+    assert _filenames._temporary_random.getstate() != state
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next name, then out without cleanup
+        os.write(write, temporary_name("x").encode())
+        os._exit(0)
+    os.close(write)
+    mine = temporary_name("x")
+    with os.fdopen(read, "rb") as pipe:
+        theirs = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert theirs.startswith(".x.") and theirs != mine
