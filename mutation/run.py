@@ -60,7 +60,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_fuzz_client.py::test_a_next_link_that_is_no_url",
     ],
     "zigziik/_extract.py": ["tests/test_extract.py"],
-    "zigziik/_redact.py": ["tests/test_secrets.py"],
+    "zigziik/_redact.py": ["tests/test_redact.py", "tests/test_secrets.py"],
     "zigziik/download.py": [
         "tests/test_download.py",
         "tests/test_zigna_client.py",
