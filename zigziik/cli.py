@@ -19,6 +19,7 @@ dependencies (``pip install 'zigziik[demo]'``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
@@ -1089,7 +1090,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _logging_to_stderr(args.verbose):
             return int(handler(args))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # On Python 3.10, anyio's asyncio runner turns Ctrl-C into a CancelledError of the
+        # main task (3.11's asyncio.Runner raises KeyboardInterrupt): nothing else cancels it.
         resume = " (run the same command again to resume)" if args.command != "orders" else ""
         _error(f"interrupted{resume}")
         return EXIT_INTERRUPTED
