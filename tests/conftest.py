@@ -13,6 +13,9 @@ No silent skips: a skipped test (or a file that skips itself at import) is repor
 failure, and a run over a folder of tests fails when one of its ``test_*.py`` files collects
 no test. What a test needs is installed by the test command (``nox -s tests`` installs
 ``.[test]``). ``--allow-skips`` turns both checks off for a local run without the extras.
+A test of a feature that needs a newer Python than the one running (httpx2 needs 3.11) is
+marked ``@pytest.mark.needs_python((3, 11))``: on an older Python it is deselected, and the
+run says how many (CI runs the suite on 3.13 too, where they run).
 """
 
 from __future__ import annotations
@@ -66,7 +69,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_backends: run this anyio test under asyncio and trio")
+    config.addinivalue_line(
+        "markers", "needs_python(version): deselected (not skipped) on an older Python"
+    )
     config.stash[_COLLECTED] = set()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    too_new = [
+        item
+        for item in items
+        if (mark := item.get_closest_marker("needs_python")) and sys.version_info < mark.args[0]
+    ]
+    if too_new:
+        config.hook.pytest_deselected(items=too_new)
+        items[:] = [item for item in items if item not in too_new]
+        config.stash[_TOO_NEW] = len(too_new)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -117,6 +135,7 @@ def http(http_stack: str) -> Any:
 
 _COLLECTED = pytest.StashKey[set[Path]]()
 _MISSING = pytest.StashKey[list[str]]()
+_TOO_NEW = pytest.StashKey[int]()
 
 
 def _skip_reason(longrepr: object) -> str:
@@ -172,6 +191,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    too_new = terminalreporter.config.stash.get(_TOO_NEW, 0)
+    if too_new:
+        version = ".".join(map(str, sys.version_info[:2]))
+        terminalreporter.line(
+            f"{too_new} tests need a newer Python than {version} (needs_python): deselected"
+        )
     missing = terminalreporter.config.stash.get(_MISSING, [])
     if missing:
         terminalreporter.section("test files that collected no test", red=True)

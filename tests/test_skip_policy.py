@@ -32,6 +32,13 @@ FILES = {
             pass
         """,
     "test_collects_nothing.py": "def helper():\n    return 1\n",
+    "test_needs_python.py": """
+        import pytest
+
+        @pytest.mark.needs_python((99, 0))
+        def test_of_the_future():
+            raise AssertionError("never runs here")
+        """,
 }
 
 
@@ -91,3 +98,16 @@ def test_allow_skips_reports_skips_as_skips(tmp_path: Path) -> None:
     assert done.returncode == pytest.ExitCode.OK, out
     assert "1 passed, 3 skipped" in out.splitlines()[-1], out
     assert "no test collected" not in out
+
+
+def test_a_test_for_a_newer_python_is_deselected_and_counted_not_skipped(tmp_path: Path) -> None:
+    done = run_suite(
+        tmp_path,
+        ["test_passes.py", "test_needs_python.py"],
+        "tests/test_passes.py",
+        "tests/test_needs_python.py",
+    )
+    out = done.stdout
+    assert done.returncode == pytest.ExitCode.OK, out
+    assert "1 passed, 1 deselected" in out.splitlines()[-1], out
+    assert "1 tests need a newer Python than" in out

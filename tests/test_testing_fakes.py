@@ -131,7 +131,8 @@ def test_exit_does_not_wait_for_a_stalled_request(caplog: pytest.LogCaptureFixtu
 
 @pytest.mark.anyio
 async def test_serve_tls(tmp_path: Path) -> None:
-    trustme = pytest.importorskip("trustme")
+    import trustme  # in the test extra
+
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     pem = tmp_path / "server.pem"
