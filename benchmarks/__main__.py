@@ -64,7 +64,7 @@ def _plan(args: argparse.Namespace, servers: Servers) -> dict[str, Callable[[], 
     rounds = args.rounds or (2 if quick else 5)
     return {
         "calls": lambda: bench_calls.run(servers, rounds, 50 if quick else 400),
-        "cpu": lambda: bench_calls.run_cpu(servers, rounds, 100 if quick else 1000),
+        "cpu": lambda: bench_calls.run_cpu(servers, rounds, 30 if quick else 1000),
         "budget": lambda: bench_budget.run(servers, rounds, 50 if quick else 400),
         "listing": lambda: bench_listing.run(servers, rounds),
         "harvest": lambda: bench_harvest.run(servers, rounds),
