@@ -780,3 +780,43 @@ def test_any_archive_is_refused_cleanly_or_extracted_inside(
             assert os.path.commonpath([real_dest, os.path.realpath(path)]) == real_dest
             assert path.read_bytes() == data
             assert ".." not in name.replace("\\", "/").split("/")
+
+
+# --------------------------------------------------------------------------------------------
+# Edges found by surviving mutants
+
+
+def test_temporary_files_are_written_in_the_members_own_folder(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "a.zip", [("sub/one.txt", b"1" * (3 * CHUNK_SIZE))])
+    dest = tmp_path / "dest"
+    seen: list[list[str] | None] = []
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    cwd = os.getcwd()
+    os.chdir(elsewhere)
+    try:
+        safe_extract_sync(zip_path, dest, checkpoint=lambda: seen.append(tree(dest / "sub")))
+    finally:
+        os.chdir(cwd)
+    partials = {name for names in seen if names for name in names if name.endswith(".part")}
+    assert partials, seen  # the member was written through a temporary file in sub/
+    assert tree(elsewhere) == []
+    assert tree(dest) == ["sub/", "sub/one.txt"]
+
+
+def test_explicit_empty_directories_are_created(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "a.zip", [("empty/", b""), ("deep/er/", b""), ("f.txt", b"x")])
+    safe_extract_sync(zip_path, tmp_path / "dest")
+    assert tree(tmp_path / "dest") == ["deep/", "deep/er/", "empty/", "f.txt"]
+
+
+def test_the_smallest_limits_are_allowed(tmp_path: Path) -> None:
+    empty_files = make_zip(tmp_path / "a.zip", [("a.txt", b""), ("b.txt", b"")])
+    assert len(safe_extract_sync(empty_files, tmp_path / "d1", max_total_bytes=0)) == 2
+    nothing = make_zip(tmp_path / "n.zip", [])
+    assert safe_extract_sync(nothing, tmp_path / "d2", max_members=0) == []
+    assert len(safe_extract_sync(empty_files, tmp_path / "d3", max_ratio=0.5)) == 2
+    with pytest.raises(ValueError, match="^max_ratio must be positive$"):
+        safe_extract_sync(empty_files, tmp_path / "d4", max_ratio=0)
+    with pytest.raises(ValueError, match="^max_total_bytes and max_members must not be negative$"):
+        safe_extract_sync(empty_files, tmp_path / "d5", max_members=-1)
