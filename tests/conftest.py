@@ -45,6 +45,10 @@ if sys.version_info >= (3, 11) and importlib.util.find_spec("httpx2") is not Non
     STACKS.append("httpx2")
     from pytest_httpx2._plugin import HTTPCore2Mocker
 
+# Defined once per process: a second import of this conftest (mutmut runs pytest twice in one
+# process) must not register the mocker's name again.
+if "httpx2" in STACKS and "httpcore+httpcore2" not in respx.mocks.Mocker.registry:
+
     class _BothCoresMocker(respx.mocks.HTTPCoreMocker):
         """respx's httpcore mocker over both pools: under the httpx2 stack a test's own
         ``httpx.AsyncClient`` (a caller's client) is still mocked."""
