@@ -746,7 +746,9 @@ async def test_download_errors_leave_no_file(
         fake.faults.clear()
     assert type(caught.value) is expected
     assert list(tmp_path.iterdir()) == []
-    if fault != "404":
+    if fault == "reset":  # an RST may discard some of the quarter that was sent
+        assert received > 0
+    elif fault != "404":
         assert received >= size // 4 > 1 << 20  # written towards the temporary file
 
 
