@@ -68,7 +68,11 @@ MODULES: dict[str, list[str]] = {
     ],
     "zigziik/_diskwriter.py": ["tests/test_diskwriter.py", "tests/test_download.py"],
     "zigziik/_filenames.py": ["tests/test_filenames.py"],
-    "zigziik/zigna/harvest/_plan.py": ["tests/test_harvest_plan.py"],
+    "zigziik/zigna/harvest/_plan.py": [
+        "tests/test_harvest_plan.py",
+        "tests/test_harvest_scale.py::test_shard_of_is_stable_and_spreads",
+        "tests/test_harvest_scale.py::test_estimate_counts_complete_orders_as_free",
+    ],
     "zigziik/zigna/harvest/_manifest.py": [
         "tests/test_harvest_plan.py",
         "tests/test_harvest.py",
