@@ -281,7 +281,6 @@ async def _receive_small(
     progress: Progress | None,
 ) -> ReceivedFile:
     """A body of at most `INLINE_BYTES`: received into memory, checked, then written at once."""
-    url = str(response.request.url)
     plain = plain_body(response)
     raw = plain is not None
     chunks_in = plain if plain is not None else response.aiter_bytes()
@@ -301,7 +300,8 @@ async def _receive_small(
         got = received if raw else response.num_bytes_downloaded
         if got < declared:
             raise IncompleteBodyError(
-                f"GET {url}: the connection ended after {got} of {declared} bytes (Content-Length)"
+                f"GET {response.request.url}: the connection ended after {got} of "
+                f"{declared} bytes (Content-Length)"
             ) from exc
         raise
     if raw:
@@ -309,11 +309,11 @@ async def _receive_small(
     got = received if raw else response.num_bytes_downloaded
     if got != declared:
         raise IncompleteBodyError(
-            f"GET {url}: received {got} bytes, Content-Length said {declared}"
+            f"GET {response.request.url}: received {got} bytes, Content-Length said {declared}"
         )
     if expected_size is not None and received != expected_size:
         raise IntegrityError(
-            f"GET {url}: received {received} bytes, the picture's size is "
+            f"GET {response.request.url}: received {received} bytes, the picture's size is "
             f"{expected_size}; not saved as {final.name}"
         )
     written = _write_new_file(dest_dir / temporary_name(final.name), chunks or [b""])

@@ -709,7 +709,10 @@ class Harvest:
             self.written += 1
             self.bytes += size
             self.record(("file", order_id, str(picture_id), path.name, size))
-            self.emit(HarvestEvent("file", order_id, picture_id, files=1, bytes=size, path=path))
+            if self.progress is not None:  # no event made when nobody listens
+                self.emit(
+                    HarvestEvent("file", order_id, picture_id, files=1, bytes=size, path=path)
+                )
         except BaseException:
             state.ok = False  # cancelled: the order is not complete
             raise
