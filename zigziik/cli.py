@@ -593,6 +593,16 @@ def _failures_json(failures: list[HarvestFailure]) -> list[dict[str, Any]]:
     ]
 
 
+def two_column_table(title: str) -> Any:
+    """A rich table of what and value rows, titled on the left, without a header."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    return table
+
+
 def print_summary(
     console: Console,
     report: HarvestReport,
@@ -603,9 +613,7 @@ def print_summary(
     from rich.filesize import decimal
     from rich.table import Table
 
-    table = Table(title="Harvest summary", show_header=False, title_justify="left")
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    table = two_column_table("Harvest summary")
     table.add_row("Orders", str(report.orders))
     table.add_row("Files written", str(report.written))
     table.add_row("Files skipped", str(report.skipped))
@@ -666,13 +674,8 @@ _ROUTE_NAMES = {
 
 def print_estimate(console: Console, estimate: HarvestEstimate, dest: Path) -> None:
     """The dry run's table: orders by route, the calls and days the plan needs."""
-    from rich.table import Table
 
-    table = Table(
-        title="Harvest plan (dry run: nothing fetched)", show_header=False, title_justify="left"
-    )
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    table = two_column_table("Harvest plan (dry run: nothing fetched)")
     table.add_row("Orders", f"{estimate.orders:,}")
     table.add_row("Complete already", f"{estimate.done:,} (no call)")
     for route, count in estimate.routes.items():
@@ -998,11 +1001,7 @@ def _cmd_budget(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(budget_json(snapshot, store), indent=2))
         return EXIT_OK
-    from rich.table import Table
-
-    table = Table(title="Daily budget", show_header=False, title_justify="left")
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    table = two_column_table("Daily budget")
     table.add_row("Limit", str(snapshot.limit))
     table.add_row("Used", str(snapshot.used))
     table.add_row("Remaining", str(snapshot.remaining))
