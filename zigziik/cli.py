@@ -622,6 +622,8 @@ def print_summary(
     exact = f" ({report.bytes:,} bytes)" if report.bytes >= 1000 else ""
     table.add_row("Bytes written", f"{decimal(report.bytes)}{exact}")
     table.add_row("Calls spent", str(report.calls))
+    if report.waits:
+        table.add_row("Waited for a reset", f"{report.waits} times")
     if budget is not None:
         table.add_row(
             "Budget left",
