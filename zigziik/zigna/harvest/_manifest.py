@@ -172,6 +172,22 @@ def _is_safe_name(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value) and sanitize_component(value) == value
 
 
+def _is_one_component(value: object) -> TypeGuard[str]:
+    """A name that can only ever mean one entry of its folder (no separator, no ``..``).
+
+    Enough for a picture's recorded name: it is only looked at (``lstat``), never written to
+    (files are written under names made from the listing); the full `sanitize_component`
+    check costs too much for every file of a big harvest on every resume.
+    """
+    return (
+        isinstance(value, str)
+        and value not in ("", ".", "..")
+        and "/" not in value
+        and "\\" not in value
+        and "\x00" not in value
+    )
+
+
 def _is_size(value: object) -> TypeGuard[int]:
     return type(value) is int and value >= 0
 
@@ -482,7 +498,7 @@ class ManifestStore:
                     record = found.get(order_id)
                     if record is None:
                         continue
-                    if _is_safe_name(name) and _is_size(size):
+                    if _is_one_component(name) and _is_size(size):
                         record.pictures[pid] = FileRecord(name, size)
                     else:
                         record.complete = False

@@ -25,12 +25,7 @@ import attrs
 
 from ..._calls import CallCounter
 from ..._extract import safe_extract
-from ...download import (
-    Progress,
-    ReceivedFile,
-    existing_complete_file,
-    is_complete_file,
-)
+from ...download import Progress, ReceivedFile, existing_complete_file
 from ...errors import BudgetExhaustedError, RateLimitedError, ZigziikError
 from ..models import Order, OrderPictures, Picture
 from ._manifest import ManifestStore, ManifestWriter, OrderRecord
@@ -148,9 +143,15 @@ class _RealDisk:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._prefix = os.path.join(root, "")
 
     def has(self, folder: str, name: str, size: int) -> bool:
-        return is_complete_file(self.root / folder / name, size)
+        # A string path, not a Path: resuming a big harvest asks this once per file.
+        try:
+            info = os.lstat(f"{self._prefix}{folder}{os.sep}{name}")
+        except OSError:
+            return False
+        return stat.S_ISREG(info.st_mode) and info.st_size == size
 
     def find(self, folder: str, stem: str, size: int | None) -> str | None:
         path = existing_complete_file(self.root / folder, stem, size)
