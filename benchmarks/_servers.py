@@ -358,7 +358,7 @@ class Servers:
         )
         # Many small files: 2,000 pictures of 20 KB (one listing page of 40 orders).
         self.small_set = (
-            HarvestSet(orders=8, pictures_per_order=50, picture_size=20_000)
+            HarvestSet(orders=2, pictures_per_order=50, picture_size=20_000)
             if quick
             else HarvestSet(orders=40, pictures_per_order=50, picture_size=20_000)
         )

@@ -69,7 +69,7 @@ def measure(pictures: int, work: Path, *, concurrency: int = 8) -> dict[str, flo
 
 
 def run(servers: Servers, *, quick: bool) -> Result:
-    sizes = [300, 1_500] if quick else [3_000, 15_000, 45_000, 100_000]
+    sizes = [150, 600] if quick else [3_000, 15_000, 45_000, 100_000]
     result = Result(NAME, TITLE, UNIT, False, server="benchmarks._scale_server (asyncio, raw)")
     result.parameters = {"sizes": sizes, "pictures_per_order": PER_ORDER, "picture_bytes": SIZE}
     for size in sizes:

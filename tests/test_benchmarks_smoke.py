@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # above the run's own 120 s: a loaded machine is slow, not broken
 def test_quick_run_writes_results(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     done = subprocess.run(
