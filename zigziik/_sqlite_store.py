@@ -278,16 +278,18 @@ class SqliteBudgetStore:
         if not self._lock.acquire(blocking=False):
             return None
         try:
+            # Busy timeout 0: any step that meets another connection's lock (BEGIN IMMEDIATE,
+            # or a read while another store object creates the schema) fails at once, having
+            # changed nothing (_apply rolls back), and the worker thread does it again waiting.
             if not write:
                 return change(decode_row(fast.execute(_SELECT, (scope,)).fetchone()))
-            try:
-                fast.execute("BEGIN IMMEDIATE")  # busy timeout 0: fails at once if locked
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    return None
-                raise
+            fast.execute("BEGIN IMMEDIATE")
             self._fast_commits += 1
             return self._apply(fast, scope, change)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None
+            raise
         finally:
             self._lock.release()
 
