@@ -88,9 +88,14 @@ def tests(session: nox.Session) -> None:
     """The whole test suite (unit, respx, loopback servers, asyncio and trio).
 
     A skipped test or a test file that collects nothing fails the run (see tests/conftest.py).
+    The tests run in parallel processes (pytest-xdist): most of the suite waits on sockets,
+    servers and subprocesses, so more workers than cores pay. ``$ZIGZIIK_TEST_WORKERS`` sets
+    how many (``0``: one process, no xdist).
     """
     session.install("-e", ".[test]")
-    session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
+    workers = os.environ.get("ZIGZIIK_TEST_WORKERS", "4")
+    parallel = [] if workers == "0" else ["-n", workers, "--dist", "worksteal"]
+    session.run("pytest", "-p", "no:cacheprovider", *parallel, *session.posargs)
 
 
 @nox.session

@@ -89,6 +89,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=too_new)
         items[:] = [item for item in items if item not in too_new]
         config.stash[_TOO_NEW] = len(too_new)
+        if hasattr(config, "workeroutput"):  # a pytest-xdist worker: tell the controller
+            config.workeroutput["too_new"] = len(too_new)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -172,6 +174,22 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
 
 def pytest_itemcollected(item: pytest.Item) -> None:
     item.config.stash[_COLLECTED].add(item.path.resolve())
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: tell the controller
+        collected = session.config.stash[_COLLECTED]
+        session.config.workeroutput["collected"] = sorted(str(path) for path in collected)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """Under pytest-xdist the workers collect: the controller learns from each what it
+    collected (before ``-k`` or ``needs_python`` deselected anything)."""
+    output: dict[str, Any] = getattr(node, "workeroutput", {})
+    config: pytest.Config = node.config
+    config.stash[_COLLECTED].update(Path(path) for path in output.get("collected", ()))
+    config.stash[_TOO_NEW] = max(output.get("too_new", 0), config.stash.get(_TOO_NEW, 0))
 
 
 def _uncollected(config: pytest.Config) -> list[str]:

@@ -640,6 +640,7 @@ async def test_a_migrated_json_manifest_resumes_with_no_call_on_what_it_records(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # 18,000 pictures through real sockets: a loaded machine is slow
 def test_peak_memory_does_not_grow_with_the_harvest(tmp_path: Path) -> None:
     sys.path.insert(0, str(ROOT))
     try:

@@ -111,3 +111,32 @@ def test_a_test_for_a_newer_python_is_deselected_and_counted_not_skipped(tmp_pat
     assert done.returncode == pytest.ExitCode.OK, out
     assert "1 passed, 1 deselected" in out.splitlines()[-1], out
     assert "1 tests need a newer Python than" in out
+
+
+# -- the same rules under pytest-xdist (nox -s tests runs the suite in parallel workers) --------
+
+XDIST = ("-n", "2")
+
+
+def test_under_xdist_skipped_tests_are_failures(tmp_path: Path) -> None:
+    done = run_suite(tmp_path, ["test_passes.py", "test_skips.py"], *XDIST)
+    out = done.stdout
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, out
+    last = out.splitlines()[-1]
+    assert "1 passed" in last and "1 failed" in last and "skipped" not in last, out
+
+
+def test_under_xdist_a_file_that_collects_nothing_fails_the_run(tmp_path: Path) -> None:
+    done = run_suite(tmp_path, ["test_passes.py", "test_collects_nothing.py"], *XDIST)
+    out = done.stdout
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, out
+    assert "tests/test_collects_nothing.py: no test collected" in out, out
+    assert "tests/test_passes.py: no test collected" not in out, out
+
+
+def test_under_xdist_a_file_deselected_by_k_still_counts_as_collected(tmp_path: Path) -> None:
+    done = run_suite(tmp_path, ["test_passes.py", "test_needs_python.py"], *XDIST, "-k", "ok")
+    out = done.stdout
+    assert done.returncode == pytest.ExitCode.OK, out
+    assert "no test collected" not in out, out
+    assert "1 tests need a newer Python than" in out, out
