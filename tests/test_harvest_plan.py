@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from zigziik.zigna.harvest import (
+    ASSUMED_PICTURES_PER_ORDER,
     LEGACY_MANIFEST_NAME,
     MANIFEST_NAME,
     Allowance,
@@ -28,12 +30,15 @@ from zigziik.zigna.harvest import (
     PicturesPlan,
     ZipRecord,
     assign_folders,
+    estimate_calls,
+    in_shard,
     load_manifest,
     order_fingerprint,
     plan_harvest,
     plan_pictures,
     save_json_manifest,
     save_manifest,
+    shard_of,
 )
 from zigziik.zigna.models import Order, OrderStatus, Picture
 
@@ -528,3 +533,99 @@ def test_small_budget_plan_costs_orders_plus_listing() -> None:
             calls += 1
     assert calls <= remaining
     assert calls <= len(orders) + 1
+
+
+# -- shards and estimates (pure; from surviving _plan mutants) ---------------------------------
+
+
+def test_every_order_is_in_exactly_one_shard_and_none_means_all() -> None:
+    ids = [str(n) for n in range(240_000, 240_200)]
+    for n in (1, 3, 4):
+        for order_id in ids:
+            members = [k for k in range(n) if in_shard(order_id, (k, n))]
+            assert members == [shard_of(order_id, n)]
+    assert all(in_shard(order_id, None) is True for order_id in ids)
+    # The shard is taken modulo N: (k, n) and (n, k) are different shards.
+    assert [in_shard(i, (1, 4)) for i in ids[:8]] == [shard_of(i, 4) == 1 for i in ids[:8]]
+    assert in_shard("240000", (1, 4)) is True and in_shard("240000", (4, 1)) is False
+
+
+def test_shard_of_takes_any_id_text() -> None:
+    assert shard_of("\ud800", 5) in range(5)  # a lone surrogate (surrogatepass), not an error
+    assert shard_of("ø", 1 << 64) == int.from_bytes(
+        hashlib.sha256("ø".encode()).digest()[:8], "big"
+    )
+
+
+def job(order_id: str, route: str) -> OrderJob:
+    return OrderJob(order_id, order_id, route)  # type: ignore[arg-type]
+
+
+def test_estimate_calls_counts_a_zip_as_one_and_an_order_by_pictures_as_listing_plus_assumed() -> (
+    None
+):
+    assert estimate_calls([]) == (0, 0)
+    assert estimate_calls([job("1", "zip")]) == (1, 1)
+    assert estimate_calls([job("1", "pictures")]) == (1 + ASSUMED_PICTURES_PER_ORDER, 1)
+    assert estimate_calls([job("1", "auto")], assumed=3) == (4, 1)
+    jobs = [job("1", "zip"), job("2", "pictures"), job("3", "auto"), job("4", "zip")]
+    assert estimate_calls(jobs, assumed=5) == (1 + 6 + 6 + 1, 4)
+    expected, minimum = estimate_calls(jobs)
+    assert (type(expected), type(minimum)) == (int, int)
+
+
+def test_allowance_assumes_at_least_one_picture_and_rounds_the_mean_up() -> None:
+    assert Allowance(10, assumed=0).estimate() == 1
+    assert Allowance(10, assumed=-3).assumed == 1
+    allowance = Allowance(100, assumed=4)
+    assert allowance.estimate() == 4
+    allowance.end_listing(3)
+    allowance.end_listing(4)
+    assert (allowance.listed, allowance.listed_missing) == (2, 7)
+    assert allowance.estimate() == 4  # 3.5 rounded up
+    allowance.end_listing(0)
+    allowance.end_listing(0)
+    allowance.end_listing(0)
+    assert allowance.estimate() == 2  # 7 / 5 rounded up
+    none_missing = Allowance(100, assumed=4)
+    none_missing.end_listing(0)
+    assert none_missing.estimate() == 1  # never 0: a listed order costs at least its listing
+
+
+def test_allowance_lists_when_the_spare_exactly_covers_the_estimate() -> None:
+    allowance = Allowance(4, assumed=4)
+    assert allowance.begin_listing() is True
+    assert (allowance.spare, allowance.listing) == (3, 1)
+    assert allowance.begin_listing() is False  # 3 < 4 * 2
+    assert (allowance.spare, allowance.listing) == (3, 1)
+    unlimited = Allowance(None)
+    assert unlimited.begin_listing() is True and unlimited.begin_listing() is True
+    assert unlimited.listing == 2
+    unlimited.end_listing(None)
+    assert unlimited.listing == 1
+
+
+def test_allowance_ending_more_listings_than_began_never_goes_negative() -> None:
+    allowance = Allowance(50, assumed=2)
+    allowance.end_listing(None)
+    assert allowance.listing == 0
+    assert allowance.begin_listing() is True
+    assert allowance.listing == 1
+    allowance.end_listing(5)
+    assert (allowance.listing, allowance.listed, allowance.listed_missing) == (0, 1, 5)
+
+
+def test_allowance_affords_exactly_its_spare_and_one_picture_costs_only_the_held_call() -> None:
+    allowance = Allowance(5)
+    assert allowance.afford(6) is True  # five extra, one held back
+    assert allowance.spare == 0
+    assert allowance.afford(1) is True  # the held-back call pays for it
+    assert allowance.spare == 0
+    assert allowance.afford(2) is False
+    assert allowance.spare == 0
+    allowance.release()
+    assert allowance.spare == 1
+    unlimited = Allowance(None)
+    unlimited.release()
+    assert unlimited.spare is None
+    assert unlimited.afford(0) is True and unlimited.spare is None
