@@ -71,7 +71,7 @@ def tree(root: Path) -> list[str] | None:
 def patch_central(path: Path, index: int, **fields: int) -> None:
     """Overwrite fields of the ``index``-th central directory record (and its local header).
 
-    Fields: ``flags``, ``crc``, ``file_size`` (uncompressed), ``name_byte`` (a (position, byte)
+    Fields: ``flags``, ``crc``, ``compress_size``, ``file_size`` (uncompressed), ``name_byte`` (a (position, byte)
     pair packed as position * 256 + byte, replacing one byte of the file name).
     """
     data = bytearray(path.read_bytes())
@@ -88,6 +88,9 @@ def patch_central(path: Path, index: int, **fields: int) -> None:
         elif field == "crc":
             struct.pack_into("<I", data, central + 16, value)
             struct.pack_into("<I", data, local + 14, value)
+        elif field == "compress_size":
+            struct.pack_into("<I", data, central + 20, value)
+            struct.pack_into("<I", data, local + 18, value)
         elif field == "file_size":
             struct.pack_into("<I", data, central + 24, value)
             struct.pack_into("<I", data, local + 22, value)
@@ -379,6 +382,8 @@ def test_too_many_members(tmp_path: Path) -> None:
         safe_extract_sync(zip_path, tmp_path / "out", max_members=10)
     assert excinfo.value.problems == ("11 members, more than the limit of 10",)
     assert excinfo.value.members == ()
+    assert excinfo.value.zip_path == str(zip_path)
+    assert str(excinfo.value).startswith(f"unsafe zip archive {str(zip_path)!r}, nothing")
     assert tree(tmp_path / "out") is None
     assert len(safe_extract_sync(zip_path, tmp_path / "out", max_members=11)) == 11
 
@@ -541,8 +546,11 @@ def test_missing_file_and_bad_dest(tmp_path: Path) -> None:
         safe_extract_sync(tmp_path / "missing.zip", tmp_path / "out")
     zip_path = make_zip(tmp_path / "a.zip", [("a.txt", b"a")])
     (tmp_path / "file").write_bytes(b"")
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(NotADirectoryError) as excinfo:
         safe_extract_sync(zip_path, tmp_path / "file")
+    assert str(excinfo.value) == (
+        f"destination {str(tmp_path / 'file')!r} exists and is not a directory"
+    )
 
 
 def test_bad_limits() -> None:
@@ -1152,3 +1160,63 @@ def test_a_member_whose_name_is_empty_once_normalised_is_refused(
     assert excinfo.value.problems == problems
     assert excinfo.value.members == (name,)
     assert tree(tmp_path / "out") is None
+
+
+def test_segments_of_dots_and_spaces_only_are_the_only_ones_refused_as_such(
+    tmp_path: Path,
+) -> None:
+    zip_path = make_zip(tmp_path / "x.zip", [("X/X", b"1"), ("X. X/.x", b"2"), ("y" * 255, b"3")])
+    paths = safe_extract_sync(zip_path, tmp_path / "out")
+    assert [p.read_bytes() for p in paths] == [b"1", b"2", b"3"]  # 255 bytes is allowed
+
+
+def test_a_member_of_exactly_the_ratio_check_size_is_checked(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "z.zip", [("zeros.bin", bytes(RATIO_CHECK_MIN_BYTES))])
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, tmp_path / "out")
+    assert excinfo.value.members == ("zeros.bin",)
+
+
+@pytest.mark.parametrize(
+    ("compress_size", "reason"),
+    [
+        (0, f"declares {2 * RATIO_CHECK_MIN_BYTES} bytes from no compressed data"),
+        (1, f"compression ratio {2 * RATIO_CHECK_MIN_BYTES}:1 over the limit of 200:1 (zip bomb?)"),
+    ],
+)
+def test_a_large_member_from_next_to_no_compressed_data_is_refused(
+    tmp_path: Path, compress_size: int, reason: str
+) -> None:
+    zip_path = make_zip(tmp_path / "z.zip", [("big.bin", os.urandom(2 * RATIO_CHECK_MIN_BYTES))])
+    patch_central(zip_path, 0, compress_size=compress_size)
+    with pytest.raises(UnsafeArchiveError) as excinfo:
+        safe_extract_sync(zip_path, tmp_path / "out")
+    assert excinfo.value.problems == (f"'big.bin': {reason}",)
+
+
+def test_validating_a_large_archive_checks_for_cancellation_every_256_members(
+    tmp_path: Path,
+) -> None:
+    zip_path = make_zip(
+        tmp_path / "many.zip", [(f"{i}.txt", b"") for i in range(512)], method=zipfile.ZIP_STORED
+    )
+    dest = tmp_path / "out"
+    while_validating = 0
+
+    def checkpoint() -> None:
+        nonlocal while_validating
+        if not dest.exists():  # dest is created only once every member has passed
+            while_validating += 1
+
+    assert len(safe_extract_sync(zip_path, dest, checkpoint=checkpoint)) == 512
+    assert while_validating == 2  # after the 256th and the 512th member
+
+
+def test_a_ratio_exactly_at_the_limit_is_allowed(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "z.zip", [("zeros.bin", bytes(2 * RATIO_CHECK_MIN_BYTES))])
+    info = zipfile.ZipFile(zip_path).getinfo("zeros.bin")
+    ratio = info.file_size / info.compress_size
+    (path,) = safe_extract_sync(zip_path, tmp_path / "out", max_ratio=ratio)
+    assert path.stat().st_size == 2 * RATIO_CHECK_MIN_BYTES
+    with pytest.raises(UnsafeArchiveError):
+        safe_extract_sync(zip_path, tmp_path / "out2", max_ratio=ratio * 0.999)
