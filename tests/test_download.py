@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import stat
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from zigziik import (
@@ -16,6 +20,7 @@ from zigziik import (
     RetryPolicy,
     TransportError,
     ZignaClient,
+    download,
 )
 from zigziik._filenames import picture_file_name
 from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
@@ -321,3 +326,178 @@ async def test_a_full_disk_fails_the_download_and_leaves_nothing(
         with pytest.raises(OSError, match="No space"):
             await zigna.pictures.download(order_id, picture, tmp_path)
     assert everything(tmp_path) == []
+
+
+# -- the pure helpers, without HTTP (from the download module's mutants) ------------------------
+
+
+def response_with(**headers: str) -> httpx.Response:
+    return httpx.Response(200, headers=headers, request=httpx.Request("GET", "http://t/x"))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("12", 12),
+        (" 12 ", 12),
+        ("0", 0),
+        ("-1", None),
+        ("+5", None),
+        ("1e3", None),
+        ("12, 12", None),
+        ("", None),
+        ("\u0661\u0662", None),  # Arabic-Indic digits: isdigit() says yes, int() would take them
+    ],
+)
+def test_content_length_is_a_single_non_negative_ascii_integer(
+    value: str, expected: int | None
+) -> None:
+    headers = [(b"Content-Length", value.encode())]
+    response = httpx.Response(200, headers=headers, request=httpx.Request("GET", "http://t/x"))
+    assert download.content_length(response) == expected
+    assert download.content_length(response_with()) is None
+
+
+def test_content_type_is_the_header_as_sent() -> None:
+    assert download.content_type(response_with(**{"Content-Type": "image/JPEG; q=1"})) == (
+        "image/JPEG; q=1"
+    )
+    assert download.content_type(response_with()) is None
+
+
+def test_ensure_folder_creates_missing_parents_and_refuses_a_file(tmp_path: Path) -> None:
+    nested = tmp_path / "a" / "b" / "c"
+    assert download.ensure_folder(str(nested)) == nested and nested.is_dir()
+    assert download.ensure_folder(nested) == nested
+    (tmp_path / "file").write_bytes(b"keep")
+    with pytest.raises(NotADirectoryError) as excinfo:
+        download.ensure_folder(tmp_path / "file")
+    assert str(excinfo.value) == f"dest_dir exists and is not a folder: {tmp_path / 'file'}"
+    assert (tmp_path / "file").read_bytes() == b"keep"
+
+
+def test_is_complete_file_wants_a_regular_file_of_exactly_the_size(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"12345")
+    (tmp_path / "link").symlink_to(tmp_path / "f")
+    (tmp_path / "dir").mkdir()
+    assert download.is_complete_file(tmp_path / "f", 5) is True
+    assert download.is_complete_file(tmp_path / "f", 4) is False
+    assert download.is_complete_file(tmp_path / "link", 5) is False
+    assert download.is_complete_file(tmp_path / "dir", (tmp_path / "dir").lstat().st_size) is False
+    assert download.is_complete_file(tmp_path / "missing", 0) is False
+
+
+def test_an_existing_complete_file_is_found_by_name_or_by_stem_and_size(tmp_path: Path) -> None:
+    (tmp_path / "5-IMG.jpg").write_bytes(b"x" * 10)
+    (tmp_path / "6-scan.pdf").write_bytes(b"x" * 3)
+    (tmp_path / "6-scan2.pdf").write_bytes(b"x" * 7)
+    (tmp_path / "7-x.jpg").symlink_to(tmp_path / "5-IMG.jpg")
+    find = download.existing_complete_file
+    assert find(tmp_path, "5-IMG.jpg", 10) == tmp_path / "5-IMG.jpg"
+    assert find(tmp_path, "5-IMG.jpg", 11) is None
+    assert find(tmp_path, "5-IMG.jpg", None) is None  # no size known: never skipped
+    assert find(tmp_path, "5-IMG", 10) == tmp_path / "5-IMG.jpg"  # any extension
+    assert find(tmp_path, "6-scan", 7) is None  # "6-scan2.pdf" is another picture's
+    assert find(tmp_path, "6-scan", 3) == tmp_path / "6-scan.pdf"
+    assert find(tmp_path, "7-x", 10) is None  # a link is never a complete file
+    assert find(tmp_path / "missing", "5-IMG", 10) is None
+
+
+def test_a_pictures_name_waits_for_the_responses_type() -> None:
+    name = download.picture_name_for(42, "Facade")
+    assert name(response_with(**{"Content-Type": "image/jpeg"})) == picture_file_name(
+        42, "Facade", "image/jpeg"
+    )
+    assert name(response_with(**{"Content-Type": "application/pdf"})).endswith(".pdf")
+
+
+@pytest.mark.parametrize("vectored", [True, False])
+def test_a_small_body_is_written_whole_in_one_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vectored: bool
+) -> None:
+    if not vectored:
+        monkeypatch.setattr(download, "_writev", None)
+    chunks = [b"abc", b"", b"defgh", b"i" * 5000]
+    old = os.umask(0)
+    try:
+        written = download._write_new_file(tmp_path / "new.part", chunks)
+    finally:
+        os.umask(old)
+    assert written.path == tmp_path / "new.part"
+    assert written.path.read_bytes() == b"".join(chunks)
+    assert stat.S_IMODE(written.path.stat().st_mode) == 0o666
+    (path,) = [download._write_new_file(tmp_path / "one.part", [b"only"]).path]
+    assert path.read_bytes() == b"only"
+
+
+def test_short_system_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write, real_writev = os.write, os.writev
+
+    def short_write(fd: int, data: Any) -> int:
+        return real_write(fd, bytes(data)[:3])
+
+    def short_writev(fd: int, chunks: list[bytes]) -> int:
+        return real_writev(fd, [chunks[0][:2]])
+
+    monkeypatch.setattr(os, "write", short_write)
+    monkeypatch.setattr(download, "_writev", short_writev)
+    several = download._write_new_file(tmp_path / "a.part", [b"hello ", b"world", b"!"])
+    assert several.path.read_bytes() == b"hello world!"
+    one = download._write_new_file(tmp_path / "b.part", [b"single chunk"])
+    assert one.path.read_bytes() == b"single chunk"
+
+
+def test_a_failing_small_write_leaves_no_file_and_never_touches_an_existing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "there.part").write_bytes(b"theirs")
+    with pytest.raises(FileExistsError):
+        download._write_new_file(tmp_path / "there.part", [b"mine"])
+    assert (tmp_path / "there.part").read_bytes() == b"theirs"
+
+    def full(fd: int, data: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    monkeypatch.setattr(download, "_writev", full)
+    for chunks in ([b"one"], [b"one", b"two"]):
+        with pytest.raises(OSError, match="No space"):
+            download._write_new_file(tmp_path / "new.part", chunks)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["there.part"]
+
+
+def test_a_written_small_file_is_aborted_once(tmp_path: Path) -> None:
+    written = download._write_new_file(tmp_path / "x.part", [b"x"])
+    written.abort()
+    assert not written.path.exists()
+    written.path.write_bytes(b"someone else's, later")
+    written.abort()  # idempotent: a second abort deletes nothing
+    assert written.path.read_bytes() == b"someone else's, later"
+
+
+@pytest.mark.anyio
+async def test_a_received_small_file_is_moved_or_deleted(tmp_path: Path) -> None:
+    written = download._write_new_file(tmp_path / "a.part", [b"data"])
+    received = download.ReceivedFile(written, tmp_path / "a.jpg")
+    assert await received.finish() == tmp_path / "a.jpg"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]
+    (tmp_path / "b.jpg").mkdir()  # the final name is taken by a folder: the move fails
+    blocked = download.ReceivedFile(
+        download._write_new_file(tmp_path / "b.part", [b"data"]), tmp_path / "b.jpg"
+    )
+    with pytest.raises(IsADirectoryError):
+        await blocked.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg"]
+    dropped = download.ReceivedFile(
+        download._write_new_file(tmp_path / "c.part", [b"data"]), tmp_path / "c.jpg"
+    )
+    del dropped
+    gc.collect()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg"]
+    kept = download.ReceivedFile(
+        download._write_new_file(tmp_path / "d.part", [b"data"]), tmp_path / "d.jpg"
+    )
+    await kept.finish()
+    del kept
+    gc.collect()  # a finished file is left alone when collected
+    assert (tmp_path / "d.jpg").read_bytes() == b"data"

@@ -629,3 +629,38 @@ def test_allowance_affords_exactly_its_spare_and_one_picture_costs_only_the_held
     unlimited.release()
     assert unlimited.spare is None
     assert unlimited.afford(0) is True and unlimited.spare is None
+
+
+def test_a_recorded_file_counts_under_its_recorded_name() -> None:
+    """The manifest's name is looked up as recorded (the picture may since have been renamed,
+    so the name made from the listing would not find it)."""
+    record = OrderRecord("o", pictures={"1": FileRecord("1-old-name.jpg", 100)})
+    disk = FakeDisk({"o": {"1-old-name.jpg": 100}})
+    plan = plan_pictures([pic(1, "New name.jpg")], record, "o", disk)
+    assert plan.present == [(pic(1, "New name.jpg"), FileRecord("1-old-name.jpg", 100))]
+    assert plan.fetch == []
+    assert disk.asked == [("o", "1-old-name.jpg")]
+    resized = FakeDisk({"o": {"1-old-name.jpg": 99}})  # the recorded size is what is checked
+    assert plan_pictures([pic(1, "New name.jpg", None)], record, "o", resized).missing == 1
+
+
+def test_a_recorded_file_counts_when_the_listing_gives_no_size() -> None:
+    record = OrderRecord("o", pictures={"1": FileRecord("1-old-name.jpg", 100)})
+    disk = FakeDisk({"o": {"1-old-name.jpg": 100}})
+    plan = plan_pictures([pic(1, "IMG.jpg", None)], record, "o", disk)
+    assert plan.present == [(pic(1, "IMG.jpg", None), FileRecord("1-old-name.jpg", 100))]
+
+
+def test_picture_id_zero_is_usable_and_a_boolean_is_not() -> None:
+    plan = plan_pictures(
+        [pic(0), pic(True), pic(None), pic(-1)],  # type: ignore[arg-type]
+        None,
+        "o",
+        FakeDisk(),
+    )
+    assert [p.picture_id for p in plan.fetch] == [0]
+    assert plan.invalid == [
+        (None, "the listing gives a picture without a usable id (True)"),
+        (None, "the listing gives a picture without a usable id (None)"),
+        (None, "the listing gives a picture without a usable id (-1)"),
+    ]
