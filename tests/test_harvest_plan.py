@@ -30,12 +30,14 @@ from zigziik.zigna.harvest import (
     PicturesPlan,
     ZipRecord,
     assign_folders,
+    classify_order,
     estimate_calls,
     in_shard,
     load_manifest,
     order_fingerprint,
     plan_harvest,
     plan_pictures,
+    route_jobs,
     save_json_manifest,
     save_manifest,
     shard_of,
@@ -664,3 +666,62 @@ def test_picture_id_zero_is_usable_and_a_boolean_is_not() -> None:
         (None, "the listing gives a picture without a usable id (None)"),
         (None, "the listing gives a picture without a usable id (-1)"),
     ]
+
+
+def test_an_incomplete_record_is_a_job_even_with_every_file_on_disk() -> None:
+    manifest = Manifest()
+    manifest.orders["1"] = complete_record("1", **{"a.jpg": 5})
+    manifest.orders["1"].complete = False
+    disk = FakeDisk({"1": {"a.jpg": 5}})
+    plan = plan_harvest(inputs("1"), manifest, strategy="pictures", remaining=None, disk=disk)
+    assert plan.done == []
+    assert [j.order_id for j in plan.jobs] == ["1"]
+
+
+def test_a_fingerprint_counts_only_when_the_order_was_listed() -> None:
+    manifest = Manifest()
+    manifest.orders["1"] = complete_record("1", fingerprint="recorded", **{"a.jpg": 5})
+    disk = FakeDisk({"1": {"a.jpg": 5}})
+    unlisted = [OrderInput("1", "something else", listed=False)]
+    plan = plan_harvest(unlisted, manifest, strategy="pictures", remaining=None, disk=disk)
+    assert plan.done == [DoneOrder("1", "1", 1, 5)]
+
+
+def test_a_done_zip_is_unpacked_only_when_asked_and_recheck_makes_a_job() -> None:
+    manifest = Manifest()
+    manifest.orders["1"] = OrderRecord(
+        "1", complete=True, fingerprint="fp", zip=ZipRecord("1.zip", 50)
+    )
+    disk = FakeDisk({"1": {"1.zip": 50}})
+    plan = plan_harvest(inputs("1"), manifest, strategy="auto", remaining=9, disk=disk)
+    assert plan.done == [DoneOrder("1", "1", 1, 50, unpack=None)]
+    again = plan_harvest(
+        inputs("1"), manifest, strategy="pictures", remaining=9, recheck=True, disk=disk
+    )
+    assert again.done == []
+    assert again.jobs == [OrderJob("1", "1", "pictures", "fp")]
+
+
+def test_classify_order_makes_a_job_of_the_strategy_asked_for() -> None:
+    decision = classify_order(
+        OrderInput("9", "fp", listed=True),
+        "9",
+        None,
+        strategy="zip",
+        extract=False,
+        recheck=False,
+        disk=FakeDisk(),
+    )
+    assert decision == OrderJob("9", "9", "zip", "fp")
+
+
+def test_route_jobs_sets_every_route_and_auto_keeps_a_single_spare_call() -> None:
+    todo = [OrderJob("1", "1", "pictures"), OrderJob("2", "2", "zip")]
+    jobs, unaffordable, spare = route_jobs(todo, "auto", 3)
+    assert [j.route for j in jobs] == ["auto", "auto"]
+    assert (unaffordable, spare) == ([], 1)
+    jobs, unaffordable, spare = route_jobs(todo, "auto", 2)
+    assert [j.route for j in jobs] == ["zip", "zip"]
+    assert (unaffordable, spare) == ([], 0)
+    jobs, unaffordable, spare = route_jobs(todo, "auto", -5)  # overspent: nothing affordable
+    assert (jobs, unaffordable, spare) == ([], todo, 0)
