@@ -686,7 +686,9 @@ async def test_latency_and_max_in_flight(served: tuple[FakeZigna, str]) -> None:
         for _ in range(6):
             group.start_soon(http.get, "/v2/orders/housingtypes")
     elapsed = time.monotonic() - started
-    assert 0.2 <= elapsed < 1.0
+    # The latency is held (a lower bound); that the six overlap is shown by the server's own
+    # counts and timings below, not by an upper bound on the wall clock (a loaded machine).
+    assert elapsed >= 0.2
     assert fake.max_in_flight == 6 and fake.calls == 6 and fake.in_flight == 0
     timings = fake.timings
     assert max(start for start, _ in timings) < min(end for _, end in timings if end is not None)

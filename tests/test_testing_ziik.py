@@ -391,7 +391,7 @@ async def test_latency_lets_requests_overlap() -> None:
                 for child in children:
                     group.start_soon(http.get, f"/api/units/{child}/children")
             elapsed = time.monotonic() - started
-    assert 0.2 <= elapsed < 0.2 * len(children) / 2
+    assert elapsed >= 0.2  # the overlap is shown by the server's counts and timings, not the clock
     assert fake.max_in_flight == len(children)
     starts = [start for start, _ in fake.timings]
     ends = [end for _, end in fake.timings]
