@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from zigziik.zigna.harvest import (
     save_manifest,
     shard_of,
 )
+from zigziik.zigna.harvest._manifest import ManifestWriter
 from zigziik.zigna.models import Order, OrderStatus, Picture
 
 
@@ -725,3 +727,445 @@ def test_route_jobs_sets_every_route_and_auto_keeps_a_single_spare_call() -> Non
     assert (unaffordable, spare) == ([], 0)
     jobs, unaffordable, spare = route_jobs(todo, "auto", -5)  # overspent: nothing affordable
     assert (jobs, unaffordable, spare) == ([], todo, 0)
+
+
+# -- the manifest database, directly (from surviving _manifest mutants) ------------------------
+
+
+def rows(dest: Path, query: str) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(dest / MANIFEST_NAME)
+    try:
+        return db.execute(query).fetchall()
+    finally:
+        db.close()
+
+
+def test_a_new_store_records_its_format_and_version(tmp_path: Path) -> None:
+    store = ManifestStore(tmp_path)
+    store.close()
+    assert sorted(rows(tmp_path, "SELECT key, value FROM meta")) == [
+        ("format", "zigziik-harvest-manifest"),
+        ("version", "2"),
+    ]
+    assert rows(tmp_path, "PRAGMA journal_mode") == [("wal",)]
+    again = ManifestStore(tmp_path)  # opening an existing one keeps it
+    again.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if "corrupt" in p.name) == []
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        [("format", "something-else"), ("version", "2")],
+        [("format", "zigziik-harvest-manifest"), ("version", "1")],
+        [("format", "zigziik-harvest-manifest")],
+    ],
+)
+def test_a_database_of_another_format_or_version_is_moved_aside(
+    tmp_path: Path, meta: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    db = sqlite3.connect(tmp_path / MANIFEST_NAME)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.executemany("INSERT INTO meta VALUES (?, ?)", meta)
+    db.commit()
+    db.close()
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        store = ManifestStore(tmp_path)
+    store.close()
+    aside = [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1 and aside[0].startswith(MANIFEST_NAME + ".corrupt-")
+    assert aside[0].removeprefix(MANIFEST_NAME + ".corrupt-").isdigit()
+    (record,) = [r for r in caplog.records if "unreadable" in r.getMessage()]
+    assert "not a zigziik harvest manifest of version 2" in record.getMessage()
+    assert aside[0] in record.getMessage()
+    assert sorted(rows(tmp_path, "SELECT key, value FROM meta")) == [
+        ("format", "zigziik-harvest-manifest"),
+        ("version", "2"),
+    ]
+
+
+def test_a_folder_where_the_database_belongs_is_moved_aside(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST_NAME).mkdir()
+    store = ManifestStore(tmp_path)
+    store.close()
+    assert (tmp_path / MANIFEST_NAME).is_file()
+    assert [p.is_dir() for p in tmp_path.iterdir() if ".corrupt-" in p.name] == [True]
+
+
+def test_the_store_records_each_operation(tmp_path: Path) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        assert store.claim_folders(["A", "B/1"]) == {"A": "A", "B/1": "1"}
+        store.apply(
+            [
+                ("file", "A", "11", "11-a.jpg", 10),
+                ("file", "A", "12", "12-b.jpg", 20),
+                ("done", "A", "fp-A"),
+                ("zip", "B/1", "1.zip", 99),
+            ]
+        )
+        assert store.record("A") == OrderRecord(
+            "A",
+            complete=True,
+            fingerprint="fp-A",
+            pictures={"11": FileRecord("11-a.jpg", 10), "12": FileRecord("12-b.jpg", 20)},
+        )
+        assert store.record("B/1") == OrderRecord("1", zip=ZipRecord("1.zip", 99))
+        store.apply([("extracted", "B/1"), ("begin", "A"), ("drop_except", "A", ["12"])])
+        assert store.record("B/1") == OrderRecord("1", zip=ZipRecord("1.zip", 99, True))
+        assert store.record("A") == OrderRecord(
+            "A", fingerprint="fp-A", pictures={"12": FileRecord("12-b.jpg", 20)}
+        )
+        store.apply([("zip", "B/1", "1.zip", 100)])  # a new zip is not unpacked yet
+        assert store.record("B/1") == OrderRecord("1", zip=ZipRecord("1.zip", 100, False))
+        assert store.record("missing") is None
+        assert store.manifest() == Manifest(
+            {"A": store.records(["A"])["A"], "B/1": store.records(["B/1"])["B/1"]}
+        )
+    finally:
+        store.close()
+    store.close()  # closing twice is harmless
+
+
+def test_records_are_read_in_chunks_for_any_number_of_orders(tmp_path: Path) -> None:
+    ids = [f"o{i}" for i in range(1234)]
+    store = ManifestStore(tmp_path)
+    try:
+        store.claim_folders(ids)
+        store.apply([("file", order_id, "1", "1.jpg", 5) for order_id in ids])
+        found = store.records(ids)
+        assert sorted(found) == sorted(ids)
+        assert all(r.pictures == {"1": FileRecord("1.jpg", 5)} for r in found.values())
+        assert store.records([]) == {}
+    finally:
+        store.close()
+
+
+def test_claimed_folders_are_seen_by_another_store_and_a_moved_order_starts_over(
+    tmp_path: Path,
+) -> None:
+    first = ManifestStore(tmp_path)
+    try:
+        first.claim_folders(["abc"])
+        first.apply([("file", "abc", "1", "1.jpg", 5), ("done", "abc", None)])
+    finally:
+        first.close()
+    second = ManifestStore(tmp_path)
+    try:
+        # Another order whose folder would collide gets its own; "abc" keeps its folder.
+        folders = second.claim_folders(["ABC", "abc"])
+        assert folders["abc"] == "abc"
+        assert folders["ABC"] != "abc" and folders["ABC"].startswith("ABC-")
+        assert second.record("abc") == OrderRecord(
+            "abc", complete=True, pictures={"1": FileRecord("1.jpg", 5)}
+        )
+    finally:
+        second.close()
+    # The database says "abc" lives in a folder that is no safe name: it is given a new one,
+    # and is no longer complete.
+    db = sqlite3.connect(tmp_path / MANIFEST_NAME)
+    db.execute("UPDATE orders SET folder = '../x', folder_key = '../x' WHERE order_id = 'abc'")
+    db.commit()
+    db.close()
+    third = ManifestStore(tmp_path)
+    try:
+        assert third.claim_folders(["abc"]) == {"abc": "abc"}
+        record = third.record("abc")
+        assert record is not None
+        assert (record.folder, record.complete) == ("abc", False)
+    finally:
+        third.close()
+
+
+def test_unsafe_rows_are_dropped_or_make_the_order_incomplete(tmp_path: Path) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        store.claim_folders(["A", "B", "C"])
+        store.apply(
+            [
+                ("file", "A", "1", "../evil.jpg", 5),
+                ("done", "A", "fp"),
+                ("zip", "B", "../b.zip", 5),
+                ("done", "B", "fp"),
+                ("file", "C", "1", "ok.jpg", -1),
+                ("done", "C", "fp"),
+            ]
+        )
+    finally:
+        store.close()
+    db = sqlite3.connect(tmp_path / MANIFEST_NAME)
+    db.execute("INSERT INTO orders (order_id, folder, folder_key) VALUES ('D', '..', '..')")
+    db.execute("UPDATE orders SET complete = 2 WHERE order_id = 'C'")
+    db.commit()
+    db.close()
+    store = ManifestStore(tmp_path)
+    try:
+        found = store.records(["A", "B", "C", "D"])
+    finally:
+        store.close()
+    assert found == {
+        "A": OrderRecord("A", fingerprint="fp"),
+        "B": OrderRecord("B", fingerprint="fp"),
+        "C": OrderRecord("C", fingerprint="fp"),
+    }
+    assert load_manifest(tmp_path).orders.keys() == {"A", "B", "C"}
+
+
+def test_replace_all_keeps_one_folder_per_order(tmp_path: Path) -> None:
+    manifest = Manifest(
+        {
+            "1": OrderRecord("same", complete=True),
+            "2": OrderRecord("SAME", complete=True),  # the same folder on a case-blind disk
+            "3": OrderRecord("other", zip=ZipRecord("3.zip", 7, extracted=True)),
+        }
+    )
+    save_manifest(tmp_path, manifest)
+    assert load_manifest(tmp_path) == Manifest(
+        {
+            "1": OrderRecord("same", complete=True),
+            "3": OrderRecord("other", zip=ZipRecord("3.zip", 7, extracted=True)),
+        }
+    )
+
+
+def test_the_writer_writes_everything_put_before_close_in_order(tmp_path: Path) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        store.claim_folders(["A"])
+        writer = ManifestWriter(store)
+        for n in range(2500):  # more than one batch
+            writer.put(("file", "A", str(n), f"{n}.jpg", n))
+        writer.put(("drop_except", "A", ["2499"]))
+        writer.put(("done", "A", "fp"))
+        writer.close()
+        assert store.record("A") == OrderRecord(
+            "A", complete=True, fingerprint="fp", pictures={"2499": FileRecord("2499.jpg", 2499)}
+        )
+    finally:
+        store.close()
+
+
+def test_a_long_queue_wakes_the_writer_at_once(tmp_path: Path) -> None:
+    store = ManifestStore(tmp_path)
+    writer = ManifestWriter(store)
+    try:
+        store.claim_folders(["A"])
+        assert not writer._wake.is_set()
+        for n in range(1999):
+            writer.put(("file", "A", str(n), f"{n}.jpg", n))
+        assert not writer._wake.is_set() or len(writer._pending) < 1999
+        writer.put(("file", "A", "x", "x.jpg", 1))
+        assert writer._wake.is_set() or len(writer._pending) < 2000
+    finally:
+        writer.close()
+        store.close()
+
+
+def test_a_failing_write_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ManifestStore(tmp_path)
+    writer = ManifestWriter(store)
+
+    def locked(ops: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    try:
+        monkeypatch.setattr(store, "apply", locked)
+        with caplog.at_level(logging.WARNING, logger="zigziik"):
+            writer._write([("begin", "A")])
+            writer._write([("begin", "A")])
+    finally:
+        writer.close()
+        store.close()
+    warnings = [r.getMessage() for r in caplog.records if "cannot write" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0] == f"cannot write the harvest manifest {store.path}: database is locked"
+
+
+def test_a_json_manifest_is_migrated_once_and_a_broken_one_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    save_json_manifest(tmp_path, sample_manifest())
+    ManifestStore(tmp_path).close()
+    assert load_manifest(tmp_path) == sample_manifest()
+    # A legacy file that shows up again is not imported a second time.
+    save_json_manifest(tmp_path, Manifest({"Z": OrderRecord("Z", complete=True)}))
+    ManifestStore(tmp_path).close()
+    assert load_manifest(tmp_path) == sample_manifest()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / LEGACY_MANIFEST_NAME).write_bytes(b"{not json")
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        ManifestStore(broken).close()
+    assert (broken / LEGACY_MANIFEST_NAME).exists()  # left as it was
+    assert any(
+        r.getMessage().startswith(
+            f"ignoring the old harvest manifest {broken / LEGACY_MANIFEST_NAME}:"
+        )
+        for r in caplog.records
+    )
+    assert load_manifest(broken) == Manifest()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        MANIFEST_NAME + "-wal",
+        MANIFEST_NAME + "-shm",
+        MANIFEST_NAME + "-journal",
+        LEGACY_MANIFEST_NAME,
+    ],
+)
+def test_no_file_of_the_manifest_may_be_a_link(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ManifestError) as excinfo:
+        ManifestStore(tmp_path)
+    assert str(excinfo.value) == (
+        f"{tmp_path / name} is a symbolic link; a harvest never writes through one (remove it)"
+    )
+
+
+def test_load_manifest_refuses_a_linked_database_and_reads_no_json_beside_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    save_manifest(tmp_path, sample_manifest())
+    (tmp_path / LEGACY_MANIFEST_NAME).symlink_to(tmp_path / "x")
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        assert load_manifest(tmp_path) == Manifest()
+    assert any("cannot read the harvest manifest" in r.getMessage() for r in caplog.records)
+
+
+def test_load_manifest_of_a_database_without_tables_starts_afresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sqlite3.connect(tmp_path / MANIFEST_NAME).close()
+    (tmp_path / MANIFEST_NAME).write_bytes(b"")
+    db = sqlite3.connect(tmp_path / MANIFEST_NAME)
+    db.execute("CREATE TABLE x (a)")
+    db.commit()
+    db.close()
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        assert load_manifest(tmp_path) == Manifest()
+    assert any(
+        r.getMessage().startswith(f"ignoring the harvest manifest {tmp_path / MANIFEST_NAME}: ")
+        for r in caplog.records
+    )
+
+
+def test_manifest_values_and_names() -> None:
+    from zigziik.zigna.harvest import _manifest as m
+
+    assert [m._is_one_component(v) for v in ("a", "", ".", "..", "a/b", "a\\b", "a\x00", 5)] == [
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+    ]
+    assert [m._is_size(v) for v in (0, 7, -1, True, 1.0, "1")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+    assert m._one_line("a \n\t b") == "a b"
+    assert m._one_line("x" * 300) == "x" * 300
+    assert m._one_line("x" * 301) == "x" * 297 + "..."
+    assert m.fold("E\u0301A") == "\u00e9a"
+
+
+def test_to_json_leaves_out_what_is_not_there() -> None:
+    manifest = Manifest({"1": OrderRecord("1"), "2": sample_manifest().orders["A1"]})
+    assert manifest.to_json() == {
+        "format": "zigziik-harvest-manifest",
+        "version": 1,
+        "orders": {
+            "1": {"folder": "1", "complete": False},
+            "2": {
+                "folder": "A1",
+                "complete": True,
+                "fingerprint": "5|x|y",
+                "pictures": {
+                    "11": {"name": "11-a.jpg", "size": 10},
+                    "12": {"name": "12-b.pdf", "size": 20},
+                },
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "expected a JSON object, got list"),
+        ({"version": 1, "orders": {}}, "not a zigziik harvest manifest"),
+        ({"format": "zigziik-harvest-manifest", "version": 2}, "unsupported manifest version 2"),
+        ({"format": "zigziik-harvest-manifest", "version": 1}, "'orders' is not an object"),
+    ],
+)
+def test_from_json_says_what_is_wrong(data: object, message: str) -> None:
+    with pytest.raises(ManifestError) as excinfo:
+        Manifest.from_json(data)
+    assert str(excinfo.value) == message
+
+
+def test_from_json_trusts_only_exact_values() -> None:
+    data = {
+        "format": "zigziik-harvest-manifest",
+        "version": 1,
+        "orders": {
+            "": {"folder": "empty-id", "complete": True},
+            "a": {"folder": "a", "complete": 1, "fingerprint": 5},
+            "b": {"folder": "b", "complete": True, "pictures": []},
+            "c": {"folder": "c", "complete": True, "zip": {"name": "c.zip", "size": "9"}},
+            "d": {
+                "folder": "d",
+                "complete": True,
+                "zip": {"name": "d.zip", "size": 9, "extracted": 1},
+            },
+            "e": {"folder": "e", "complete": True, "pictures": {"1": {"name": "1.jpg", "size": 1}}},
+        },
+    }
+    assert Manifest.from_json(data).orders == {
+        "a": OrderRecord("a"),
+        "b": OrderRecord("b"),
+        "c": OrderRecord("c"),
+        "d": OrderRecord("d", complete=True, zip=ZipRecord("d.zip", 9, extracted=False)),
+        "e": OrderRecord("e", complete=True, pictures={"1": FileRecord("1.jpg", 1)}),
+    }
+
+
+def test_a_json_manifest_that_cannot_be_read_starts_afresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / LEGACY_MANIFEST_NAME).mkdir()
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        assert load_manifest(tmp_path) == Manifest()
+    assert any(
+        r.getMessage().startswith(
+            f"cannot read the harvest manifest {tmp_path / LEGACY_MANIFEST_NAME}"
+        )
+        for r in caplog.records
+    )
+
+
+def test_saving_a_json_manifest_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_json_manifest(tmp_path, sample_manifest())
+    assert sorted(os.listdir(tmp_path)) == [LEGACY_MANIFEST_NAME]
+    assert json.loads((tmp_path / LEGACY_MANIFEST_NAME).read_bytes()) == sample_manifest().to_json()
+
+    def broken(src: object, dst: object) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="disk on fire"):
+        save_json_manifest(tmp_path, Manifest())
+    assert sorted(os.listdir(tmp_path)) == [LEGACY_MANIFEST_NAME]
