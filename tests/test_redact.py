@@ -59,6 +59,21 @@ def test_a_secret_changed_in_case_then_escaped_is_scrubbed(echo: object) -> None
 
 
 @pytest.mark.parametrize(
+    "echo",
+    [lambda s: json.dumps(s.lower())[1:-1], lambda s: quote(s.lower(), safe="")],
+    ids=["json", "percent"],
+)
+def test_a_capital_sharp_s_lowered_then_escaped_is_scrubbed(echo: object) -> None:
+    # "ẞ" lowers to "ß" but casefolds to "ss" and upper-cases to itself: only the lower-cased
+    # spelling escapes to "\u00df" or "%C3%9F" (which no case-insensitive match of the
+    # others finds)
+    secret = "GEHEIMNIS-ẞ-PASSWORT"
+    echoed = echo(secret)  # type: ignore[operator]
+    assert "ß" not in echoed and "ẞ" not in echoed
+    assert scrub_with(f"<{echoed}>", [secret]) == f"<{MASK}>", echoed
+
+
+@pytest.mark.parametrize(
     ("url", "expected"),
     [
         ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
