@@ -1147,12 +1147,11 @@ def test_a_json_manifest_that_cannot_be_read_starts_afresh(
     (tmp_path / LEGACY_MANIFEST_NAME).mkdir()
     with caplog.at_level(logging.WARNING, logger="zigziik"):
         assert load_manifest(tmp_path) == Manifest()
-    assert any(
-        r.getMessage().startswith(
-            f"cannot read the harvest manifest {tmp_path / LEGACY_MANIFEST_NAME}"
-        )
-        for r in caplog.records
-    )
+    path = tmp_path / LEGACY_MANIFEST_NAME
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cannot read the harvest manifest {path} ([Errno 21] Is a directory: '{path}'); "
+        "starting afresh"
+    ]
 
 
 def test_saving_a_json_manifest_leaves_no_temporary_file(
@@ -1169,3 +1168,48 @@ def test_saving_a_json_manifest_leaves_no_temporary_file(
     with pytest.raises(OSError, match="disk on fire"):
         save_json_manifest(tmp_path, Manifest())
     assert sorted(os.listdir(tmp_path)) == [LEGACY_MANIFEST_NAME]
+
+
+AFRESH = "; starting afresh (files already on disk are still recognised)"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (
+            b"{not json",
+            "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
+        (b"", "Expecting value: line 1 column 1 (char 0)"),
+        (b"[1, 2, 3]", "expected a JSON object, got list"),
+        (b'{"format": "other"}', "not a zigziik harvest manifest"),
+    ],
+)
+def test_a_broken_json_manifest_is_ignored_saying_why(
+    tmp_path: Path, content: bytes, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / LEGACY_MANIFEST_NAME
+    path.write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        assert load_manifest(tmp_path) == Manifest()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ignoring the harvest manifest {path}: {reason}{AFRESH}"
+    ]
+
+
+def test_a_reasonless_json_error_is_named_by_its_type(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zigziik.zigna.harvest import _manifest
+
+    def no_reason(raw: bytes) -> object:
+        raise ValueError
+
+    monkeypatch.setattr(_manifest.json, "loads", no_reason)
+    path = tmp_path / LEGACY_MANIFEST_NAME
+    path.write_bytes(b"{}")
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        assert load_manifest(tmp_path) == Manifest()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ignoring the harvest manifest {path}: ValueError{AFRESH}"
+    ]
