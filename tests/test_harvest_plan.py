@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 from datetime import datetime
 from pathlib import Path
 
@@ -1213,3 +1214,50 @@ def test_a_reasonless_json_error_is_named_by_its_type(
     assert [r.getMessage() for r in caplog.records] == [
         f"ignoring the harvest manifest {path}: ValueError{AFRESH}"
     ]
+
+
+def test_a_json_manifest_is_written_compact_in_utf_8_with_mode_0644(tmp_path: Path) -> None:
+    manifest = Manifest({"Villa på ø": OrderRecord("Villa på ø", complete=True)})
+    old = os.umask(0)
+    try:
+        save_json_manifest(tmp_path, manifest)
+    finally:
+        os.umask(old)
+    path = tmp_path / LEGACY_MANIFEST_NAME
+    assert (
+        path.read_bytes()
+        == (
+            '{"format":"zigziik-harvest-manifest","version":1,"orders":{"Villa på ø":'
+            '{"folder":"Villa på ø","complete":true}}}\n'
+        ).encode()
+    )
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_json_manifest_is_never_written_through_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zigziik.zigna.harvest import _manifest
+
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"outside")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "fixed.part").symlink_to(outside)
+    monkeypatch.setattr(_manifest, "temporary_name", lambda name: "fixed.part")
+    with pytest.raises(FileExistsError):
+        save_json_manifest(dest, sample_manifest())
+    assert outside.read_bytes() == b"outside"
+
+
+def test_a_failed_json_save_whose_temporary_file_vanished_raises_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def vanish_then_fail(src: str, dst: str) -> None:
+        os.unlink(src)
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "replace", vanish_then_fail)
+    with pytest.raises(OSError, match="disk on fire"):
+        save_json_manifest(tmp_path, sample_manifest())
+    assert os.listdir(tmp_path) == []
