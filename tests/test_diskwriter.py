@@ -487,3 +487,71 @@ async def test_the_thread_is_woken_by_close_and_by_a_drain_not_only_by_bulk(
     gone.write(b"c")
     gone.abort()
     await wait_until(lambda: disk.queued_bytes == 0)
+
+
+# -- exact messages and boundaries (from the disk writer's mutants) ----------------------------
+
+
+@pytest.mark.anyio
+async def test_misuse_is_refused_naming_the_file(tmp_path: Path, disk: DiskThread) -> None:
+    file = BackgroundFile(tmp_path / "x", disk)
+    await file.close()
+    with pytest.raises(ValueError, match="^the file is already closed: ") as closing:
+        await file.close()
+    assert str(closing.value) == f"the file is already closed: {tmp_path / 'x'}"
+    with pytest.raises(ValueError, match="^write to a closed file: ") as writing:
+        file.write(b"x")
+    assert str(writing.value) == f"write to a closed file: {tmp_path / 'x'}"
+    aborted = BackgroundFile(tmp_path / "y", disk)
+    aborted.abort()
+    with pytest.raises(ValueError, match="^write to a closed file: "):
+        aborted.write(b"y")
+
+
+def test_the_water_marks_are_checked_exactly() -> None:
+    for high, low in [(10, 20), (10, -1)]:
+        with pytest.raises(ValueError, match="^need ") as excinfo:
+            DiskThread(high_water=high, low_water=low)
+        assert str(excinfo.value) == "need 0 <= low_water <= high_water"
+    same = DiskThread(high_water=10, low_water=10)  # equal marks, and zero, are allowed
+    assert (same.high_water, same.low_water, same.idle_seconds) == (10, 10, 10.0)
+    assert DiskThread(high_water=0, low_water=0).low_water == 0
+    assert repr(_diskwriter._CLOSE) == "<close>" and repr(_diskwriter._ABORT) == "<abort>"
+
+
+def test_the_thread_is_woken_every_half_high_water_at_most_a_mebibyte() -> None:
+    assert DiskThread()._wake_bytes == 1 << 20
+    assert DiskThread(high_water=1000, low_water=0)._wake_bytes == 500
+    assert DiskThread(high_water=1, low_water=0)._wake_bytes == 1
+
+
+@pytest.mark.anyio
+async def test_over_high_water_means_more_than_it(tmp_path: Path, gate: threading.Event) -> None:
+    disk = DiskThread(high_water=10, low_water=4, idle_seconds=0.2)
+    file = BackgroundFile(tmp_path / "x", disk)
+    try:
+        file.write(b"0123456789")
+        assert disk.queued_bytes == 10
+        assert disk.over_high_water is False and file.must_drain is False
+        file.write(b"a")
+        assert disk.over_high_water is True and file.must_drain is True
+    finally:
+        gate.set()
+    await file.close()
+    assert (tmp_path / "x").read_bytes() == b"0123456789a"
+    await wait_until(lambda: disk.queued_bytes == 0)
+    assert disk.over_high_water is False
+
+
+@pytest.mark.anyio
+async def test_a_drain_at_the_low_water_mark_returns_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = DiskThread(high_water=10, low_water=4)
+    disk._queued_bytes = 4  # as if 4 bytes were queued
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("drain waited in a worker thread")
+
+    monkeypatch.setattr(_diskwriter.anyio.to_thread, "run_sync", never)
+    await disk.drain()
