@@ -1,8 +1,8 @@
-"""The budget's rules in Lua, one script per store operation (`zigziik._redis_store`).
+"""The budget's rules in Lua: one script, run once per store operation (`zigziik._redis_store`).
 
-They mirror `zigziik.ratelimit` (`_prepared`, `BudgetLedger.rolled/capped/reserve/observe`,
-`shared_reserve/settle/view`) line for line; a property test runs both on the same random
-operations and asserts they agree at every step.
+It mirrors `zigziik.ratelimit` (`_prepared`, `BudgetLedger.rolled/capped/reserve/observe`,
+`shared_settle/reserve/view`, composed by `shared_exchange`) line for line; a property test
+runs both on the same random operations and asserts they agree at every step.
 
 One hash per scope: ``v`` (format version), ``limit``, ``reset_at`` (ms since the epoch),
 ``used``, ``cap`` (empty: none) and one field ``l:<lease>`` per call in flight, holding when
@@ -11,14 +11,20 @@ its lease expires (ms). The time is the Redis server's (``TIME``) unless ``ARGV[
 Lua's doubles.
 
 ARGV: 1 now (ms or ""), 2 limit of a new ledger, 3 cap (or ""), 4 the next local midnights
-(ms, comma-separated, ascending), then per operation: reserve 5 lease id, 6 lease ms;
-settle 5 lease id (or ""), 6 limit, 7 remaining, 8 reset ms (each "" when the server did not
-send it). Reply: {granted, limit, reset_at, used, in_flight, cap or -1, now}.
+(ms, comma-separated, ascending), 5 the operation (``r`` reserve, ``v`` view), 6 the new
+lease's id and 7 its length in ms (reserve only), 8 the settlements to apply first, oldest
+first: ``lease,limit,remaining,reset_ms,age_ms`` joined by ``;`` (a figure the server did not
+send is empty; ``age_ms``: how long ago the answer arrived). A view without settlements
+writes nothing. Reply: {granted, limit, reset_at, used, in_flight, cap or -1, now}.
 """
 
 from __future__ import annotations
 
-__all__ = ["RESERVE", "SETTLE", "VIEW"]
+import hashlib
+
+from .ratelimit import FRESH_MS
+
+__all__ = ["EXCHANGE", "EXCHANGE_SHA"]
 
 _PRELUDE = r"""
 local key = KEYS[1]
@@ -105,7 +111,7 @@ local function save(added, removed)
     fields[#fields + 1] = fmt(leases[added])
   end
   if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
-  if removed ~= nil then expired[#expired + 1] = 'l:' .. removed end
+  for i = 1, #removed do expired[#expired + 1] = removed[i] end
   if #expired > 0 then redis.call('HDEL', key, unpack(expired)) end
   if whole then  -- a lease never outlives its day by a day: the reset decides
     local keep = reset_at
@@ -121,39 +127,22 @@ local function reply(granted)
 end
 """
 
-RESERVE = (
+EXCHANGE = (
     _PRELUDE
     + r"""
-local lease = ARGV[5]
-local lease_ms = int(ARGV[6], 'lease ms')
-if used < limit then
-  used = used + 1
-  in_flight = in_flight + 1
-  leases[lease] = now + lease_ms
-  save(lease, nil)
-  return reply(1)
+-- rolled, again: a settlement's Reset may have ended the day it describes
+local function roll()
+  if now >= reset_at then
+    used = 0
+    reset_at = next_reset()
+  end
 end
-save(nil, nil)
-return reply(0)
-"""
-)
-
-SETTLE = (
-    _PRELUDE
-    + r"""
-local lease = ARGV[5]
-local removed = nil
-if lease ~= '' and leases[lease] ~= nil then
-  leases[lease] = nil
-  in_flight = in_flight - 1
-  removed = lease
-end
-local s_limit, s_remaining, s_reset = nil, nil, nil
-if ARGV[6] ~= '' then s_limit = int(ARGV[6], 'server limit') end
-if ARGV[7] ~= '' then s_remaining = int(ARGV[7], 'server remaining') end
-if ARGV[8] ~= '' then s_reset = int(ARGV[8], 'server reset') end
-if s_limit ~= nil or s_remaining ~= nil or s_reset ~= nil then
-  -- BudgetLedger.observe
+-- BudgetLedger.observe, with the answer's Reset made nearer by its age
+local function observe(a, b, c, age)
+  local s_limit, s_remaining, s_reset = nil, nil, nil
+  if a ~= '' then s_limit = int(a, 'server limit') end
+  if b ~= '' then s_remaining = int(b, 'server remaining') end
+  if c ~= '' then s_reset = math.max(0, int(c, 'server reset') - age) end
   local b_used, b_reset = used, reset_at
   if s_limit ~= nil then
     if lcap == nil then limit = s_limit else limit = math.min(lcap, s_limit) end
@@ -174,14 +163,40 @@ if s_limit ~= nil or s_remaining ~= nil or s_reset ~= nil then
     used = math.max(used, limit - server_remaining)
   end
 end
-save(nil, removed)
+
+local removed = {}
+local settled = false
+for entry in string.gmatch(ARGV[8], '[^;]+') do
+  local s_lease, a, b, c, d = string.match(entry, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
+  if s_lease == nil then fail('garbage: a settlement is not lease,limit,remaining,reset,age') end
+  settled = true
+  roll()
+  if s_lease ~= '' and leases[s_lease] ~= nil then
+    leases[s_lease] = nil
+    in_flight = in_flight - 1
+    removed[#removed + 1] = 'l:' .. s_lease
+  end
+  local age = int(d, 'age')
+  if (a ~= '' or b ~= '' or c ~= '') and age <= FRESH_MS then observe(a, b, c, age) end
+end
+roll()
+if ARGV[5] == 'r' then
+  local lease = ARGV[6]
+  local lease_ms = int(ARGV[7], 'lease ms')
+  if used < limit then
+    used = used + 1
+    in_flight = in_flight + 1
+    leases[lease] = now + lease_ms
+    save(lease, removed)
+    return reply(1)
+  end
+  save(nil, removed)
+  return reply(0)
+end
+if settled then save(nil, removed) end
 return reply(1)
-"""
+""".replace("FRESH_MS", str(FRESH_MS))
 )
 
-VIEW = (
-    _PRELUDE
-    + r"""
-return reply(1)
-"""
-)
+EXCHANGE_SHA = hashlib.sha1(EXCHANGE.encode()).hexdigest()
+"""What ``EVALSHA`` names it by."""

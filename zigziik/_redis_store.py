@@ -1,6 +1,7 @@
 """`RedisBudgetStore`: one budget for processes on many hosts, in Redis (extra ``[redis]``).
 
-Every operation is one Lua script (`zigziik._redis_lua`) run atomically by the server, on one
+Every operation is one run of a Lua script (`zigziik._redis_lua`), atomic in the server: the
+settlements waiting in `zigziik._pending`, then the reservation (one round trip per call), on one
 hash per scope (``<prefix>{<scope>}``: the braces keep it in one Cluster hash slot). The
 server's clock (``TIME``) decides when the day is over; the client passes the next local
 midnights it computed with `zoneinfo`, so 23- and 25-hour days are right. Scripts are sent by
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import secrets
 from collections.abc import Iterable
@@ -20,10 +22,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from ._pending import FLUSH_DELAY, PendingSettlements, newest_ms
 from ._redact import redact_url, scrub_with
 from ._redact import register as register_secrets
 from .errors import BudgetStoreError, ConfigurationError
-from .ratelimit import BudgetLedger, BudgetTerms, RateLimit, from_ms, reset_milliseconds, to_ms
+from .ratelimit import (
+    BudgetLedger,
+    BudgetTerms,
+    RateLimit,
+    Settlement,
+    from_ms,
+    reset_milliseconds,
+    to_ms,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -34,6 +45,7 @@ __all__ = ["DEFAULT_PREFIX", "RedisBudgetStore"]
 DEFAULT_PREFIX = "zigziik:budget:"
 DEFAULT_LEASE = 120.0
 REDIS_HINT = "pip install 'zigziik[redis]'"
+logger = logging.getLogger("zigziik")
 
 
 def _positive(name: str, value: object) -> float:
@@ -62,6 +74,7 @@ class RedisBudgetStore:
     """
 
     local = False
+    deferred_settlements = True
 
     def __init__(
         self,
@@ -110,10 +123,17 @@ class RedisBudgetStore:
             self._client = url_or_client
             self._name = _describe_client(url_or_client)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._scripts: dict[str, AsyncScript] = {}
+        self._connection: Any = None  # the store's own (a URL), bound to ``_loop``
+        self._lock: asyncio.Lock | None = None  # one command at a time on it
+        self._script: AsyncScript | None = None  # a caller's client's
         self._latest: dict[str, BudgetLedger] = {}
         self._lease_prefix = secrets.token_hex(6) + "-"
         self._lease_numbers = itertools.count(1)
+        self._pending = PendingSettlements()
+        self._flush_delay: float | None = FLUSH_DELAY  # None: only operations send them
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._flushes: set[asyncio.Future[None]] = set()
 
     @property
     def name(self) -> str:
@@ -140,12 +160,24 @@ class RedisBudgetStore:
         return self._latest.get(scope)
 
     async def aclose(self) -> None:
-        """Close the client the store made (a caller's client stays open)."""
-        client, loop = self._client, self._loop
-        if self._owns_client and client is not None:
-            self._client, self._scripts, self._loop = None, {}, None
-            if loop is asyncio.get_running_loop():
-                await client.aclose()
+        """Send the settlements still waiting, then close the connection the store made (a
+        caller's client stays open)."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._pending and (self._loop is loop or not self._owns_client):
+            try:
+                await self.flush()
+            except BudgetStoreError as exc:
+                logger.warning("could not send settlements to the budget store: %s", exc)
+        connection, bound = self._connection, self._loop
+        self._connection, self._lock, self._loop = None, None, None
+        if connection is not None and bound is loop:
+            await connection.disconnect()
 
     # -- operations ------------------------------------------------------------------------
 
@@ -153,7 +185,12 @@ class RedisBudgetStore:
         self, scope: str, terms: BudgetTerms, now: datetime
     ) -> tuple[BudgetLedger, bool, str | None]:
         lease = f"{self._lease_prefix}{next(self._lease_numbers)}"
-        reply = await self._call("reserve", scope, terms, now, [lease, str(self._lease_ms)])
+        settlements = self._pending.take(scope)
+        try:
+            reply = await self._call(scope, terms, to_ms(now), lease, settlements)
+        except BaseException:
+            self._pending.restore(scope, terms, settlements)
+            raise
         ledger, granted = self._ledger(scope, reply)
         return ledger, granted, lease if granted else None
 
@@ -165,20 +202,66 @@ class RedisBudgetStore:
         lease: str | None,
         rate_limit: RateLimit | None,
     ) -> BudgetLedger:
-        figures = ["", "", ""]
-        if rate_limit is not None:
-            reset = rate_limit.reset_after
-            figures = [
-                _figure(rate_limit.limit),
-                _figure(rate_limit.remaining),
-                "" if reset is None else str(reset_milliseconds(reset)),
-            ]
-        reply = await self._call("settle", scope, terms, now, [lease or "", *figures])
-        return self._ledger(scope, reply)[0]
+        """Keep the settlement for the next operation on ``scope`` (see `zigziik._pending`);
+        the ledger returned is this process's view with it applied."""
+        ledger = (self._latest.get(scope) or terms.initial(now)).settle(rate_limit, now)
+        self._latest[scope] = ledger
+        if lease is not None or rate_limit is not None:
+            self._pending.add(scope, terms, Settlement(lease, rate_limit, to_ms(now)))
+            self._arm_flush()
+        return ledger
 
     async def snapshot(self, scope: str, terms: BudgetTerms, now: datetime) -> BudgetLedger:
-        reply = await self._call("view", scope, terms, now, [])
+        settlements = self._pending.take(scope)
+        try:
+            reply = await self._call(scope, terms, to_ms(now), None, settlements)
+        except BaseException:
+            self._pending.restore(scope, terms, settlements)
+            raise
         return self._ledger(scope, reply)[0]
+
+    async def flush(self, scope: str | None = None) -> None:
+        """Send the settlements still waiting (of ``scope``, or of every scope) now."""
+        taken = self._pending.take_all() if scope is None else self._pending.take_scope(scope)
+        for index, (waiting_scope, terms, settlements) in enumerate(taken):
+            try:
+                reply = await self._call(
+                    waiting_scope, terms, newest_ms(settlements), None, settlements
+                )
+            except BaseException:
+                for later_scope, later_terms, later in taken[index:]:
+                    self._pending.restore(later_scope, later_terms, later)
+                raise
+            self._ledger(waiting_scope, reply)
+
+    def _arm_flush(self, delay: float | None = None) -> None:
+        if self._flush_delay is None:
+            return
+        if delay is None:
+            delay = self._flush_delay
+        loop = asyncio.get_running_loop()
+        timer = self._timer
+        if timer is not None and self._timer_loop is loop and not timer.cancelled():
+            return
+        self._timer, self._timer_loop = loop.call_later(delay, self._timer_fired), loop
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        due = self._pending.due_in(self._flush_delay or FLUSH_DELAY)
+        if due is None:
+            return
+        if due > 0:  # reservations took what waited; the newer ones are not due yet
+            self._arm_flush(due)
+            return
+        task = asyncio.ensure_future(self._flush_quietly())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except BudgetStoreError as exc:  # kept for the next operation; leases bound the rest
+            logger.warning("could not send settlements to the budget store: %s", exc)
 
     # -- Redis -----------------------------------------------------------------------------
 
@@ -193,7 +276,8 @@ class RedisBudgetStore:
         self._latest[scope] = ledger
         return ledger, granted == 1
 
-    def _connection(self) -> tuple[Any, dict[str, AsyncScript]]:
+    def _bind(self) -> None:
+        """Make the store's connection (or the caller's client's script) for this loop."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -202,53 +286,60 @@ class RedisBudgetStore:
                 "under trio use SqliteBudgetStore",
                 store=self._name,
             ) from None
-        if self._owns_client and (self._client is None or self._loop is not loop):
-            from redis.asyncio import Redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
+        if self._owns_client:
+            if self._loop is not loop:
+                from redis.asyncio import ConnectionPool
+                from redis.asyncio.retry import Retry
+                from redis.backoff import NoBackoff
 
-            # No retries: a script whose reply was lost may have run; running it again
-            # would count the call twice. The operation fails closed instead.
-            self._client = Redis.from_url(
-                self._url or "",
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0),
-                retry_on_timeout=False,
-            )
-            self._scripts = {}
-            self._loop = loop
-        if not self._scripts:
-            from ._redis_lua import RESERVE, SETTLE, VIEW
+                # One connection of its own, no retries: a script whose reply was lost may
+                # have run, and running it again would count the call twice. No socket
+                # timeout either: `_call` bounds the whole operation (redis-py's would
+                # start a task for every write).
+                pool = ConnectionPool.from_url(
+                    self._url or "",
+                    socket_timeout=None,
+                    socket_connect_timeout=self.timeout,
+                    retry=Retry(NoBackoff(), 0),
+                    retry_on_timeout=False,
+                )
+                connection = pool.make_connection()  # type: ignore[no-untyped-call, unused-ignore]
+                self._connection, self._lock, self._loop = connection, asyncio.Lock(), loop
+        elif self._script is None:
+            from ._redis_lua import EXCHANGE
 
-            client = self._client
-            self._scripts = {
-                "reserve": client.register_script(RESERVE),
-                "settle": client.register_script(SETTLE),
-                "view": client.register_script(VIEW),
-            }
-        return self._client, self._scripts
+            self._script = self._client.register_script(EXCHANGE)
 
     async def _call(
-        self, op: str, scope: str, terms: BudgetTerms, now: datetime, extra: list[str]
+        self,
+        scope: str,
+        terms: BudgetTerms,
+        now_ms: int,
+        lease: str | None,
+        settlements: list[Settlement],
     ) -> Any:
         from redis.exceptions import RedisError, ResponseError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        _, scripts = self._connection()
+        self._bind()
         cap = terms.cap
+        key = self.key(scope)
         args = [
-            str(to_ms(now)) if self._client_clock else "",
+            str(now_ms) if self._client_clock else "",
             str(terms.limit),
             "" if cap is None else str(cap),
-            ",".join(str(m) for m in terms.midnights(now)),
-            *extra,
+            terms.midnights_text(from_ms(now_ms)),
+            "v" if lease is None else "r",
+            lease or "",
+            str(self._lease_ms),
+            ";".join(_settlement(settlement, now_ms) for settlement in settlements),
         ]
         try:
-            if self._owns_client:  # its socket timeouts bound every read and connect
-                return await scripts[op](keys=[self.key(scope)], args=args)
             with anyio.fail_after(self.timeout):
-                return await scripts[op](keys=[self.key(scope)], args=args)
+                if self._owns_client:
+                    return await self._evalsha(key, args)
+                assert self._script is not None
+                return await self._script(keys=[key], args=args)
         except ResponseError as exc:
             text = str(exc)
             if "ZIGZIIK clock" in text:
@@ -259,8 +350,7 @@ class RedisBudgetStore:
             if "ZIGZIIK garbage" in text or "WRONGTYPE" in text:
                 reason = text.split("ZIGZIIK ", 1)[-1].split(" script: ", 1)[0]
                 raise BudgetStoreError(
-                    f"the key {self.key(scope)!r} holds {reason}; nothing was sent",
-                    store=self._name,
+                    f"the key {key!r} holds {reason}; nothing was sent", store=self._name
                 ) from None
             raise self._error(exc) from exc
         except (TimeoutError, RedisTimeoutError) as exc:
@@ -270,9 +360,54 @@ class RedisBudgetStore:
         except (RedisError, OSError) as exc:
             raise self._error(exc) from exc
 
+    async def _evalsha(self, key: str, args: list[str]) -> Any:
+        """``EVALSHA`` on the store's own connection (``SCRIPT LOAD`` after ``NOSCRIPT``)."""
+        from redis.exceptions import NoScriptError
+
+        from ._redis_lua import EXCHANGE, EXCHANGE_SHA
+
+        connection, lock = self._connection, self._lock
+        assert connection is not None
+        assert lock is not None
+        command = _pack("EVALSHA", EXCHANGE_SHA, "1", key, *args)
+        async with lock:
+            await connection.send_packed_command(command, check_health=False)
+            try:
+                return await connection.read_response()
+            except NoScriptError:  # nothing ran: load the script, then run it
+                await connection.send_packed_command(
+                    _pack("SCRIPT", "LOAD", EXCHANGE), check_health=False
+                )
+                await connection.read_response()
+                await connection.send_packed_command(command, check_health=False)
+                return await connection.read_response()
+
     def _error(self, exc: BaseException) -> BudgetStoreError:
         detail = scrub_with(f"{type(exc).__name__}: {exc}", self._secrets)
         return BudgetStoreError(f"{detail}; nothing was sent", store=self._name)
+
+
+def _settlement(settlement: Settlement, now_ms: int) -> str:
+    """``lease,limit,remaining,reset_ms,age_ms`` (the script's ARGV[8], one entry)."""
+    lease = settlement.lease or ""
+    rate_limit = settlement.rate_limit
+    age = settlement.age(now_ms)
+    if rate_limit is None:
+        return f"{lease},,,,{age}"
+    reset = rate_limit.reset_after
+    return (
+        f"{lease},{_figure(rate_limit.limit)},{_figure(rate_limit.remaining)},"
+        f"{'' if reset is None else reset_milliseconds(reset)},{age}"
+    )
+
+
+def _pack(*args: str) -> bytes:
+    """A Redis command in RESP (what redis-py's ``pack_command`` makes, without its cost)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 def _describe_client(client: Any) -> str:

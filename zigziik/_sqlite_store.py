@@ -2,9 +2,10 @@
 
 Every operation is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken before the
 read: without it two processes could read the same count and both write it back) that applies
-the pure rules of `zigziik.ratelimit` (`shared_reserve`, `shared_settle`) to the row of its
-scope. Waiting for another process's lock never stalls the event loop: an operation first
-tries the lock without waiting (busy timeout 0) and, when it is free, runs at once (tens of
+the pure rules of `zigziik.ratelimit` (`shared_exchange`: the settlements waiting in
+`zigziik._pending`, then the reservation) to the row of its scope: one transaction per call.
+Waiting for another process's lock never stalls the event loop: an operation first tries the
+lock without waiting (busy timeout 0) and, when it is free, runs at once (tens of
 microseconds: WAL appends, no fsync); when it is taken, the operation runs in a worker thread
 (`anyio.to_thread`) that waits at most ``timeout`` seconds (SQLite's busy timeout), then fails
 with `BudgetStoreError`. WAL checkpoints (which fsync) run only in that thread, every 500
@@ -19,36 +20,39 @@ local disk (not NFS or SMB).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import logging
 import math
 import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 import anyio
 
+from ._pending import FLUSH_DELAY, PendingSettlements, newest_ms
 from .errors import BudgetStoreError
 from .ratelimit import (
     BudgetLedger,
     BudgetTerms,
     LeasedLedger,
     RateLimit,
+    Settlement,
     from_ms,
-    shared_reserve,
-    shared_settle,
-    shared_view,
+    shared_exchange,
     to_ms,
 )
 
 __all__ = ["DEFAULT_LEASE", "SqliteBudgetStore"]
 
 T = TypeVar("T")
+logger = logging.getLogger("zigziik")
 
 DEFAULT_LEASE = 120.0
 """Seconds a reservation weighs as "in flight" unless settled first (a dead process's)."""
@@ -127,6 +131,7 @@ class SqliteBudgetStore:
     """
 
     local = False
+    deferred_settlements = True
 
     def __init__(
         self,
@@ -147,10 +152,13 @@ class SqliteBudgetStore:
         self._connection: sqlite3.Connection | None = None  # the worker thread's
         self._fast: sqlite3.Connection | None = None  # the event loop's, never waits
         self._fast_commits = 0
-        self._closed = False
         self._latest: dict[str, BudgetLedger] = {}
         self._lease_prefix = secrets.token_hex(6) + "-"
         self._lease_numbers = itertools.count(1)
+        self._pending = PendingSettlements()
+        self._flush_delay: float | None = FLUSH_DELAY  # None: only operations send them
+        self._timer_lock = threading.Lock()
+        self._timer: threading.Timer | None = None
 
     @property
     def name(self) -> str:
@@ -169,7 +177,16 @@ class SqliteBudgetStore:
         return self._latest.get(scope)
 
     async def aclose(self) -> None:
-        """Close the file (later operations open it again)."""
+        """Send the settlements still waiting, then close the file (later operations open
+        it again)."""
+        with self._timer_lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        try:
+            await self.flush()
+        except BudgetStoreError as exc:
+            logger.warning("could not send settlements to the budget store: %s", exc)
         with self._lock:
             connections = (self._connection, self._fast)
             self._connection = self._fast = None
@@ -184,11 +201,16 @@ class SqliteBudgetStore:
     ) -> tuple[BudgetLedger, bool, str | None]:
         lease = f"{self._lease_prefix}{next(self._lease_numbers)}"
         now_ms, midnights, lease_ms = to_ms(now), terms.midnights(now), self._lease_ms
+        settlements = self._pending.take(scope)
 
         def change(state: LeasedLedger | None) -> tuple[LeasedLedger, bool]:
-            return shared_reserve(state, terms, now_ms, midnights, lease, lease_ms)
+            return shared_exchange(state, terms, now_ms, midnights, settlements, lease, lease_ms)
 
-        state, granted = await self._run(scope, change)
+        try:
+            state, granted = await self._run(scope, change)
+        except BaseException:
+            self._pending.restore(scope, terms, settlements)
+            raise
         self._latest[scope] = state.ledger
         return state.ledger, granted, lease if granted else None
 
@@ -200,24 +222,88 @@ class SqliteBudgetStore:
         lease: str | None,
         rate_limit: RateLimit | None,
     ) -> BudgetLedger:
-        now_ms, midnights = to_ms(now), terms.midnights(now)
-
-        def change(state: LeasedLedger | None) -> tuple[LeasedLedger, bool]:
-            return shared_settle(state, terms, now_ms, midnights, lease, rate_limit), True
-
-        state, _ = await self._run(scope, change)
-        self._latest[scope] = state.ledger
-        return state.ledger
+        """Keep the settlement for the next operation on ``scope`` (see `zigziik._pending`);
+        the ledger returned is this process's view with it applied."""
+        ledger = (self._latest.get(scope) or terms.initial(now)).settle(rate_limit, now)
+        self._latest[scope] = ledger
+        if lease is not None or rate_limit is not None:
+            self._pending.add(scope, terms, Settlement(lease, rate_limit, to_ms(now)))
+            self._arm_flush()
+        return ledger
 
     async def snapshot(self, scope: str, terms: BudgetTerms, now: datetime) -> BudgetLedger:
         now_ms, midnights = to_ms(now), terms.midnights(now)
+        settlements = self._pending.take(scope)
 
         def view(state: LeasedLedger | None) -> tuple[LeasedLedger, bool]:
-            return shared_view(state, terms, now_ms, midnights), True
+            return shared_exchange(state, terms, now_ms, midnights, settlements)
 
-        state, _ = await self._run(scope, view, write=False)
+        try:
+            state, _ = await self._run(scope, view, write=bool(settlements))
+        except BaseException:
+            self._pending.restore(scope, terms, settlements)
+            raise
         self._latest[scope] = state.ledger
         return state.ledger
+
+    async def flush(self, scope: str | None = None) -> None:
+        """Send the settlements still waiting (of ``scope``, or of every scope) now."""
+        for waiting_scope, terms, settlements in self._take(scope):
+            change = self._flush_change(terms, settlements)
+            try:
+                state, _ = await self._run(waiting_scope, change)
+            except BaseException:
+                self._pending.restore(waiting_scope, terms, settlements)
+                raise
+            self._latest[waiting_scope] = state.ledger
+
+    def _take(self, scope: str | None) -> list[tuple[str, BudgetTerms, list[Settlement]]]:
+        if scope is None:
+            return self._pending.take_all()
+        return self._pending.take_scope(scope)
+
+    @staticmethod
+    def _flush_change(
+        terms: BudgetTerms, settlements: list[Settlement]
+    ) -> Callable[[LeasedLedger | None], tuple[LeasedLedger, bool]]:
+        now_ms = newest_ms(settlements)
+        midnights = terms.midnights(from_ms(now_ms))
+
+        def change(state: LeasedLedger | None) -> tuple[LeasedLedger, bool]:
+            return shared_exchange(state, terms, now_ms, midnights, settlements)
+
+        return change
+
+    def _arm_flush(self, delay: float | None = None) -> None:
+        if self._flush_delay is None:
+            return
+        if delay is None:
+            delay = self._flush_delay
+        with self._timer_lock:
+            if self._timer is None:
+                timer = threading.Timer(delay, self._flush_in_thread)
+                timer.daemon = True
+                self._timer = timer
+                timer.start()
+
+    def _flush_in_thread(self) -> None:
+        """The timer's flush, in its own thread (an operation here is a plain function)."""
+        with self._timer_lock:
+            self._timer = None
+        due = self._pending.due_in(self._flush_delay or FLUSH_DELAY)
+        if due is None:
+            return
+        if due > 0:  # reservations took what waited; the newer ones are not due yet
+            self._arm_flush(due)
+            return
+        for scope, terms, settlements in self._pending.take_all():
+            try:
+                state, _ = self._guarded(scope, self._flush_change(terms, settlements), True)
+            except BudgetStoreError as exc:
+                self._pending.restore(scope, terms, settlements)
+                logger.warning("could not send settlements to the budget store: %s", exc)
+            else:
+                self._latest[scope] = state.ledger
 
     # -- the file --------------------------------------------------------------------------
 
@@ -228,13 +314,28 @@ class SqliteBudgetStore:
         *,
         write: bool = True,
     ) -> tuple[LeasedLedger, T]:
-        try:
+        with self._errors(scope):
             # Uncontended, the transaction runs here at once (tens of microseconds, no fsync);
             # when another process holds the lock, it waits for it in a worker thread.
             done = self._try_now(scope, change, write)
             if done is not None:
                 return done
             return await anyio.to_thread.run_sync(self._transaction, scope, change, write)
+
+    def _guarded(
+        self,
+        scope: str,
+        change: Callable[[LeasedLedger | None], tuple[LeasedLedger, T]],
+        write: bool,
+    ) -> tuple[LeasedLedger, T]:
+        """`_transaction` with its errors as `BudgetStoreError` (for the flush's thread)."""
+        with self._errors(scope):
+            return self._transaction(scope, change, write)
+
+    @contextlib.contextmanager
+    def _errors(self, scope: str) -> Iterator[None]:
+        try:
+            yield
         except BudgetStoreError:
             raise
         except _Garbage:

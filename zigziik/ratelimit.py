@@ -44,9 +44,11 @@ __all__ = [
     "InMemoryBudgetStore",
     "LeasedLedger",
     "RateLimit",
+    "Settlement",
     "key_scope",
     "next_local_midnight",
     "parse_rate_limit",
+    "shared_exchange",
     "shared_reserve",
     "shared_settle",
     "shared_view",
@@ -234,7 +236,7 @@ class BudgetTerms:
     server never raises; the day ends at the midnights of ``zone``.
     """
 
-    __slots__ = ("_initial", "_midnights", "cap", "limit", "zone")
+    __slots__ = ("_initial", "_midnights", "_midnights_text", "cap", "limit", "zone")
 
     def __init__(self, limit: int, cap: int | None, zone: tzinfo) -> None:
         self.limit = limit
@@ -242,6 +244,7 @@ class BudgetTerms:
         self.zone = zone
         self._initial: tuple[datetime, BudgetLedger] | None = None
         self._midnights: tuple[datetime, datetime, tuple[int, ...]] | None = None
+        self._midnights_text: tuple[tuple[int, ...], str] | None = None
 
     def __repr__(self) -> str:
         return f"BudgetTerms(limit={self.limit}, cap={self.cap}, zone={self.zone!r})"
@@ -273,6 +276,14 @@ class BudgetTerms:
         )
         self._midnights = (now, self.next_reset(now), found)
         return found
+
+    def midnights_text(self, now: datetime) -> str:
+        """`midnights` as the comma-separated text a Redis script takes (made once a day)."""
+        found = self.midnights(now)
+        cached = self._midnights_text
+        if cached is None or cached[0] is not found:
+            cached = self._midnights_text = (found, ",".join(str(m) for m in found))
+        return cached[1]
 
 
 def first_after(midnights: Sequence[int], now_ms: int) -> int:
@@ -333,6 +344,19 @@ def shared_reserve(
     return LeasedLedger(ledger, leases), granted
 
 
+FRESH_MS = 1000
+"""A settlement applied later than this (ms after its answer arrived) closes its lease only:
+its figures may describe a window that has ended, or miss calls counted since."""
+
+
+def aged(rate_limit: RateLimit, age_ms: int) -> RateLimit:
+    """The figures of an answer ``age_ms`` old as of now: its ``Reset`` is that much nearer."""
+    if age_ms <= 0 or rate_limit.reset_after is None:
+        return rate_limit
+    reset_ms = max(0, reset_milliseconds(rate_limit.reset_after) - age_ms)
+    return RateLimit(rate_limit.limit, rate_limit.remaining, reset_ms / 1000)
+
+
 def shared_settle(
     state: LeasedLedger | None,
     terms: BudgetTerms,
@@ -340,14 +364,58 @@ def shared_settle(
     midnights: Sequence[int],
     lease: str | None,
     rate_limit: RateLimit | None,
+    age_ms: int = 0,
 ) -> LeasedLedger:
-    """Close ``lease`` (if it still lives) and apply the server's figures, if any."""
+    """Close ``lease`` (if it still lives) and apply the server's figures, if any.
+
+    ``age_ms``: how long ago the answer arrived (a settlement sent with a later operation);
+    past `FRESH_MS` its figures are not applied.
+    """
     ledger, leases, now = _prepared(state, terms, now_ms, midnights)
     if lease is not None and leases.pop(lease, None) is not None:
         ledger = attrs.evolve(ledger, in_flight=len(leases))
-    if rate_limit is not None and rate_limit.present:
-        ledger = ledger.observe(rate_limit, now)
+    if rate_limit is not None and rate_limit.present and age_ms <= FRESH_MS:
+        ledger = ledger.observe(aged(rate_limit, age_ms), now)
     return LeasedLedger(ledger, leases)
+
+
+@attrs.frozen
+class Settlement:
+    """A call's settlement waiting to be sent with the store's next operation."""
+
+    lease: str | None
+    rate_limit: RateLimit | None
+    at_ms: int
+    """When its answer arrived (the budget's clock, ms since the epoch)."""
+
+    def age(self, now_ms: int) -> int:
+        return max(0, now_ms - self.at_ms)
+
+
+def shared_exchange(
+    state: LeasedLedger | None,
+    terms: BudgetTerms,
+    now_ms: int,
+    midnights: Sequence[int],
+    settlements: Sequence[Settlement],
+    lease: str | None = None,
+    lease_ms: int = 0,
+) -> tuple[LeasedLedger, bool]:
+    """One store operation: apply ``settlements`` in order, then reserve one call under
+    ``lease`` (or, without a lease, only read: granted is then ``True``)."""
+    for settlement in settlements:
+        state = shared_settle(
+            state,
+            terms,
+            now_ms,
+            midnights,
+            settlement.lease,
+            settlement.rate_limit,
+            settlement.age(now_ms),
+        )
+    if lease is None:
+        return shared_view(state, terms, now_ms, midnights), True
+    return shared_reserve(state, terms, now_ms, midnights, lease, lease_ms)
 
 
 def shared_view(
@@ -554,7 +622,12 @@ class DailyBudget:
         self.max_wait = float(max_wait)
         self._clock: Clock = clock or _utc_now
         self._store: BudgetStore = store if store is not None else InMemoryBudgetStore()
-        self._local = getattr(self._store, "local", False) is True
+        # A store whose settle does no I/O (in memory; a shared store that sends settlements
+        # with its next operation) needs no shield around it.
+        self._local = (
+            getattr(self._store, "local", False) is True
+            or getattr(self._store, "deferred_settlements", False) is True
+        )
         self._scope = _check_scope(scope) if scope is not None else None
         self._scope_given = scope is not None
 
@@ -633,6 +706,13 @@ class DailyBudget:
         store cannot say."""
         ledger = await self._store.snapshot(self.scope, self._terms, self._now())
         return BudgetSnapshot.of(ledger)
+
+    async def flush(self) -> None:
+        """Send this budget's settlements that a shared store keeps for its next operation
+        (`BudgetStoreError` if the store cannot take them; they stay kept)."""
+        flush = getattr(self._store, "flush", None)
+        if flush is not None:
+            await flush(self.scope)
 
     async def reserve(self) -> BudgetDecision:
         """Atomically take one call, or say how long to wait (``on_exhausted="wait"``).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import mimetypes
 import os
 import re
@@ -29,7 +30,7 @@ from ..download import (
     receive_to_file,
     stream_to_file,
 )
-from ..errors import ConfigurationError, DecodeError
+from ..errors import BudgetStoreError, ConfigurationError, DecodeError
 from ..pagination import AsyncPaginator, Page
 from ..ratelimit import BudgetStore, DailyBudget, key_scope
 from ..retry import RetryPolicy
@@ -308,13 +309,17 @@ class ZignaClient(BaseClient):
         )
 
     async def aclose(self) -> None:
-        """Close the client (and the budget store it made from ``$ZIGZIIK_BUDGET_STORE``)."""
+        """Close the client (and the budget store it made from ``$ZIGZIIK_BUDGET_STORE``);
+        a shared store it was handed gets the settlements of its calls at once."""
         try:
             await super().aclose()
         finally:
             store, self._owned_store = self._owned_store, None
             if store is not None:
                 await store.aclose()
+            elif self.budget is not None:
+                with contextlib.suppress(BudgetStoreError):  # the leases expire by themselves
+                    await self.budget.flush()
 
     def adopt_store(self, store: BudgetStore) -> None:
         """Close ``store`` when the client closes (for a store made only for this client)."""
