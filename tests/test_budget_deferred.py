@@ -1,0 +1,207 @@
+"""Settlements a shared store keeps for its next operation (`zigziik._pending`).
+
+A call's settlement goes with the next reservation or snapshot on its scope, in the same
+SQLite transaction or Lua script run: one store operation per call. What that must not cost:
+another process sees it within the flush delay; closing the store or the client sends it; a
+process that dies with settlements kept leaves its calls counted and its leases expiring; an
+answer sent late applies its ``Reset`` from when it arrived, and one later than ``FRESH_MS``
+only closes its lease. Real SQLite files and a real ``redis-server``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import anyio
+import pytest
+from _redis import RedisServer
+
+from zigziik import DailyBudget, RateLimit, RedisBudgetStore, SqliteBudgetStore, ZignaClient
+from zigziik.ratelimit import FRESH_MS, BudgetStore
+from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
+
+pytestmark = pytest.mark.anyio
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis-deferred"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+) -> Callable[..., BudgetStore]:
+    """A maker of store objects on one shared ledger (each one: another process's)."""
+    assert redis_server.command("FLUSHALL").startswith(b"+OK")
+
+    def made(*, timer: bool = False, **options: float) -> BudgetStore:
+        store: BudgetStore
+        if request.param == "sqlite":
+            store = SqliteBudgetStore(tmp_path / "budget.db", **options)
+        else:
+            store = RedisBudgetStore(redis_server.url, clock="client", **options)
+        if not timer:
+            store._flush_delay = None  # type: ignore[attr-defined]  # only operations send
+        return store
+
+    return made
+
+
+async def test_a_settlement_goes_with_the_next_reservation(
+    make: Callable[..., BudgetStore],
+) -> None:
+    ours, theirs = make(), make()
+    budget = DailyBudget(10, store=ours, scope="s", clock=lambda: T0)
+    other = DailyBudget(10, store=theirs, scope="s", clock=lambda: T0)
+    first = await budget.reserve()
+    await budget.settle(RateLimit(remaining=7), lease=first.lease)
+    assert budget.in_flight == 0 and budget.remaining == 7, "this process's view has it"
+    seen = await other.snapshot()
+    assert (seen.used, seen.in_flight) == (1, 1), "kept: the call still weighs as in flight"
+    await budget.reserve()
+    seen = await other.snapshot()
+    # The settlement went first (its lease closed, Remaining 7 applied), then the reservation.
+    assert (seen.used, seen.in_flight, seen.remaining) == (4, 1, 6)
+    await ours.aclose()
+    await theirs.aclose()
+
+
+async def test_one_store_operation_per_call(
+    make: Callable[..., BudgetStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make()
+    operations = 0
+    if isinstance(store, SqliteBudgetStore):
+        apply = SqliteBudgetStore._apply
+
+        def counted(self: SqliteBudgetStore, *args: object) -> object:
+            nonlocal operations
+            operations += 1
+            return apply(self, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(SqliteBudgetStore, "_apply", counted)
+    else:
+        assert isinstance(store, RedisBudgetStore)
+        evalsha = RedisBudgetStore._evalsha
+
+        async def counted_redis(self: RedisBudgetStore, *args: object) -> object:
+            nonlocal operations
+            operations += 1
+            return await evalsha(self, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(RedisBudgetStore, "_evalsha", counted_redis)
+    budget = DailyBudget(100, store=store, scope="s", clock=lambda: T0)
+    for _ in range(20):
+        decision = await budget.reserve()
+        await budget.settle(RateLimit(remaining=500), lease=decision.lease)
+    assert operations == 20
+    snapshot = await budget.snapshot()
+    assert operations == 21 and (snapshot.used, snapshot.in_flight) == (20, 0)
+    await store.aclose()
+
+
+async def test_another_process_sees_a_settlement_within_the_flush_delay(
+    make: Callable[..., BudgetStore],
+) -> None:
+    ours, theirs = make(timer=True), make()
+    budget = DailyBudget(10, store=ours, scope="s")
+    other = DailyBudget(10, store=theirs, scope="s")
+    decision = await budget.reserve()
+    await budget.settle(None, lease=decision.lease)
+    deadline = time.monotonic() + 5  # the delay is 0.1 s; a loaded machine is slow
+    while (await other.snapshot()).in_flight:
+        assert time.monotonic() < deadline, "the timer never sent the settlement"
+        await anyio.sleep(0.02)
+    assert (await other.snapshot()).used == 1
+    await ours.aclose()
+    await theirs.aclose()
+
+
+async def test_closing_the_store_sends_what_it_kept(make: Callable[..., BudgetStore]) -> None:
+    ours, theirs = make(), make()
+    budget = DailyBudget(10, store=ours, scope="s", clock=lambda: T0)
+    decisions = [await budget.reserve() for _ in range(3)]
+    for remaining, decision in zip([4, 3, 2], decisions):  # another program spends too
+        await budget.settle(RateLimit(remaining=remaining), lease=decision.lease)
+    await ours.aclose()
+    seen = await DailyBudget(10, store=theirs, scope="s", clock=lambda: T0).snapshot()
+    assert (seen.used, seen.in_flight, seen.remaining) == (8, 0, 2)
+    await theirs.aclose()
+
+
+async def test_a_client_closing_sends_the_settlements_of_a_store_it_was_handed(
+    make: Callable[..., BudgetStore],
+) -> None:
+    fake = FakeZigna(orders=2, pictures_per_order=1, picture_size=100, daily_limit=None)
+    ours, theirs = make(), make()
+    with serve(fake.app) as origin:
+        budget = DailyBudget(10, store=ours)
+        async with ZignaClient(DEMO_API_KEY, base_url=origin + "/v2", budget=budget) as zigna:
+            await zigna.orders.get(fake.order_ids[0])
+        seen = await DailyBudget(10, store=theirs, scope=budget.scope).snapshot()
+        assert (seen.used, seen.in_flight) == (1, 0)
+    await ours.aclose()
+    await theirs.aclose()
+
+
+async def test_a_process_that_dies_with_settlements_kept_leaves_its_calls_counted(
+    make: Callable[..., BudgetStore],
+) -> None:
+    now = [T0]
+    dead = make(lease=30.0)  # never closed, never flushed: the process is gone
+    budget = DailyBudget(10, store=dead, scope="s", clock=lambda: now[0])
+    for _ in range(3):
+        decision = await budget.reserve()
+        await budget.settle(None, lease=decision.lease)
+    survivor = make(lease=30.0)
+    other = DailyBudget(10, store=survivor, scope="s", clock=lambda: now[0])
+    seen = await other.snapshot()
+    # The last two were kept (the first went with the second reservation, and so on).
+    assert (seen.used, seen.in_flight) == (3, 1)
+    now[0] += timedelta(seconds=31)
+    seen = await other.snapshot()
+    assert (seen.used, seen.in_flight) == (3, 0), "its lease expired; its calls stay counted"
+    await survivor.aclose()
+    dead._pending.take_all()  # type: ignore[attr-defined]  # what died with it
+    await dead.aclose()  # only its socket
+
+
+@pytest.mark.parametrize(
+    ("late_ms", "applied"), [(0, True), (FRESH_MS, True), (FRESH_MS + 1, False)]
+)
+async def test_an_answer_sent_late_applies_its_figures_only_while_fresh(
+    make: Callable[..., BudgetStore], late_ms: int, applied: bool
+) -> None:
+    now = [T0]
+    store = make()
+    budget = DailyBudget(10, store=store, scope="s", clock=lambda: now[0])
+    decision = await budget.reserve()
+    await budget.settle(RateLimit(remaining=5), lease=decision.lease)
+    now[0] += timedelta(milliseconds=late_ms)
+    seen = await budget.snapshot()
+    assert seen.in_flight == 0, "its lease is closed either way"
+    assert seen.used == (5 if applied else 1)
+    await store.aclose()
+
+
+async def test_a_late_answers_reset_counts_from_when_it_arrived(
+    make: Callable[..., BudgetStore],
+) -> None:
+    now = [T0]
+    store = make()
+    budget = DailyBudget(10, store=store, scope="s", clock=lambda: now[0])
+    decision = await budget.reserve()
+    await budget.settle(RateLimit(remaining=8, reset_after=600), lease=decision.lease)
+    now[0] += timedelta(milliseconds=700)
+    seen = await budget.snapshot()
+    assert seen.reset_at == T0 + timedelta(seconds=600)
+    assert (seen.used, seen.in_flight) == (2, 0)
+    await store.aclose()
