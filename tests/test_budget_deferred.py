@@ -129,7 +129,7 @@ async def test_closing_the_store_sends_what_it_kept(make: Callable[..., BudgetSt
     ours, theirs = make(), make()
     budget = DailyBudget(10, store=ours, scope="s", clock=lambda: T0)
     decisions = [await budget.reserve() for _ in range(3)]
-    for remaining, decision in zip([4, 3, 2], decisions):  # another program spends too
+    for remaining, decision in zip([4, 3, 2], decisions, strict=True):  # others spend too
         await budget.settle(RateLimit(remaining=remaining), lease=decision.lease)
     await ours.aclose()
     seen = await DailyBudget(10, store=theirs, scope="s", clock=lambda: T0).snapshot()

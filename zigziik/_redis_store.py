@@ -169,7 +169,7 @@ class RedisBudgetStore:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if self._pending and (self._loop is loop or not self._owns_client):
+        if self._pending and loop is not None:
             try:
                 await self.flush()
             except BudgetStoreError as exc:

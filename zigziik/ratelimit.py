@@ -735,9 +735,10 @@ class DailyBudget:
     ) -> None:
         """Close one reservation; ``rate_limit`` carries the response's headers, if any.
 
-        For a shared store it runs even while the caller is being cancelled (shielded; the
-        store's own timeout bounds it). A store that cannot be reached is logged, not raised:
-        the call was counted when it was reserved, and its lease expires by itself.
+        The shared stores keep it for their next operation (no I/O here). Another store's
+        runs even while the caller is being cancelled (shielded; the store's own timeout
+        bounds it). A store that cannot be reached is logged, not raised: the call was
+        counted when it was reserved, and its lease expires by itself.
         """
         if self._local:
             await self._store.settle(self.scope, self._terms, self._now(), lease, rate_limit)
