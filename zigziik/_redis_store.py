@@ -16,7 +16,8 @@ import itertools
 import logging
 import math
 import secrets
-from collections.abc import Iterable
+import sys
+from collections.abc import Awaitable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -335,11 +336,10 @@ class RedisBudgetStore:
             ";".join(_settlement(settlement, now_ms) for settlement in settlements),
         ]
         try:
-            with anyio.fail_after(self.timeout):
-                if self._owns_client:
-                    return await self._evalsha(key, args)
-                assert self._script is not None
-                return await self._script(keys=[key], args=args)
+            if self._owns_client:
+                return await _within(self.timeout, self._evalsha(key, args))
+            assert self._script is not None
+            return await _within(self.timeout, self._script(keys=[key], args=args))
         except ResponseError as exc:
             text = str(exc)
             if "ZIGZIIK clock" in text:
@@ -385,6 +385,15 @@ class RedisBudgetStore:
     def _error(self, exc: BaseException) -> BudgetStoreError:
         detail = scrub_with(f"{type(exc).__name__}: {exc}", self._secrets)
         return BudgetStoreError(f"{detail}; nothing was sent", store=self._name)
+
+
+async def _within(seconds: float, operation: Awaitable[Any]) -> Any:
+    """``operation``, or `TimeoutError` after ``seconds``."""
+    if sys.version_info >= (3, 11):  # half of anyio's cost per operation (no cancel scope)
+        async with asyncio.timeout(seconds):
+            return await operation
+    with anyio.fail_after(seconds):
+        return await operation
 
 
 def _settlement(settlement: Settlement, now_ms: int) -> str:

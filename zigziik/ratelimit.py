@@ -324,7 +324,7 @@ def _prepared(
         ledger = state.ledger
     ledger = ledger.rolled(now, next_reset).capped(terms.cap)
     if ledger.in_flight != len(leases):
-        ledger = attrs.evolve(ledger, in_flight=len(leases))
+        ledger = BudgetLedger(ledger.limit, ledger.reset_at, ledger.used, len(leases), ledger.cap)
     return ledger, leases, now
 
 
@@ -373,7 +373,7 @@ def shared_settle(
     """
     ledger, leases, now = _prepared(state, terms, now_ms, midnights)
     if lease is not None and leases.pop(lease, None) is not None:
-        ledger = attrs.evolve(ledger, in_flight=len(leases))
+        ledger = BudgetLedger(ledger.limit, ledger.reset_at, ledger.used, len(leases), ledger.cap)
     if rate_limit is not None and rate_limit.present and age_ms <= FRESH_MS:
         ledger = ledger.observe(aged(rate_limit, age_ms), now)
     return LeasedLedger(ledger, leases)
