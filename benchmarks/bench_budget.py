@@ -2,10 +2,11 @@
 ``orders.get`` (µs per call), side by side with raw httpx + `json.loads`.
 
 * ``zigziik, memory``: the default in-memory budget (one process's own count).
-* ``zigziik, SQLite``: `SqliteBudgetStore` on a local file (two transactions per call,
-  ``BEGIN IMMEDIATE``, WAL, in a worker thread).
+* ``zigziik, SQLite``: `SqliteBudgetStore` on a local file (one ``BEGIN IMMEDIATE``
+  transaction per call, WAL: the previous call's settlement, then this call's reservation).
 * ``zigziik, Redis``: `RedisBudgetStore` against a ``redis-server`` on loopback started for
-  the measure (two Lua scripts per call: reserve, then settle with the answer's headers).
+  the measure (one Lua script run per call: the previous call's settlement with its answer's
+  headers, then this call's reservation).
 * ``httpx+json``: ``await client.get(url)`` then ``json.loads(response.content)``.
 
 Every answer carries ``X-RateLimit-*`` headers (the servers of measure 2), so every settle
