@@ -42,16 +42,7 @@ __all__ = [
     "BudgetTerms",
     "DailyBudget",
     "InMemoryBudgetStore",
-    "LeasedLedger",
     "RateLimit",
-    "Settlement",
-    "key_scope",
-    "next_local_midnight",
-    "parse_rate_limit",
-    "shared_exchange",
-    "shared_reserve",
-    "shared_settle",
-    "shared_view",
 ]
 
 Clock = Callable[[], datetime]
