@@ -28,7 +28,7 @@ import pytest
 from zigziik import DailyBudget, RetryPolicy, ServerError, ZignaClient, ZiikClient
 from zigziik._client import BaseClient
 from zigziik.testing import DEMO_API_KEY, FakeZigna, FakeZiik, serve
-from zigziik.zigna.harvest import MANIFEST_NAME, load_manifest
+from zigziik.zigna.harvest._manifest import MANIFEST_NAME, load_manifest
 
 RETRY = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
 ROUNDS = 8

@@ -15,7 +15,7 @@ import pytest
 
 from zigziik import __version__, cli
 from zigziik.testing import DEMO_API_KEY, FakeZigna, FakeZiik, serve
-from zigziik.zigna.harvest import MANIFEST_NAME
+from zigziik.zigna.harvest._manifest import MANIFEST_NAME
 
 ENV_NAMES = (
     "ZIGNA_API_KEY",

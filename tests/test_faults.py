@@ -44,7 +44,7 @@ from zigziik import (
     ZiikClient,
 )
 from zigziik.testing import DEMO_API_KEY, FakeZigna, FakeZiik, serve
-from zigziik.zigna.harvest import MANIFEST_NAME, load_manifest
+from zigziik.zigna.harvest._manifest import MANIFEST_NAME, load_manifest
 
 TIMEOUT = 0.5
 ATTEMPTS = 2

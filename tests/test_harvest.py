@@ -17,13 +17,8 @@ import pytest
 from zigziik import RetryPolicy, ZignaClient
 from zigziik._filenames import picture_file_name, sanitize_component
 from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
-from zigziik.zigna.harvest import (
-    MANIFEST_NAME,
-    HarvestEvent,
-    HarvestFailure,
-    HarvestReport,
-    load_manifest,
-)
+from zigziik.zigna.harvest import HarvestEvent, HarvestFailure, HarvestReport
+from zigziik.zigna.harvest._manifest import MANIFEST_NAME, load_manifest
 
 MANIFEST_PREFIX = ".zigziik-manifest"  # the database, its WAL files, a migrated JSON one
 FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.002, jitter=False)

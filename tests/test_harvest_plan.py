@@ -13,38 +13,38 @@ from pathlib import Path
 
 import pytest
 
-from zigziik.zigna.harvest import (
-    ASSUMED_PICTURES_PER_ORDER,
+from zigziik.zigna.harvest import HarvestFailure, HarvestReport, ManifestError
+from zigziik.zigna.harvest._manifest import (
     LEGACY_MANIFEST_NAME,
     MANIFEST_NAME,
-    Allowance,
-    DoneOrder,
     FileRecord,
-    HarvestFailure,
-    HarvestPlan,
-    HarvestReport,
     Manifest,
-    ManifestError,
     ManifestStore,
-    OrderInput,
-    OrderJob,
+    ManifestWriter,
     OrderRecord,
-    PicturesPlan,
     ZipRecord,
     assign_folders,
+    load_manifest,
+    save_json_manifest,
+    save_manifest,
+)
+from zigziik.zigna.harvest._plan import (
+    ASSUMED_PICTURES_PER_ORDER,
+    Allowance,
+    DoneOrder,
+    HarvestPlan,
+    OrderInput,
+    OrderJob,
+    PicturesPlan,
     classify_order,
     estimate_calls,
     in_shard,
-    load_manifest,
     order_fingerprint,
     plan_harvest,
     plan_pictures,
     route_jobs,
-    save_json_manifest,
-    save_manifest,
     shard_of,
 )
-from zigziik.zigna.harvest._manifest import ManifestWriter
 from zigziik.zigna.models import Order, OrderStatus, Picture
 
 

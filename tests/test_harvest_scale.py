@@ -25,16 +25,14 @@ from test_harvest import served as harvest_served
 from zigziik import ZignaClient
 from zigziik._filenames import sanitize_component
 from zigziik.testing import DEMO_API_KEY, FakeZigna
-from zigziik.zigna.harvest import (
+from zigziik.zigna.harvest import HarvestEvent, ManifestError, estimate_harvest
+from zigziik.zigna.harvest._manifest import (
     LEGACY_MANIFEST_NAME,
     MANIFEST_NAME,
-    HarvestEvent,
-    ManifestError,
-    estimate_harvest,
     load_manifest,
     save_json_manifest,
-    shard_of,
 )
+from zigziik.zigna.harvest._plan import shard_of
 from zigziik.zigna.models import Order, OrderStatus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +136,7 @@ def test_shard_of_is_stable_and_spreads() -> None:
     counts = Counter(shard_of(str(i), 4) for i in range(4000))
     assert set(counts) == {0, 1, 2, 3}
     assert min(counts.values()) > 800
-    script = "from zigziik.zigna.harvest import shard_of; print([shard_of(str(i), 7) for i in range(50)])"
+    script = "from zigziik.zigna.harvest._plan import shard_of; print([shard_of(str(i), 7) for i in range(50)])"
     other = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ._redact import redact_url
 from .errors import ConfigurationError
-from .ratelimit import BudgetStore, DailyBudget, InMemoryBudgetStore
+from .ratelimit import BudgetStore, InMemoryBudgetStore
 
 __all__ = [
     "BUDGET_STORE_ENV",
     "DAILY_LIMIT_ENV",
-    "budget_from_environment",
     "budget_store_from_url",
 ]
 
@@ -65,25 +63,3 @@ def _sqlite_path(url: str, rest: str) -> Path:
     if not path or path.endswith("/"):
         raise ConfigurationError(f"{url!r} names no file")
     return Path(path)
-
-
-def budget_from_environment() -> tuple[DailyBudget, BudgetStore | None]:
-    """The budget of a client made without one, and the store it owns (if any).
-
-    ``$ZIGZIIK_BUDGET_STORE`` names the store (default: in memory); ``$ZIGZIIK_DAILY_LIMIT``
-    caps the daily limit (default: 2,000 until the server says otherwise).
-    """
-    limit: int | None = None
-    raw_limit = os.environ.get(DAILY_LIMIT_ENV, "").strip()
-    if raw_limit:
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            limit = -1
-        if limit < 0:
-            raise ConfigurationError(
-                f"${DAILY_LIMIT_ENV} must be a whole number of calls, got {raw_limit!r}"
-            )
-    url = os.environ.get(BUDGET_STORE_ENV, "").strip()
-    store = budget_store_from_url(url) if url else None
-    return DailyBudget(limit, store=store), store

@@ -33,19 +33,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import __version__
-from ._stores import BUDGET_STORE_ENV, budget_store_from_url
 from .errors import BudgetExhaustedError, BudgetStoreError, ConfigurationError, ZigziikError
 from .ratelimit import BudgetSnapshot, BudgetStore, DailyBudget
 from .zigna._convert import unstructure
+from .zigna._settings import BudgetSettings, budget_settings, open_budget, zigna_settings
 from .zigna.client import ZignaClient
-from .zigna.harvest import (
-    MANIFEST_NAME,
-    STRATEGIES,
-    HarvestEstimate,
-    HarvestEvent,
-    HarvestFailure,
-    HarvestReport,
-)
+from .zigna.harvest import HarvestEstimate, HarvestEvent, HarvestFailure, HarvestReport
+from .zigna.harvest._manifest import MANIFEST_NAME
+from .zigna.harvest._report import STRATEGIES
 from .zigna.models import Order
 from .ziik.client import ZiikClient
 from .ziik.models import Unit
@@ -190,13 +185,19 @@ def default_budget_store_url() -> str:
     return f"sqlite://{(folder / 'budget.db').absolute().as_posix()}"
 
 
-def _budget_store(args: argparse.Namespace) -> BudgetStore:
-    """The store named by ``--budget-store``, ``$ZIGZIIK_BUDGET_STORE`` or the default."""
-    url = args.budget_store or os.environ.get(BUDGET_STORE_ENV, "").strip()
-    if not url:
-        url = default_budget_store_url()
-        Path(url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
-    return budget_store_from_url(url)
+def _budget_settings(args: argparse.Namespace) -> BudgetSettings:
+    """``--budget-store``, ``$ZIGZIIK_BUDGET_STORE`` or the CLI's own store; ``--daily-limit``
+    or ``$ZIGZIIK_DAILY_LIMIT`` (as a client reads them)."""
+    default = default_budget_store_url()
+    settings = budget_settings(
+        os.environ,
+        store_url=args.budget_store,
+        daily_limit=args.daily_limit,
+        default_store_url=default,
+    )
+    if settings.store_url == default:
+        Path(default.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    return settings
 
 
 def _harvest_options(*, dest: bool) -> argparse.ArgumentParser:
@@ -411,19 +412,16 @@ def _error(message: str) -> None:
 def _zigna_client(args: argparse.Namespace, *, http_client: Any = None) -> Any:
     """The Zigna client of the command line's options (over ``http_client`` if given)."""
 
-    if not args.api_key and not os.environ.get("ZIGNA_API_KEY"):
-        raise ConfigurationError(
-            "no Zigna API key: set the ZIGNA_API_KEY environment variable (or pass --api-key)"
-        )
-    store = _budget_store(args)
-    budget = DailyBudget(args.daily_limit, store=store)
+    settings = zigna_settings(
+        os.environ, api_key=args.api_key, base_url=args.base_url, how_to_give_key="pass --api-key"
+    )
+    budget, store = open_budget(_budget_settings(args))
     options: dict[str, Any] = {"budget": budget, "timeout": args.timeout}
-    if args.base_url is not None:
-        options["base_url"] = args.base_url
     if http_client is not None:
         options["http_client"] = http_client
-    client = ZignaClient(args.api_key, **options)
-    client.adopt_store(store)  # closed with the client
+    client = ZignaClient(settings.api_key, base_url=settings.base_url, **options)
+    if store is not None:
+        client.adopt_store(store)  # closed with the client
     return client
 
 

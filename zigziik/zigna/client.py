@@ -6,7 +6,6 @@ import builtins
 import contextlib
 import mimetypes
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,7 +17,6 @@ from .._checks import check_int
 from .._client import BaseClient
 from .._filenames import picture_file_name, sanitize_component
 from .._request import FileUpload, TimeoutArg
-from .._stores import budget_from_environment
 from .._transport import Transport
 from .._urls import path_segment, with_params
 from ..download import (
@@ -35,6 +33,7 @@ from ..pagination import AsyncPaginator, Page
 from ..ratelimit import BudgetStore, DailyBudget, key_scope
 from ..retry import RetryPolicy
 from ._convert import converter, decode_json, unstructure
+from ._settings import DEFAULT_BASE_URL, budget_settings, open_budget, zigna_settings
 from .models import (
     ExtraProduct,
     HousingType,
@@ -53,28 +52,6 @@ if TYPE_CHECKING:
     from .harvest import HarvestProgress, HarvestReport
 
 __all__ = ["DEFAULT_BASE_URL", "Orders", "Pictures", "ZignaClient"]
-
-DEFAULT_BASE_URL = "https://api.zigna.dk/v2"
-_GUID = re.compile(
-    r"(?P<open>\{)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"(?(open)\})",
-    re.ASCII,
-)
-
-
-def normalize_api_key(api_key: object) -> str:
-    """The key without braces, or `ConfigurationError` (which never shows the key)."""
-    if not isinstance(api_key, str):
-        raise ConfigurationError(
-            f"the Zigna API key must be a GUID string, got {type(api_key).__name__}"
-        )
-    text = api_key.strip()
-    if not _GUID.fullmatch(text):
-        raise ConfigurationError(
-            "the Zigna API key must be a GUID (8-4-4-4-12 hex digits, braces allowed); "
-            f"the value given ({len(text)} characters) is not one"
-        )
-    return text.strip("{}")
 
 
 class Orders:
@@ -271,26 +248,19 @@ class ZignaClient(BaseClient):
         timeout: TimeoutArg = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        if api_key is None:
-            api_key = os.environ.get("ZIGNA_API_KEY")
-            if not api_key:
-                raise ConfigurationError(
-                    "no Zigna API key: pass api_key= or set the ZIGNA_API_KEY environment variable"
-                )
-        key = normalize_api_key(api_key)
-        if base_url is None:
-            base_url = os.environ.get("ZIGNA_BASE_URL") or DEFAULT_BASE_URL
+        settings = zigna_settings(os.environ, api_key=api_key, base_url=base_url)
+        key = settings.api_key
         if budget is not None and not isinstance(budget, DailyBudget):
             raise ConfigurationError(f"budget must be a DailyBudget, got {type(budget).__name__}")
         self._owned_store: BudgetStore | None = None
         if budget is None:
-            budget, self._owned_store = budget_from_environment()
+            budget, self._owned_store = open_budget(budget_settings(os.environ))
         try:
             budget.bind_scope(key_scope(key))
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         self._transport = Transport(
-            base_url=base_url,
+            base_url=settings.base_url,
             converter=converter,
             auth=StaticHeaders({"X-ApiKey": key}),
             http_client=http_client,

@@ -55,50 +55,18 @@ from ..._calls import count_calls
 from ..._checks import check_int
 from ...download import ensure_folder
 from ..models import Order
-from ._manifest import (
-    LEGACY_MANIFEST_NAME,
-    MANIFEST_NAME,
-    FileRecord,
-    Manifest,
-    ManifestError,
-    ManifestStore,
-    OrderRecord,
-    ZipRecord,
-    assign_folders,
-    load_manifest,
-    save_json_manifest,
-    save_manifest,
-)
-from ._plan import (
-    ASSUMED_PICTURES_PER_ORDER,
-    Allowance,
-    Disk,
-    DoneOrder,
-    HarvestPlan,
-    OrderInput,
-    OrderJob,
-    PicturesPlan,
-    classify_order,
-    estimate_calls,
-    in_shard,
-    order_fingerprint,
-    plan_harvest,
-    plan_pictures,
-    route_jobs,
-    shard_of,
-)
+from ._manifest import ManifestError
+from ._plan import ASSUMED_PICTURES_PER_ORDER
 from ._report import (
     STRATEGIES,
-    EventKind,
     HarvestEstimate,
     HarvestEvent,
     HarvestFailure,
     HarvestProgress,
     HarvestReport,
-    Route,
     Strategy,
 )
-from ._run import Harvest, HarvestSource, RunOptions, UnsafePathError, order_folder
+from ._run import Harvest, HarvestSource, RunOptions, UnsafePathError
 
 __all__ = [
     "HarvestEstimate",
