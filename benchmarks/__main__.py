@@ -4,8 +4,9 @@ By default it runs in an environment of its own made from ``pip install .`` plus
 peers and the servers need (``benchmarks/_env.py``), never the test extras: what a user gets.
 ``--env current`` measures in the running interpreter instead.
 
-Runs the measures (``calls``, ``cpu``, ``budget``, ``listing``, ``harvest``, ``rss``,
-``walk``), prints a table and
+Runs the measures (``calls``, ``cpu``, ``instructions``, ``budget``, ``listing``, ``harvest``,
+``rss``, ``walk``; ``--quick`` leaves out ``instructions`` unless ``--only`` names it: valgrind
+is slow), prints a table and
 writes ``benchmarks/results.json`` (machine, servers, per-round figures, medians, ratios,
 targets and pass/fail). Every measure alternates its contenders (A B A B ...) in one process
 run. ``--quick`` is a smoke run: fewer rounds, smaller sizes, figures not meant to be quoted.
@@ -36,7 +37,20 @@ if TYPE_CHECKING:
     from ._common import Result
     from ._servers import Servers
 
-MEASURES = ("calls", "cpu", "budget", "listing", "harvest", "small", "scale", "rss", "walk")
+MEASURES = (
+    "calls",
+    "cpu",
+    "instructions",
+    "budget",
+    "listing",
+    "harvest",
+    "small",
+    "scale",
+    "rss",
+    "walk",
+)
+NOT_QUICK = ("instructions",)
+"""Measures a ``--quick`` run leaves out unless ``--only`` names them."""
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -65,6 +79,7 @@ def _plan(args: argparse.Namespace, servers: Servers) -> dict[str, Callable[[], 
     return {
         "calls": lambda: bench_calls.run(servers, rounds, 50 if quick else 400),
         "cpu": lambda: bench_calls.run_cpu(servers, rounds, 30 if quick else 1000),
+        "instructions": lambda: bench_calls.run_instructions(servers, 1, 25 if quick else 500),
         "budget": lambda: bench_budget.run(servers, rounds, 50 if quick else 400),
         "listing": lambda: bench_listing.run(servers, rounds),
         "harvest": lambda: bench_harvest.run(servers, rounds),
@@ -189,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     from ._common import log, machine_info, skipped
     from ._servers import Servers
 
-    chosen = [name for item in args.only for name in item.split(",") if name] or list(MEASURES)
+    chosen = [name for item in args.only for name in item.split(",") if name] or [
+        name for name in MEASURES if not (args.quick and name in NOT_QUICK)
+    ]
     unknown = sorted(set(chosen) - set(MEASURES))
     if unknown:
         parser.error(f"unknown measure(s): {', '.join(unknown)}; choose from {', '.join(MEASURES)}")

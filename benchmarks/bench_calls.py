@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -23,7 +27,7 @@ import httpx
 
 from zigziik import ZignaClient
 
-from ._common import Result, Series, Target, alternate, httpx2_available, log
+from ._common import Result, Series, Target, alternate, httpx2_available, log, skipped
 from ._servers import API_KEY, Servers
 
 NAME = "calls"
@@ -186,6 +190,69 @@ def run_cpu(servers: Servers, rounds: int, calls: int) -> Result:
     )
     result.judge()
     result.add_ratio("httpx+json", "aiohttp+json")
+    if "zigziik (httpx2)" in result.series:
+        result.add_ratio("zigziik (httpx2)", "aiohttp+json")
+    return result
+
+
+INSTR_NAME = "instructions"
+INSTR_TITLE = "Instructions per call, sequential orders.get (valgrind, this process only)"
+INSTR_UNIT = "instructions/call"
+
+
+def _instructions(kind: str, origin: str, ids: list[str], calls: int) -> int:
+    """Instructions the process executes for ``calls`` calls and its start, under valgrind."""
+    command = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        sys.executable,
+        *(["-P"] if sys.version_info >= (3, 11) else []),
+        "-m",
+        "benchmarks._calls_child",
+        kind,
+        origin,
+        str(calls),
+        *ids[:100],
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(f"{kind} under valgrind failed: {done.stderr[-2000:]}")
+    return int(match.group(1).replace(",", ""))
+
+
+def run_instructions(servers: Servers, rounds: int, calls: int) -> Result:
+    """Instructions per call, zigziik ÷ raw aiohttp + json.loads: a count that the machine's
+    load does not change (unlike CPU seconds). Each contender runs ``calls // 5`` and
+    ``calls`` calls in a process of its own under valgrind; the difference, divided by the
+    calls between, leaves out the start (imports, the first connection)."""
+    if shutil.which("valgrind") is None:
+        return skipped(INSTR_NAME, INSTR_TITLE, INSTR_UNIT, "valgrind is not installed")
+    origin, server = servers.api_origin()
+    ids = servers.api_order_ids()
+    result = Result(INSTR_NAME, INSTR_TITLE, INSTR_UNIT, False, server=server)
+    few = max(calls // 5, 1)
+    result.parameters = {"calls": [few, calls], "rounds": rounds, "tool": "valgrind cachegrind"}
+    kinds = ["zigziik", "aiohttp+json"]
+    if httpx2_available():
+        kinds.append("zigziik (httpx2)")
+    result.series = {kind: Series(kind) for kind in kinds}
+    log(f"{INSTR_NAME}: {rounds} round(s) of {few} and {calls} calls under valgrind")
+    for _ in range(rounds):
+        for kind in kinds:
+            fewer = _instructions(kind, origin + "/v2", ids, few)
+            more = _instructions(kind, origin + "/v2", ids, calls)
+            result.series[kind].rounds.append((more - fewer) / (calls - few))
+    result.target = Target(
+        "zigziik",
+        "aiohttp+json",
+        "<=",
+        3.0,
+        description="instructions per orders.get ÷ raw aiohttp + json.loads",
+    )
+    result.judge()
     if "zigziik (httpx2)" in result.series:
         result.add_ratio("zigziik (httpx2)", "aiohttp+json")
     return result

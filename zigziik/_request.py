@@ -94,23 +94,16 @@ def encode_json(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-LEAN_STREAM = {"httpx": True, "httpx2": True}
-"""Per stack: whether zigziik's own client reads through `zigziik._net`'s byte stream."""
-
-
 def default_client(
     timeout: httpx.Timeout | None, stack: Stack = HTTPX
 ) -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]:
     """The client a transport makes for itself, and its transport, with one TLS context per
-    process. httpx: httpcore's own pool with, under asyncio, the leaner byte stream of
-    `zigziik._net`. httpx2: its own transport and httpcore2's pool, as they come."""
+    process: `zigziik._net.PoolTransport` (the lean HTTP/1.1 pool under asyncio, the
+    stack's httpcore pool under trio or when respx patches it), for httpx and httpx2."""
     context = default_ssl_context()
     http = stack.http
     limits = http.Limits(max_connections=100, max_keepalive_connections=20)
-    if LEAN_STREAM[stack.name]:
-        transport: Any = PoolTransport(ssl_context=context, limits=limits, stack=stack)
-    else:
-        transport = http.AsyncHTTPTransport(verify=context, limits=limits)
+    transport = PoolTransport(ssl_context=context, limits=limits, stack=stack)
     client = http.AsyncClient(
         timeout=timeout,
         verify=context,
