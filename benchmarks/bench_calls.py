@@ -242,8 +242,8 @@ def run_instructions(servers: Servers, rounds: int, calls: int) -> Result:
     log(f"{INSTR_NAME}: {rounds} round(s) of {few} and {calls} calls under valgrind")
     for _ in range(rounds):
         for kind in kinds:
-            fewer = _instructions(kind, origin + "/v2", ids, few)
-            more = _instructions(kind, origin + "/v2", ids, calls)
+            fewer = _instructions(kind, origin, ids, few)
+            more = _instructions(kind, origin, ids, calls)
             result.series[kind].rounds.append((more - fewer) / (calls - few))
     result.target = Target(
         "zigziik",
