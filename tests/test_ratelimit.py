@@ -494,7 +494,8 @@ def test_shared_view_gives_the_live_leases() -> None:
 
 @pytest.mark.parametrize(
     ("scope", "shown"),
-    [("", "''"), ("a b", "'a b'"), ("x" * 101, "'str'"), (5, "'int'"), (["s"], "'list'")],
+    [("", "''"), ("a b", "'a b'"), ("x" * 101, "'str'"), (5, "'int'"), (["s"], "'list'")]
+    + [("x" * 99 + " ", repr("x" * 99 + " "))],  # 100 characters: still shown
 )
 def test_a_bad_scope_is_named(scope: object, shown: str) -> None:
     with pytest.raises(ValueError, match="^scope must be") as info:
