@@ -104,11 +104,15 @@ def test_the_environment_names_store_and_limit(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("limit", [None, "", "  "], ids=["unset", "empty", "blank"])
 async def test_without_the_environment_the_budget_is_in_memory_and_follows_the_server(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, limit: str | None
 ) -> None:
     monkeypatch.delenv("ZIGZIIK_BUDGET_STORE", raising=False)
-    monkeypatch.setenv("ZIGZIIK_DAILY_LIMIT", "  ")
+    if limit is None:
+        monkeypatch.delenv("ZIGZIIK_DAILY_LIMIT", raising=False)
+    else:
+        monkeypatch.setenv("ZIGZIIK_DAILY_LIMIT", limit)
     budget, store = budget_from_environment()
     assert store is None
     assert type(budget.store) is InMemoryBudgetStore
