@@ -58,6 +58,11 @@ MODULES: dict[str, list[str]] = {
     ],
     "zigziik/_sqlite_store.py": ["tests/test_budget_stores.py", "tests/test_budget_properties.py"],
     "zigziik/_redis_store.py": ["tests/test_budget_stores.py", "tests/test_budget_properties.py"],
+    # Lua, not Python: mutmut leaves it alone; run.py mutates the scripts itself (LUA below).
+    "zigziik/_redis_lua.py": [
+        "tests/test_budget_properties.py",
+        "tests/test_budget_stores.py",
+    ],
     "zigziik/retry.py": ["tests/test_retry_and_urls.py"],
     "zigziik/pagination.py": [
         "tests/test_pagination.py",
@@ -135,9 +140,9 @@ def load_equivalents() -> dict[str, dict[str, dict[str, str]]]:
     return {module: dict(entries) for module, entries in data.items()}
 
 
-def prepare(path: str, tests: list[str]) -> Path:
+def prepare(path: str, tests: list[str], folder: str | None = None) -> Path:
     """A scratch copy of the project with a mutmut configuration for ``path`` alone."""
-    work = WORK / module_name(path)
+    work = WORK / (folder or module_name(path))
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -224,6 +229,152 @@ def run_module(path: str, equivalents: dict[str, dict[str, str]], children: int)
     return result
 
 
+# -- Lua --------------------------------------------------------------------------------------
+# mutmut mutates Python only, and _redis_lua.py's rules are Lua text in string constants. Its
+# mutants are made here, with the same kinds of change (comparisons, and/or, min/max, + and -,
+# a number one higher, a removed `not`), in Lua code only (not in its comments or strings),
+# and each is run against the module's tests that use Redis (`-k LUA_TESTS`).
+
+LUA = "zigziik/_redis_lua.py"
+LUA_TESTS = "redis or agrees"
+_LUA_CHANGES: list[tuple[re.Pattern[str], str | None]] = [
+    (re.compile(r">="), ">"),
+    (re.compile(r"<="), "<"),
+    (re.compile(r"(?<![<>~=])>(?!=)"), ">="),
+    (re.compile(r"(?<![<>~=])<(?!=)"), "<="),
+    (re.compile(r"=="), "~="),
+    (re.compile(r"~="), "=="),
+    (re.compile(r"\band\b"), "or"),
+    (re.compile(r"\bor\b"), "and"),
+    (re.compile(r"\bnot "), ""),
+    (re.compile(r"\bmath\.max\b"), "math.min"),
+    (re.compile(r"\bmath\.min\b"), "math.max"),
+    (re.compile(r"(?<= )\+(?= )"), "-"),
+    (re.compile(r"(?<= )-(?= )"), "+"),
+    (re.compile(r"(?<![\w.%])\d+(?![\w.])"), None),  # None: the number plus one
+]
+
+
+def _lua_code_spans(line: str) -> list[tuple[int, int]]:
+    """The parts of a Lua line that are code: not in a quoted string, not a comment."""
+    spans, start, index, quote = [], 0, 0, ""
+    while index < len(line):
+        char = line[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote, start = "", index + 1
+        elif char in "'\"":
+            spans.append((start, index))
+            quote = char
+        elif line.startswith("--", index):
+            spans.append((start, index))
+            return spans
+        index += 1
+    spans.append((start, len(line)))
+    return spans
+
+
+def lua_mutants(source: str) -> list[tuple[str, int, str]]:
+    """``(name, line number, mutated source)`` for every change in the module's Lua."""
+    import ast
+
+    lua_lines: set[int] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            for constant in ast.walk(node):
+                if (
+                    isinstance(constant, ast.Constant)
+                    and isinstance(constant.value, str)
+                    and (constant.end_lineno or 0) > constant.lineno
+                ):
+                    lua_lines.update(range(constant.lineno + 1, constant.end_lineno or 0))
+    lines = source.splitlines(keepends=True)
+    found = []
+    for number in sorted(lua_lines):
+        line = lines[number - 1]
+        spans = _lua_code_spans(line.rstrip("\n"))
+        for pattern, replacement in _LUA_CHANGES:
+            for match in pattern.finditer(line):
+                if not any(a <= match.start() and match.end() <= b for a, b in spans):
+                    continue
+                new = str(int(match.group()) + 1) if replacement is None else replacement
+                mutated = line[: match.start()] + new + line[match.end() :]
+                found.append((number, "".join([*lines[: number - 1], mutated, *lines[number:]])))
+    return [(f"lua_{index}", number, text) for index, (number, text) in enumerate(found, 1)]
+
+
+def run_lua(path: str, equivalents: dict[str, dict[str, str]], children: int) -> Result:
+    """Each Lua mutant in a scratch copy of its own, at most ``children`` at a time."""
+    result = Result(path)
+    started = time.monotonic()
+    source = (ROOT / path).read_text()
+    mutants = lua_mutants(source)
+    workers = [
+        prepare(path, MODULES[path], folder=f"{module_name(path)}-{n}") for n in range(children)
+    ]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-x", "-q"]
+    command += [*MODULES[path], "-k", LUA_TESTS]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def start(work: Path, text: str) -> subprocess.Popen[bytes]:
+        (work / path).write_text(text)
+        return subprocess.Popen(
+            command,
+            cwd=work,
+            env={**env, "PYTHONPATH": str(work)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    # The unmutated scripts must pass, or no verdict means anything.
+    if start(workers[0], source).wait() != 0:
+        result.problems.append(f"the tests fail without any mutant: {' '.join(command)}")
+        return result
+    lines: dict[str, str] = {}
+    pending = list(mutants)
+    running: dict[str, tuple[subprocess.Popen[bytes], Path, float]] = {}
+    free = list(workers)
+    timeout = 600.0
+    while pending or running:
+        while pending and free:
+            name, number, text = pending.pop(0)
+            lines[name] = text.splitlines()[number - 1].strip()
+            work = free.pop()
+            running[name] = (start(work, text), work, time.monotonic())
+            print(f"  {name}: line {number}: {lines[name]}", flush=True)
+        time.sleep(0.2)
+        for name, (process, work, since) in list(running.items()):
+            code = process.poll()
+            if code is None and time.monotonic() - since > timeout:
+                process.kill()
+                code = process.wait()
+                result.statuses[name] = "timeout"
+            elif code is None:
+                continue
+            else:
+                result.statuses[name] = "killed" if code != 0 else "survived"
+            del running[name]
+            free.append(work)
+    result.seconds = time.monotonic() - started
+    for short, entry in equivalents.items():
+        if short not in result.statuses:
+            result.problems.append(f"stale equivalent entry (no such mutant): {short}")
+        elif result.statuses[short] in KILLED:
+            result.problems.append(f"stale equivalent entry (now killed): {short}")
+        elif lines[short] != entry.get("line", "").strip():
+            result.problems.append(
+                f"stale equivalent entry (the mutant now reads {lines[short]!r}, not "
+                f"{entry.get('line')!r}): {short}"
+            )
+        else:
+            result.equivalent[short] = entry.get("reason", "")
+    for name in result.survivors:
+        print(f"\n--- survived: {name}: {lines[name]}")
+    return result
+
+
 def changed_modules() -> list[str]:
     """Guarantee modules that differ from ``main`` (committed or not)."""
     base = subprocess.run(
@@ -254,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for path in modules:
         print(f"=== {path}", flush=True)
-        results.append(run_module(path, equivalents.get(module_name(path), {}), args.children))
+        run = run_lua if path == LUA else run_module
+        results.append(run(path, equivalents.get(module_name(path), {}), args.children))
     print("\nmodule                                killed  survived  equivalent  kill rate")
     for r in results:
         print(
