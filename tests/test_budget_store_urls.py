@@ -15,7 +15,7 @@ from zigziik import (
     SqliteBudgetStore,
     budget_store_from_url,
 )
-from zigziik._stores import budget_from_environment
+from zigziik.zigna._settings import budget_settings, open_budget
 
 SHAPES = (
     "use memory:, sqlite:///abs/path.db, sqlite:relative.db, redis://host:port/db or rediss://..."
@@ -92,41 +92,11 @@ def test_bad_urls_are_named_exactly(url: object, message: str) -> None:
     assert str(info.value) == message
 
 
-def test_the_environment_names_store_and_limit(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("ZIGZIIK_BUDGET_STORE", f"  sqlite://{tmp_path}/env.db ")
-    monkeypatch.setenv("ZIGZIIK_DAILY_LIMIT", " 7 ")
-    budget, store = budget_from_environment()
-    assert type(store) is SqliteBudgetStore and store.path == tmp_path / "env.db"
-    assert budget.store is store
-    assert budget.limit == 7
-
-
 @pytest.mark.anyio
-@pytest.mark.parametrize("limit", [None, "", "  "], ids=["unset", "empty", "blank"])
-async def test_without_the_environment_the_budget_is_in_memory_and_follows_the_server(
-    monkeypatch: pytest.MonkeyPatch, limit: str | None
-) -> None:
-    monkeypatch.delenv("ZIGZIIK_BUDGET_STORE", raising=False)
-    if limit is None:
-        monkeypatch.delenv("ZIGZIIK_DAILY_LIMIT", raising=False)
-    else:
-        monkeypatch.setenv("ZIGZIIK_DAILY_LIMIT", limit)
-    budget, store = budget_from_environment()
+@pytest.mark.parametrize("limit", [" 0 ", "0"])
+async def test_a_zero_daily_limit_in_the_environment_is_a_cap(limit: str) -> None:
+    budget, store = open_budget(budget_settings({"ZIGZIIK_DAILY_LIMIT": limit}))
     assert store is None
-    assert type(budget.store) is InMemoryBudgetStore
-    assert budget.limit == 2000
-    await budget.reserve()
-    await budget.settle(RateLimit(limit=3000, remaining=2999))
-    assert budget.limit == 3000, "no cap: the server's limit is followed"
-
-
-@pytest.mark.anyio
-async def test_a_zero_daily_limit_is_a_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ZIGZIIK_BUDGET_STORE", raising=False)
-    monkeypatch.setenv("ZIGZIIK_DAILY_LIMIT", "0")
-    budget, _ = budget_from_environment()
     assert budget.limit == 0
     await budget.settle(RateLimit(limit=3000, remaining=3000))
     assert budget.limit == 0, "a cap the server does not raise"
@@ -134,9 +104,12 @@ async def test_a_zero_daily_limit_is_a_limit(monkeypatch: pytest.MonkeyPatch) ->
         await budget.reserve()
 
 
-@pytest.mark.parametrize("raw", ["-1", "lots", "1.5", "7 calls"])
-def test_a_bad_daily_limit_is_named_exactly(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
-    monkeypatch.setenv("ZIGZIIK_DAILY_LIMIT", raw)
-    with pytest.raises(ConfigurationError) as info:
-        budget_from_environment()
-    assert str(info.value) == f"$ZIGZIIK_DAILY_LIMIT must be a whole number of calls, got {raw!r}"
+@pytest.mark.anyio
+@pytest.mark.parametrize("environ", [{}, {"ZIGZIIK_DAILY_LIMIT": ""}, {"ZIGZIIK_DAILY_LIMIT": " "}])
+async def test_without_a_daily_limit_the_budget_follows_the_server(environ: dict[str, str]) -> None:
+    budget, store = open_budget(budget_settings(environ))
+    assert store is None and type(budget.store) is InMemoryBudgetStore
+    assert budget.limit == 2000
+    await budget.reserve()
+    await budget.settle(RateLimit(limit=3000, remaining=2999))
+    assert budget.limit == 3000, "no cap: the server's limit is followed"
