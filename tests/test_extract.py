@@ -662,11 +662,11 @@ def test_failing_final_rename_removes_placed_files(
     real_replace = os.replace
     done = 0
 
-    def flaky_replace(src: str, dst: str) -> None:
+    def flaky_replace(src: str, dst: str, **dir_fds: int | None) -> None:
         nonlocal done
         if done == 3:
             raise OSError("disk on fire")
-        real_replace(src, dst)
+        real_replace(src, dst, **dir_fds)
         done += 1
 
     monkeypatch.setattr(os, "replace", flaky_replace)

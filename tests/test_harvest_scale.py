@@ -596,6 +596,127 @@ async def test_zip_extraction_never_writes_through_a_link(tmp_path: Path) -> Non
         assert not (folder / member).is_symlink()
 
 
+class _Swapping:
+    """A `HarvestSource` over a client that, just before the first file of ``victim`` is
+    fetched (after the harvest checked and opened its folder), moves that folder aside and
+    puts a symbolic link to ``outside`` in its place."""
+
+    def __init__(self, source: Any, folder: Path, outside: Path) -> None:
+        self._source = source
+        self.folder = folder
+        self.outside = outside
+        self.swapped = False
+
+    @property
+    def budget(self) -> Any:
+        return self._source.budget
+
+    def orders(self, page_size: int, skip: int = 0) -> Any:
+        return self._source.orders(page_size, skip)
+
+    async def pictures(self, order_id: str) -> Any:
+        return await self._source.pictures(order_id)
+
+    def swap(self, folder: Any) -> None:
+        if not self.swapped and getattr(folder, "path", folder) == self.folder:
+            self.swapped = True
+            self.folder.rename(self.folder.with_name(self.folder.name + ".moved"))
+            self.folder.symlink_to(self.outside, target_is_directory=True)
+
+    async def receive_picture(self, order_id: str, picture_id: int, *rest: Any) -> Any:
+        self.swap(rest[2])
+        return await self._source.receive_picture(order_id, picture_id, *rest)
+
+    async def download_zip(self, order_id: str, folder: Any, progress: Any) -> Any:
+        self.swap(folder)
+        return await self._source.download_zip(order_id, folder, progress)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("strategy", "size"),
+    [("pictures", SMALL), ("pictures", (300_000, 400_000)), ("zip", SMALL)],
+    ids=["small-pictures", "big-pictures", "zip"],
+)
+async def test_an_order_folder_swapped_for_a_link_mid_run_is_never_written_through(
+    tmp_path: Path, strategy: str, size: tuple[int, int]
+) -> None:
+    """The check by path passes, then the folder becomes a link before the file is written:
+    every file still lands in the folder that was checked (moved aside, inside dest_dir),
+    none through the link. Small pictures are written by the event loop's thread, big ones
+    by the disk thread, zips streamed: all three go through the folder's descriptor."""
+    from zigziik.zigna.harvest import harvest
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    with served(orders=3, picture_size=size) as (fake, base):
+        victim = next(o for o in fake.order_ids if fake.pictures(o))
+        folder = dest / sanitize_component(victim)
+        async with client(base) as zigna:
+            source = _Swapping(zigna.harvest_source(), folder, outside)
+            report = await harvest(source, dest, strategy=strategy, concurrency=1)  # type: ignore[arg-type]
+        assert source.swapped
+        assert report.ok, report.failures
+        assert list(outside.iterdir()) == []
+        moved = folder.with_name(folder.name + ".moved")
+        if strategy == "zip":
+            assert [p.name for p in moved.iterdir()] == [f"{sanitize_component(victim)}.zip"]
+        else:
+            expected = expected_files(fake, [victim])
+            assert {f"{folder.name}/{p.name}": p.read_bytes() for p in moved.iterdir()} == (
+                expected
+            )
+        assert temporaries(dest) == []
+
+
+def test_a_zip_folder_swapped_at_any_step_of_extraction_never_writes_outside(
+    tmp_path: Path,
+) -> None:
+    """A swap of a member's folder for a link at every step the extractor passes (before
+    each member, each chunk, the final moves): nothing ever lands outside dest_dir, and the
+    extraction either completes inside it or fails leaving nothing of its own."""
+    import zipfile
+
+    from zigziik._extract import safe_extract_sync
+    from zigziik.errors import IntegrityError
+
+    members = [("a/one.jpg", b"1" * 300_000), ("a/two.jpg", b"2"), ("b/three.jpg", b"3")]
+    archive = tmp_path / "x.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    step = 0
+    while True:
+        step += 1
+        dest = tmp_path / f"dest{step}"
+        (dest / "a").mkdir(parents=True)
+        outside = tmp_path / f"outside{step}"
+        outside.mkdir()
+        calls = 0
+
+        def swap(step: int = step, dest: Path = dest, outside: Path = outside) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == step:
+                (dest / "a").rename(dest / "a.moved")
+                (dest / "a").symlink_to(outside, target_is_directory=True)
+
+        refusal = ""
+        try:
+            safe_extract_sync(archive, dest, checkpoint=swap)
+        except IntegrityError as exc:
+            refusal = str(exc)
+        assert not refusal or "symbolic link 'a'" in refusal, refusal
+        assert list(outside.iterdir()) == [], step
+        if calls < step:  # the swap never happened: every step was covered
+            break
+        written = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+        assert all(not name.startswith("a/") for name in written), written
+        assert not any(".part" in name for name in written), written
+    assert step > 4
+
+
 # -- the JSON manifest of earlier versions ---------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from typing import Any, Final
 import anyio
 
 from ._loops import running_asyncio_loop
+from ._safedir import NEW_FILE_FLAGS, SafeFolder
 
 __all__ = ["BackgroundFile", "DiskThread", "default_disk_thread"]
 
@@ -50,8 +51,6 @@ _write = os.write
 _writev: Callable[[int, list[bytes]], int] | None = getattr(os, "writev", None)
 _BATCH_ITEMS = 64  # well under any system's IOV_MAX (1024 on Linux, 16 is POSIX's minimum)
 _WAKE_BYTES = 1 << 20  # a waiting thread is woken by this much data, or by close or abort
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-_OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 class _Waker:
@@ -97,11 +96,20 @@ class BackgroundFile:
     """A new file (created exclusively: it must not exist) written by a `DiskThread`.
 
     Chunks are written in the order given. The file is created by the thread on the first
-    chunk, or by `close` when there was none.
+    chunk, or by `close` when there was none. Given a ``folder``, ``path`` is a name in it,
+    and the file is made and removed through the folder's descriptor (never through a link).
     """
 
-    def __init__(self, path: str | os.PathLike[str], thread: DiskThread | None = None) -> None:
-        self.path = Path(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        thread: DiskThread | None = None,
+        *,
+        folder: SafeFolder | None = None,
+    ) -> None:
+        self.folder = folder
+        self.path = Path(path) if folder is None else folder.path / path
+        self.name = self.path.name
         self._thread = thread if thread is not None else default_disk_thread()
         # Orders the thread's create against `abort`; re-entrant, as a `ReceivedFile` dropped
         # while it is held can be collected (and aborted) right there.
@@ -166,7 +174,7 @@ class BackgroundFile:
             # Deleting here makes the file gone when this returns (the thread may still hold
             # it open, which POSIX allows; elsewhere the thread deletes it once closed).
             with contextlib.suppress(OSError):
-                os.unlink(self.path)
+                self._unlink()
         self._thread.submit(self, _ABORT)
 
     # -- run by the thread -----------------------------------------------------------------
@@ -179,7 +187,7 @@ class BackgroundFile:
                 self._release()
             if self._created:  # never a file that was there before (O_EXCL refused it)
                 with contextlib.suppress(OSError):
-                    os.unlink(self.path)
+                    self._unlink()
 
     def _write_chunks(self, chunks: list[bytes]) -> None:
         if self._error is not None or self._aborted:
@@ -196,9 +204,18 @@ class BackgroundFile:
             with self._lock:
                 if self._aborted:
                     return None
-                self._fd = os.open(self.path, _OPEN_FLAGS, 0o666)
+                if self.folder is not None:
+                    self._fd = self.folder.create(self.name)
+                else:
+                    self._fd = os.open(self.path, NEW_FILE_FLAGS, 0o666)
                 self._created = True
         return self._fd
+
+    def _unlink(self) -> None:
+        if self.folder is not None:
+            self.folder.unlink(self.name)
+        else:
+            os.unlink(self.path)
 
     def _finish(self) -> None:
         try:

@@ -27,6 +27,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 from zigziik._filenames import is_reserved_name, temporary_name
+from zigziik._safedir import SafeFolder, UnsafePathError
 from zigziik.errors import IntegrityError
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "DEFAULT_MAX_TOTAL_BYTES",
     "RATIO_CHECK_MIN_BYTES",
     "UnsafeArchiveError",
+    "extract_into",
+    "extract_into_sync",
     "safe_extract",
     "safe_extract_sync",
 ]
@@ -69,14 +72,7 @@ _ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
     NotImplementedError,
     RuntimeError,
 )
-_OPEN_FLAGS = (
-    os.O_WRONLY
-    | os.O_CREAT
-    | os.O_EXCL
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_BINARY", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-)
+_MAX_OPEN_FOLDERS = 64  # descriptors held at a time for an archive's folders
 
 
 class UnsafeArchiveError(IntegrityError):
@@ -310,27 +306,79 @@ class _Progress:
     total_bytes: int = 0
 
 
+class _Folders:
+    """The folders under the destination, opened a level at a time, never through a link.
+
+    Each is opened once (up to `_MAX_OPEN_FOLDERS` at a time) and every file in it is made,
+    moved and removed through that descriptor: a folder swapped for a link after the checks
+    is never written through.
+    """
+
+    def __init__(self, root: SafeFolder, zip_name: str) -> None:
+        self.root = root
+        self.zip_name = zip_name
+        self._open: dict[tuple[str, ...], SafeFolder] = {(): root}
+
+    def get(
+        self, parts: tuple[str, ...], member: str, created: list[tuple[str, ...]] | None
+    ) -> SafeFolder:
+        """``root/parts``; missing levels are made when ``created`` is given (and listed in it)."""
+        found = self._open.get(parts)
+        if found is not None:
+            return found
+        parent = self.get(parts[:-1], member, created)
+        name = parts[-1]
+        if created is not None and parent.mkdir(name):
+            created.append(parts)
+        try:
+            folder = parent.child(name, create=False)
+        except UnsafePathError as exc:
+            where = "/".join(parts)
+            if exc.link:
+                raise IntegrityError(
+                    f"zip archive {self.zip_name!r}: {member!r} would be written through "
+                    f"the symbolic link {where!r}"
+                ) from None
+            raise IntegrityError(
+                f"zip archive {self.zip_name!r}: {member!r} needs {where!r} to be a directory"
+            ) from None
+        if folder is None:
+            raise FileNotFoundError(f"{os.path.join(self.root.path, *parts)} disappeared")
+        if len(self._open) > _MAX_OPEN_FOLDERS:
+            self._open = {(): self.root}
+        self._open[parts] = folder
+        return folder
+
+    def find(self, parts: tuple[str, ...]) -> SafeFolder | None:
+        """``root/parts`` if it can be opened (never through a link), for the cleanup."""
+        try:
+            return self.get(parts, "", None)
+        except (OSError, IntegrityError):
+            return None
+
+
 def _write_member(
     zf: zipfile.ZipFile,
     member: _Member,
-    folder: str,
+    folder: SafeFolder,
     zip_name: str,
     limits: _Limits,
     progress: _Progress,
     checkpoint: Callable[[], None] | None,
 ) -> str:
-    """Stream one member into a new temporary file in ``folder``; return its path.
+    """Stream one member into a new temporary file in ``folder``; return its name.
 
     On any failure the temporary file is removed before the exception propagates.
     """
     info = member.info
-    temp = os.path.join(folder, temporary_name(member.parts[-1]))
-    fd = os.open(temp, _OPEN_FLAGS, 0o666)
+    temp = temporary_name(member.parts[-1])
+    fd = folder.create(temp)
     try:
         with os.fdopen(fd, "wb") as out:
             _copy_member(zf, info, out, zip_name, limits, progress, checkpoint)
     except BaseException:
-        _remove_quietly(temp)
+        with contextlib.suppress(OSError):
+            folder.unlink(temp)
         raise
     return temp
 
@@ -393,70 +441,77 @@ def _linked_folder(root: str, parts: Sequence[str]) -> str | None:
     return None
 
 
-def _check_still_inside(dest_real: str, folder: str, zip_name: str, member: _Member) -> None:
-    """Re-check containment just before writing (the tree may have changed since validation)."""
-    link = _linked_folder(dest_real, member.parts[:-1])
-    if link is not None:
-        raise IntegrityError(
-            f"zip archive {zip_name!r}: {member.info.orig_filename!r} would be written through "
-            f"the symbolic link {link!r}"
-        )
-    if not _is_inside(dest_real, os.path.realpath(folder)):
-        raise IntegrityError(
-            f"zip archive {zip_name!r}: {member.info.orig_filename!r} would land outside the "
-            "destination"
-        )
-
-
-def _remove_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+def _remove_quietly(folders: _Folders, parts: tuple[str, ...], name: str) -> None:
+    folder = folders.find(parts)
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            folder.unlink(name)
 
 
 def _extract(
     zf: zipfile.ZipFile,
     plan: list[_Member],
     zip_name: str,
-    dest_abs: str,
-    dest_real: str,
+    root: SafeFolder,
     limits: _Limits,
     checkpoint: Callable[[], None] | None,
 ) -> list[Path]:
-    created_dirs: list[str] = []
-    temps: list[str] = []
-    finals: list[str] = []
+    folders = _Folders(root, zip_name)
+    created_dirs: list[tuple[str, ...]] = []
+    temps: list[tuple[tuple[str, ...], str]] = []  # (folder, temporary name)
+    finals: list[tuple[tuple[str, ...], str]] = []  # (folder, final name)
     placed = 0  # how many of temps are already moved to finals
     progress = _Progress()
     try:
-        _make_dirs(dest_abs, created_dirs)
         for member in plan:
             if checkpoint is not None:
                 checkpoint()
+            name = member.info.orig_filename
             if member.is_dir:
-                _make_dirs(os.path.join(dest_abs, *member.parts), created_dirs)
+                folders.get(member.parts, name, created_dirs)
                 continue
-            folder = os.path.join(dest_abs, *member.parts[:-1])
-            _make_dirs(folder, created_dirs)
-            _check_still_inside(dest_real, folder, zip_name, member)
-            temps.append(_write_member(zf, member, folder, zip_name, limits, progress, checkpoint))
-            finals.append(os.path.join(folder, member.parts[-1]))
+            where = member.parts[:-1]
+            folder = folders.get(where, name, created_dirs)
+            temps.append(
+                (where, _write_member(zf, member, folder, zip_name, limits, progress, checkpoint))
+            )
+            finals.append((where, member.parts[-1]))
         if checkpoint is not None:
             checkpoint()
         # Everything is complete and verified: move it all into place.
-        for temp, final in zip(temps, finals, strict=True):
-            os.replace(temp, final)
+        for (where, temp), (_, final) in zip(temps, finals, strict=True):
+            folders.get(where, final, None).replace(temp, final)
             placed += 1
-        return [Path(final) for final in finals]
+        return [Path(root.path, *where, final) for where, final in finals]
     except BaseException:
         # Synchronous cleanup only: it must also run after a cancellation.
-        for temp in temps[placed:]:
-            _remove_quietly(temp)
-        for final in finals[:placed]:
-            _remove_quietly(final)
-        for directory in reversed(created_dirs):
-            with contextlib.suppress(OSError):
-                os.rmdir(directory)
+        for where, temp in temps[placed:]:
+            _remove_quietly(folders, where, temp)
+        for where, final in finals[:placed]:
+            _remove_quietly(folders, where, final)
+        for parts in reversed(created_dirs):
+            parent = folders.find(parts[:-1])
+            if parent is not None:
+                with contextlib.suppress(OSError):
+                    parent.rmdir(parts[-1])
         raise
+
+
+def _limits(max_total_bytes: int, max_members: int, max_ratio: float) -> _Limits:
+    if max_total_bytes < 0 or max_members < 0:
+        raise ValueError("max_total_bytes and max_members must not be negative")
+    if not max_ratio > 0:
+        raise ValueError("max_ratio must be positive")
+    return _Limits(max_total_bytes, max_members, max_ratio)
+
+
+def _open_archive(source: str | BinaryIO, zip_name: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(source)
+    except OSError:  # missing, unreadable, a directory: not a question of integrity
+        raise
+    except _ARCHIVE_ERRORS as exc:
+        raise IntegrityError(f"{zip_name!r} is not a readable zip archive: {exc}") from exc
 
 
 def safe_extract_sync(
@@ -470,28 +525,61 @@ def safe_extract_sync(
 ) -> list[Path]:
     """Blocking form of :func:`safe_extract`.
 
-    ``checkpoint``, if given, is called before every chunk is decompressed; whatever it raises
-    aborts the extraction (with the same all-or-nothing cleanup) and propagates.
+    ``checkpoint``, if given, is called before every member and every chunk is decompressed;
+    whatever it raises aborts the extraction (with the same all-or-nothing cleanup) and
+    propagates.
     """
-    if max_total_bytes < 0 or max_members < 0:
-        raise ValueError("max_total_bytes and max_members must not be negative")
-    if not max_ratio > 0:
-        raise ValueError("max_ratio must be positive")
-    limits = _Limits(max_total_bytes, max_members, max_ratio)
+    limits = _limits(max_total_bytes, max_members, max_ratio)
     zip_name = os.fspath(zip_path)
     dest_abs = os.path.abspath(os.fspath(dest_dir))
     dest_real = os.path.realpath(dest_abs)
     if os.path.lexists(dest_abs) and not os.path.isdir(dest_abs):
         raise NotADirectoryError(f"destination {dest_abs!r} exists and is not a directory")
-    try:
-        zf = zipfile.ZipFile(zip_name)
-    except OSError:  # missing, unreadable, a directory: not a question of integrity
-        raise
-    except _ARCHIVE_ERRORS as exc:
-        raise IntegrityError(f"{zip_name!r} is not a readable zip archive: {exc}") from exc
-    with zf:
+    with _open_archive(zip_name, zip_name) as zf:
         plan = _validate(zf, zip_name, dest_real, limits, checkpoint)
-        return _extract(zf, plan, zip_name, dest_abs, dest_real, limits, checkpoint)
+        created: list[str] = []
+        try:
+            _make_dirs(dest_abs, created)
+            # The destination itself is the caller's (a link to it is followed, once).
+            root = SafeFolder.open(dest_abs)
+            return _extract(zf, plan, zip_name, root, limits, checkpoint)
+        except BaseException:
+            for directory in reversed(created):
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)
+            raise
+
+
+def extract_into_sync(
+    folder: SafeFolder,
+    zip_name: str,
+    *,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+    checkpoint: Callable[[], None] | None = None,
+) -> list[Path]:
+    """`safe_extract_sync` of the zip ``zip_name`` in the open ``folder``, into that folder.
+
+    The archive is read and every member written through the folder's descriptor: a link
+    in the archive's place or on the way to a member is never followed.
+    """
+    limits = _limits(max_total_bytes, max_members, max_ratio)
+    shown = os.path.join(folder.path, zip_name)
+    with (
+        os.fdopen(folder.open_read(zip_name), "rb") as handle,
+        _open_archive(handle, shown) as zf,
+    ):
+        plan = _validate(zf, shown, os.path.realpath(folder.path), limits, checkpoint)
+        return _extract(zf, plan, shown, folder, limits, checkpoint)
+
+
+async def extract_into(folder: SafeFolder, zip_name: str) -> list[Path]:
+    """`extract_into_sync` in a worker thread (see `safe_extract` for what it refuses)."""
+    work = functools.partial(
+        extract_into_sync, folder, zip_name, checkpoint=anyio.from_thread.check_cancelled
+    )
+    return await anyio.to_thread.run_sync(work, abandon_on_cancel=False)
 
 
 async def safe_extract(

@@ -5,7 +5,8 @@ disk thread, see `zigziik._diskwriter`, so receiving and writing overlap); only 
 count matches ``Content-Length`` (and the expected size, when known) and every chunk is on
 disk is it moved to its final name with ``os.replace``. On any failure or cancellation the
 temporary file is deleted with a plain synchronous call (after a cancellation every further
-``await`` raises).
+``await`` raises). Every file operation goes through the target folder's open descriptor
+(`SafeFolder`): a folder swapped for a link meanwhile is never written through.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from anyio.lowlevel import checkpoint_if_cancelled
 from ._bodies import close_response, plain_body
 from ._diskwriter import BackgroundFile
 from ._filenames import has_extension, picture_file_name, temporary_name
+from ._safedir import SafeFolder
 from ._stacks import remote_protocol_errors
 from .errors import DecodeError, IncompleteBodyError, IntegrityError
 
@@ -33,8 +35,6 @@ INLINE_BYTES = 256 << 10
 
 Handing a small file to the disk thread (and waiting to be woken) costs more than writing
 it: for many small pictures the hand-off, not the bytes, was the time each file took."""
-_INLINE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-_INLINE_FLAGS |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 _writev = getattr(os, "writev", None)
 
 Progress = Callable[[int], None]
@@ -109,9 +109,14 @@ def picture_name_for(
 class _WrittenFile:
     """A small body already written and closed under its temporary name (`INLINE_BYTES`)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, folder: SafeFolder, name: str) -> None:
+        self.folder = folder
+        self.name = name
         self._gone = False
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path / self.name
 
     async def close(self) -> None:
         """Nothing left to wait for (never yields to the event loop)."""
@@ -120,12 +125,12 @@ class _WrittenFile:
         if not self._gone:
             self._gone = True
             with contextlib.suppress(OSError):
-                os.unlink(self.path)
+                self.folder.unlink(self.name)
 
 
-def _write_new_file(path: Path, chunks: list[bytes]) -> _WrittenFile:
-    """Create ``path`` (it must not exist, and is never a link followed) with ``chunks``."""
-    fd = os.open(path, _INLINE_FLAGS, 0o666)
+def _write_new_file(folder: SafeFolder, name: str, chunks: list[bytes]) -> _WrittenFile:
+    """Create ``name`` in ``folder`` (it must not exist, never through a link) with ``chunks``."""
+    fd = folder.create(name)
     try:
         try:
             if len(chunks) == 1 or _writev is None:
@@ -144,9 +149,9 @@ def _write_new_file(path: Path, chunks: list[bytes]) -> _WrittenFile:
             os.close(fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            folder.unlink(name)
         raise
-    return _WrittenFile(path)
+    return _WrittenFile(folder, name)
 
 
 class ReceivedFile:
@@ -156,9 +161,13 @@ class ReceivedFile:
     deletes it instead. One left alone is aborted when it is garbage-collected.
     """
 
-    def __init__(self, file: BackgroundFile | _WrittenFile, final: Path) -> None:
+    def __init__(
+        self, file: BackgroundFile | _WrittenFile, final: Path, folder: SafeFolder | None = None
+    ) -> None:
+        """``folder``: where ``file`` is, to move it to ``final.name`` there (else by path)."""
         self._file = file
         self.final = final
+        self._folder = folder
         self._settled = False
 
     async def finish(self) -> Path:
@@ -170,7 +179,11 @@ class ReceivedFile:
         self._settled = True
         try:
             await self._file.close()
-            os.replace(self._file.path, self.final)  # no await between the two
+            # No await between the close and the move.
+            if self._folder is not None:
+                self._folder.replace(self._file.name, self.final.name)
+            else:
+                os.replace(self._file.path, self.final)
         except BaseException:
             self._file.abort()
             raise
@@ -190,14 +203,15 @@ class ReceivedFile:
 
 
 def receive_to_file(
-    dest_dir: Path,
+    dest_dir: SafeFolder,
     name_for: Callable[[httpx.Response], str],
     *,
     expected_size: int | None = None,
     progress: Progress | None = None,
     no_content_ok: bool = False,
 ) -> Callable[[httpx.Response], Awaitable[ReceivedFile | None]]:
-    """A transport consumer that receives a successful response towards a file in ``dest_dir``.
+    """A transport consumer that receives a successful response towards a file in ``dest_dir``
+    (an open folder: the file is made, checked and moved in it, never through a link).
 
     Returns a `ReceivedFile` to finish (the caller may first give up its place among the
     requests in flight: the disk has its own bound), or ``None`` for a 204 when
@@ -213,14 +227,15 @@ def receive_to_file(
                 method=response.request.method,
                 url=str(response.request.url),
             )
-        final = dest_dir / name_for(response)
+        name = name_for(response)
+        final = dest_dir.path / name
         declared = content_length(response)
         if declared is not None and declared <= INLINE_BYTES:
             return await _receive_small(
                 response, dest_dir, final, declared, expected_size, progress
             )
         url = str(response.request.url)
-        file = BackgroundFile(dest_dir / temporary_name(final.name))
+        file = BackgroundFile(temporary_name(name), folder=dest_dir)
         plain = plain_body(response)
         raw = plain is not None
         chunks = plain if plain is not None else response.aiter_bytes()
@@ -264,7 +279,7 @@ def receive_to_file(
                     f"{expected_size}; not saved as {final.name}"
                 )
             complete = True
-            return ReceivedFile(file, final)
+            return ReceivedFile(file, final, dest_dir)
         finally:
             if not complete:
                 file.abort()
@@ -274,7 +289,7 @@ def receive_to_file(
 
 async def _receive_small(
     response: httpx.Response,
-    dest_dir: Path,
+    dest_dir: SafeFolder,
     final: Path,
     declared: int,
     expected_size: int | None,
@@ -316,12 +331,12 @@ async def _receive_small(
             f"GET {response.request.url}: received {received} bytes, the picture's size is "
             f"{expected_size}; not saved as {final.name}"
         )
-    written = _write_new_file(dest_dir / temporary_name(final.name), chunks or [b""])
-    return ReceivedFile(written, final)
+    written = _write_new_file(dest_dir, temporary_name(final.name), chunks or [b""])
+    return ReceivedFile(written, final, dest_dir)
 
 
 def stream_to_file(
-    dest_dir: Path,
+    dest_dir: SafeFolder,
     name_for: Callable[[httpx.Response], str],
     *,
     expected_size: int | None = None,

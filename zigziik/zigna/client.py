@@ -17,6 +17,7 @@ from .._checks import check_int
 from .._client import BaseClient
 from .._filenames import picture_file_name, sanitize_component
 from .._request import FileUpload, TimeoutArg
+from .._safedir import SafeFolder
 from .._transport import Transport
 from .._urls import path_segment, with_params
 from ..download import (
@@ -157,7 +158,9 @@ class Pictures:
         else:
             picture_id = check_int("picture", picture, minimum=0)
             original, size = None, None
-        received = await self._receive_into(order_id, picture_id, original, size, folder, progress)
+        received = await self._receive_into(
+            order_id, picture_id, original, size, SafeFolder.open(folder), progress
+        )
         return await received.finish()
 
     async def _receive_into(
@@ -166,10 +169,10 @@ class Pictures:
         picture_id: int | str,
         original_file_name: str | None,
         size: int | None,
-        folder: Path,
+        folder: SafeFolder,
         progress: Progress | None = None,
     ) -> ReceivedFile:
-        """Receive one picture towards an existing ``folder``, with no check of what is there.
+        """Receive one picture towards an open ``folder``, with no check of what is there.
 
         The part of `download` the harvest uses: it has checked the disk already, and
         finishes the file after giving up its place among the requests in flight.
@@ -194,7 +197,13 @@ class Pictures:
         progress: Progress | None = None,
     ) -> Path | None:
         """All the order's pictures as ``<order_id>.zip`` in ``dest_dir``; ``None`` on 204."""
-        folder = ensure_folder(dest_dir)
+        folder = SafeFolder.open(ensure_folder(dest_dir))
+        return await self._download_zip_into(order_id, folder, progress)
+
+    async def _download_zip_into(
+        self, order_id: str | int, folder: SafeFolder, progress: Progress | None
+    ) -> Path | None:
+        """`download_zip` into an open ``folder`` (the harvest's)."""
         name = sanitize_component(f"{order_id}.zip")
         consume = stream_to_file(
             folder, lambda _response: name, progress=progress, no_content_ok=True
@@ -359,7 +368,7 @@ class _HarvestSource:
         picture_id: int,
         original_file_name: str | None,
         size: int | None,
-        folder: Path,
+        folder: SafeFolder,
         progress: Progress | None,
     ) -> ReceivedFile:
         return await self._client.pictures._receive_into(
@@ -367,6 +376,6 @@ class _HarvestSource:
         )
 
     async def download_zip(
-        self, order_id: str, folder: Path, progress: Progress | None
+        self, order_id: str, folder: SafeFolder, progress: Progress | None
     ) -> Path | None:
-        return await self._client.pictures.download_zip(order_id, folder, progress=progress)
+        return await self._client.pictures._download_zip_into(order_id, folder, progress)

@@ -24,7 +24,8 @@ import anyio
 import attrs
 
 from ..._calls import CallCounter
-from ..._extract import safe_extract
+from ..._extract import extract_into
+from ..._safedir import SafeFolder, UnsafePathError
 from ...download import Progress, ReceivedFile, existing_complete_file
 from ...errors import BudgetExhaustedError, RateLimitedError, ZigziikError
 from ..models import Order, OrderPictures, Picture
@@ -87,44 +88,25 @@ class HarvestSource(Protocol):
         picture_id: int,
         original_file_name: str | None,
         size: int | None,
-        folder: Path,
+        folder: SafeFolder,
         progress: Progress | None,
     ) -> ReceivedFile:
         """One picture received towards ``folder`` (one call); finished by the caller."""
 
     async def download_zip(
-        self, order_id: str, folder: Path, progress: Progress | None
+        self, order_id: str, folder: SafeFolder, progress: Progress | None
     ) -> Path | None:
         """The order's zip in ``folder`` (one call); ``None`` when it is empty."""
 
 
-class UnsafePathError(ZigziikError, OSError):
-    """Something under ``dest_dir`` is a symbolic link (or not a folder) where a folder goes."""
+def order_folder(dest: SafeFolder, name: str, *, create: bool) -> SafeFolder | None:
+    """``dest/name`` as an open folder, created if ``create`` (else ``None`` when missing).
 
-
-def order_folder(dest: Path, name: str, *, create: bool) -> Path | None:
-    """``dest/name`` as a real folder, created if ``create`` (else ``None`` when missing).
-
-    Never follows a link: a symbolic link there (to anywhere) refuses the order.
+    Never follows a link: a symbolic link there (to anywhere) refuses the order. Every file
+    of the order is then made through the open folder, so a swap of ``dest/name`` for a link
+    while the order runs is never written through either.
     """
-    path = dest / name
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        if not create:
-            return None
-        try:
-            os.mkdir(path)
-            return path
-        except FileExistsError:
-            info = os.lstat(path)
-    if stat.S_ISLNK(info.st_mode):
-        raise UnsafePathError(
-            f"{path} is a symbolic link; a harvest never writes through one (remove it)"
-        )
-    if not stat.S_ISDIR(info.st_mode):
-        raise UnsafePathError(f"{path} exists and is not a folder")
-    return path
+    return dest.child(name, create=create)
 
 
 def _one_line(text: str) -> str:
@@ -161,7 +143,7 @@ class _RealDisk:
 @attrs.define(eq=False)
 class _OrderState:
     job: OrderJob
-    folder: Path | None = None
+    folder: SafeFolder | None = None
     ok: bool = True
     pending: int = 0
     enqueued: bool = False
@@ -207,6 +189,7 @@ class Harvest:
         self.counter = counter
         self.concurrency = options.concurrency
         self.limiter = anyio.CapacityLimiter(options.concurrency)
+        self.root = SafeFolder.open(dest)
         self.disk = _RealDisk(dest)
         self.store: ManifestStore | None = None
         self.writer: ManifestWriter | None = None
@@ -552,7 +535,7 @@ class Harvest:
             return
         state = _OrderState(job)
         try:
-            state.folder = order_folder(self.dest, job.folder, create=False)
+            state.folder = order_folder(self.root, job.folder, create=False)
             self.record(("begin", job.order_id))  # not complete until this run makes it so
             if job.route == "zip":
                 await self.zip(state)
@@ -667,7 +650,7 @@ class Harvest:
         )
         if not plan_result.fetch:
             return
-        state.folder = order_folder(self.dest, job.folder, create=True)
+        state.folder = order_folder(self.root, job.folder, create=True)
         for picture in plan_result.fetch:
             state.pending += 1
             try:
@@ -698,7 +681,9 @@ class Harvest:
                 # catches up (which has a bound of its own).
                 path = await received.finish()
                 # The download checked the size when the listing gave it.
-                size = picture.size if picture.size is not None else path.stat().st_size
+                size = picture.size
+                if size is None:
+                    size = state.folder.lstat(path.name).st_size
             except Exception as exc:
                 if self.refused(exc) is not None:
                     state.deferred.append(picture)
@@ -725,7 +710,7 @@ class Harvest:
         job = state.job
         self.emit(HarvestEvent("order", job.order_id, route="zip", files=1))
         try:
-            folder = order_folder(self.dest, job.folder, create=True)
+            folder = order_folder(self.root, job.folder, create=True)
             assert folder is not None
             try:
                 async with self.limiter:
@@ -737,7 +722,7 @@ class Harvest:
                 if deferred is not None:
                     raise deferred from exc
                 raise
-            size = path.stat().st_size if path is not None else 0
+            size = folder.lstat(path.name).st_size if path is not None else 0
         except _Deferred:
             raise
         except Exception as exc:
@@ -758,16 +743,16 @@ class Harvest:
     async def unpack_done(self, done: DoneOrder) -> None:
         assert done.unpack is not None
         try:
-            folder = order_folder(self.dest, done.folder, create=False)
+            folder = order_folder(self.root, done.folder, create=False)
         except UnsafePathError as exc:
             self.fail(done.order_id, None, _reason(exc))
             return
         if folder is not None:
             await self.unpack(done.order_id, folder, done.unpack)
 
-    async def unpack(self, order_id: str, folder: Path, zip_name: str) -> None:
+    async def unpack(self, order_id: str, folder: SafeFolder, zip_name: str) -> None:
         try:
-            await safe_extract(folder / zip_name, folder)
+            await extract_into(folder, zip_name)
         except Exception as exc:
             self.fail(order_id, None, f"unpacking {zip_name} failed: {_reason(exc)}")
             return
