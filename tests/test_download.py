@@ -23,6 +23,7 @@ from zigziik import (
     download,
 )
 from zigziik._filenames import picture_file_name
+from zigziik._safedir import SafeFolder
 from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
 from zigziik.zigna.models import Picture
 
@@ -411,6 +412,11 @@ def test_a_pictures_name_waits_for_the_responses_type() -> None:
     assert name(response_with(**{"Content-Type": "application/pdf"})).endswith(".pdf")
 
 
+def new_file(path: Path, chunks: list[bytes]) -> Any:
+    """`download._write_new_file` of ``path``, through its folder's descriptor."""
+    return download._write_new_file(SafeFolder.open(path.parent), path.name, chunks)
+
+
 @pytest.mark.parametrize("vectored", [True, False])
 def test_a_small_body_is_written_whole_in_one_go(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vectored: bool
@@ -420,13 +426,13 @@ def test_a_small_body_is_written_whole_in_one_go(
     chunks = [b"abc", b"", b"defgh", b"i" * 5000]
     old = os.umask(0)
     try:
-        written = download._write_new_file(tmp_path / "new.part", chunks)
+        written = new_file(tmp_path / "new.part", chunks)
     finally:
         os.umask(old)
     assert written.path == tmp_path / "new.part"
     assert written.path.read_bytes() == b"".join(chunks)
     assert stat.S_IMODE(written.path.stat().st_mode) == 0o666
-    (path,) = [download._write_new_file(tmp_path / "one.part", [b"only"]).path]
+    (path,) = [new_file(tmp_path / "one.part", [b"only"]).path]
     assert path.read_bytes() == b"only"
 
 
@@ -441,9 +447,9 @@ def test_short_system_writes_are_completed(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(os, "write", short_write)
     monkeypatch.setattr(download, "_writev", short_writev)
-    several = download._write_new_file(tmp_path / "a.part", [b"hello ", b"world", b"!"])
+    several = new_file(tmp_path / "a.part", [b"hello ", b"world", b"!"])
     assert several.path.read_bytes() == b"hello world!"
-    one = download._write_new_file(tmp_path / "b.part", [b"single chunk"])
+    one = new_file(tmp_path / "b.part", [b"single chunk"])
     assert one.path.read_bytes() == b"single chunk"
 
 
@@ -452,7 +458,7 @@ def test_a_failing_small_write_leaves_no_file_and_never_touches_an_existing_one(
 ) -> None:
     (tmp_path / "there.part").write_bytes(b"theirs")
     with pytest.raises(FileExistsError):
-        download._write_new_file(tmp_path / "there.part", [b"mine"])
+        new_file(tmp_path / "there.part", [b"mine"])
     assert (tmp_path / "there.part").read_bytes() == b"theirs"
 
     def full(fd: int, data: Any) -> int:
@@ -462,12 +468,12 @@ def test_a_failing_small_write_leaves_no_file_and_never_touches_an_existing_one(
     monkeypatch.setattr(download, "_writev", full)
     for chunks in ([b"one"], [b"one", b"two"]):
         with pytest.raises(OSError, match="No space"):
-            download._write_new_file(tmp_path / "new.part", chunks)
+            new_file(tmp_path / "new.part", chunks)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["there.part"]
 
 
 def test_a_written_small_file_is_aborted_once(tmp_path: Path) -> None:
-    written = download._write_new_file(tmp_path / "x.part", [b"x"])
+    written = new_file(tmp_path / "x.part", [b"x"])
     written.abort()
     assert not written.path.exists()
     written.path.write_bytes(b"someone else's, later")
@@ -477,26 +483,20 @@ def test_a_written_small_file_is_aborted_once(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_a_received_small_file_is_moved_or_deleted(tmp_path: Path) -> None:
-    written = download._write_new_file(tmp_path / "a.part", [b"data"])
+    written = new_file(tmp_path / "a.part", [b"data"])
     received = download.ReceivedFile(written, tmp_path / "a.jpg")
     assert await received.finish() == tmp_path / "a.jpg"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]
     (tmp_path / "b.jpg").mkdir()  # the final name is taken by a folder: the move fails
-    blocked = download.ReceivedFile(
-        download._write_new_file(tmp_path / "b.part", [b"data"]), tmp_path / "b.jpg"
-    )
+    blocked = download.ReceivedFile(new_file(tmp_path / "b.part", [b"data"]), tmp_path / "b.jpg")
     with pytest.raises(IsADirectoryError):
         await blocked.finish()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg"]
-    dropped = download.ReceivedFile(
-        download._write_new_file(tmp_path / "c.part", [b"data"]), tmp_path / "c.jpg"
-    )
+    dropped = download.ReceivedFile(new_file(tmp_path / "c.part", [b"data"]), tmp_path / "c.jpg")
     del dropped
     gc.collect()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg"]
-    kept = download.ReceivedFile(
-        download._write_new_file(tmp_path / "d.part", [b"data"]), tmp_path / "d.jpg"
-    )
+    kept = download.ReceivedFile(new_file(tmp_path / "d.part", [b"data"]), tmp_path / "d.jpg")
     await kept.finish()
     del kept
     gc.collect()  # a finished file is left alone when collected

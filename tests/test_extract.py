@@ -1034,7 +1034,7 @@ def test_a_folder_another_process_creates_meanwhile_is_used_and_not_removed(
 
     def racing_mkdir(path: str, *args: Any, **kwargs: Any) -> None:
         if os.path.basename(path) == "shared":
-            real_mkdir(path)  # the other process wins
+            real_mkdir(path, dir_fd=kwargs.get("dir_fd"))  # the other process wins
         real_mkdir(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "mkdir", racing_mkdir)

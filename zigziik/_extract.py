@@ -455,8 +455,12 @@ def _extract(
     root: SafeFolder,
     limits: _Limits,
     checkpoint: Callable[[], None] | None,
+    dest_path: str | None = None,
 ) -> list[Path]:
+    """Extract ``plan`` into ``root``; given ``dest_path``, refuse to go on once that path
+    is no longer the folder ``root`` holds (swapped for a link or another folder)."""
     folders = _Folders(root, zip_name)
+    root_id = _identity(root.stat())
     created_dirs: list[tuple[str, ...]] = []
     temps: list[tuple[tuple[str, ...], str]] = []  # (folder, temporary name)
     finals: list[tuple[tuple[str, ...], str]] = []  # (folder, final name)
@@ -467,6 +471,8 @@ def _extract(
             if checkpoint is not None:
                 checkpoint()
             name = member.info.orig_filename
+            if dest_path is not None:
+                _check_dest(dest_path, root_id, zip_name, name)
             if member.is_dir:
                 folders.get(member.parts, name, created_dirs)
                 continue
@@ -495,6 +501,22 @@ def _extract(
                 with contextlib.suppress(OSError):
                     parent.rmdir(parts[-1])
         raise
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def _check_dest(path: str, identity: tuple[int, int], zip_name: str, member: str) -> None:
+    """Refuse to go on once ``path`` no longer leads to the folder of this ``identity``."""
+    try:
+        same = _identity(os.stat(path)) == identity
+    except OSError:
+        same = False
+    if not same:
+        raise IntegrityError(
+            f"zip archive {zip_name!r}: {member!r} would land outside the destination"
+        )
 
 
 def _limits(max_total_bytes: int, max_members: int, max_ratio: float) -> _Limits:
@@ -542,7 +564,7 @@ def safe_extract_sync(
             _make_dirs(dest_abs, created)
             # The destination itself is the caller's (a link to it is followed, once).
             root = SafeFolder.open(dest_abs)
-            return _extract(zf, plan, zip_name, root, limits, checkpoint)
+            return _extract(zf, plan, zip_name, root, limits, checkpoint, dest_abs)
         except BaseException:
             for directory in reversed(created):
                 with contextlib.suppress(OSError):

@@ -148,6 +148,10 @@ class SafeFolder:
     def rmdir(self, name: str) -> None:
         os.rmdir(self._name(name), dir_fd=self._fd)
 
+    def stat(self) -> os.stat_result:
+        """This folder's own status."""
+        return os.stat(self.path) if self._fd is None else os.fstat(self._fd)
+
     def lstat(self, name: str) -> os.stat_result:
         return os.stat(self._name(name), dir_fd=self._fd, follow_symlinks=False)
 
