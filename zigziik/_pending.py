@@ -14,8 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
-from .ratelimit import BudgetTerms, Settlement
+from .ratelimit import BudgetLedger, BudgetTerms, RateLimit, Settlement, to_ms
 
 __all__ = ["FLUSH_DELAY", "PendingSettlements", "newest_ms"]
 
@@ -56,6 +57,21 @@ class PendingSettlements:
             else:
                 waiting.append(settlement)
             self._terms[scope] = terms
+
+    def keep(
+        self,
+        latest: BudgetLedger | None,
+        scope: str,
+        terms: BudgetTerms,
+        now: datetime,
+        lease: str | None,
+        rate_limit: RateLimit | None,
+    ) -> BudgetLedger:
+        """A store's ``settle``: keep the settlement (when it has anything to say) and return
+        this process's view of the ledger with it applied (``latest``: the last one)."""
+        if lease is not None or rate_limit is not None:
+            self.add(scope, terms, Settlement(lease, rate_limit, to_ms(now)))
+        return (latest or terms.initial(now)).settle(rate_limit, now)
 
     def take(self, scope: str) -> list[Settlement]:
         """The settlements of ``scope``, oldest first (now the caller's to send)."""

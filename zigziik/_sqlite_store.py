@@ -224,11 +224,10 @@ class SqliteBudgetStore:
     ) -> BudgetLedger:
         """Keep the settlement for the next operation on ``scope`` (see `zigziik._pending`);
         the ledger returned is this process's view with it applied."""
-        ledger = (self._latest.get(scope) or terms.initial(now)).settle(rate_limit, now)
-        self._latest[scope] = ledger
-        if lease is not None or rate_limit is not None:
-            self._pending.add(scope, terms, Settlement(lease, rate_limit, to_ms(now)))
-            self._arm_flush()
+        ledger = self._latest[scope] = self._pending.keep(
+            self._latest.get(scope), scope, terms, now, lease, rate_limit
+        )
+        self._arm_flush()
         return ledger
 
     async def snapshot(self, scope: str, terms: BudgetTerms, now: datetime) -> BudgetLedger:
