@@ -69,6 +69,20 @@ operations = st.lists(
         st.tuples(st.just("flush")),
         # settlements sent with a later operation: fresh, at the edge of FRESH_MS, stale
         st.tuples(st.just("advance"), st.sampled_from([0, 1, 999, 1000, 1001, 1500])),
+        st.tuples(st.just("advance"), st.integers(0, 1_200)),
+        # an answer with every figure, as Zigna sends them (its Reset aged when sent late)
+        st.tuples(
+            st.just("settle"),
+            st.integers(0, 30),
+            st.builds(
+                RateLimit,
+                limit=st.just(50),
+                remaining=st.integers(0, 50),
+                reset_after=st.integers(1, 7_200),
+            ),
+            # then the clock moves on before the next operation: around FRESH_MS
+            st.sampled_from([0, 999, 1_000, 1_001]),
+        ),
         st.tuples(st.just("advance"), st.integers(-60_000, 4 * 3_600_000)),  # ms
         # exactly to a lease's end (or one ms either side), a window's tolerance, a day
         st.tuples(
@@ -215,6 +229,8 @@ def test_every_store_agrees_with_the_reference_at_every_step(
             if any(kind_of(name) == "shared" for name in granted_by):
                 pending.append(Settlement(lease, rate_limit, to_ms(now)))
                 pending_terms = terms
+            if len(op) > 3:
+                now += timedelta(milliseconds=op[3])
         elif op[0] == "flush":
             for store in stores.values():
                 portal.call(store.flush, scope)  # type: ignore[attr-defined]
