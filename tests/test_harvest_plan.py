@@ -1034,7 +1034,11 @@ def test_load_manifest_refuses_a_linked_database_and_reads_no_json_beside_it(
     (tmp_path / LEGACY_MANIFEST_NAME).symlink_to(tmp_path / "x")
     with caplog.at_level(logging.WARNING, logger="zigziik"):
         assert load_manifest(tmp_path) == Manifest()
-    assert any("cannot read the harvest manifest" in r.getMessage() for r in caplog.records)
+    link = tmp_path / LEGACY_MANIFEST_NAME
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cannot read the harvest manifest {tmp_path / MANIFEST_NAME} ({link} is a symbolic "
+        "link; a harvest never writes through one (remove it))"
+    ]
 
 
 def test_load_manifest_of_a_database_without_tables_starts_afresh(
@@ -1261,3 +1265,39 @@ def test_a_failed_json_save_whose_temporary_file_vanished_raises_its_own_error(
     with pytest.raises(OSError, match="disk on fire"):
         save_json_manifest(tmp_path, sample_manifest())
     assert os.listdir(tmp_path) == []
+
+
+def test_a_bad_picture_entry_drops_only_itself() -> None:
+    data = {
+        "format": "zigziik-harvest-manifest",
+        "version": 1,
+        "orders": {
+            "a": {
+                "folder": "a",
+                "complete": True,
+                "pictures": {"1": {"name": "../x", "size": 1}, "2": {"name": "2.jpg", "size": 2}},
+            }
+        },
+    }
+    assert Manifest.from_json(data).orders == {
+        "a": OrderRecord("a", pictures={"2": FileRecord("2.jpg", 2)})
+    }
+
+
+def test_a_json_manifest_found_beside_a_database_joins_it_without_taking_a_folder(
+    tmp_path: Path,
+) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        store.claim_folders(["A"])
+    finally:
+        store.close()
+    legacy = Manifest(
+        {
+            "B": OrderRecord("b", complete=True, pictures={"1": FileRecord("1.jpg", 3)}),
+            "C": OrderRecord("a", complete=True),  # the folder the database gives "A"
+        }
+    )
+    save_json_manifest(tmp_path, legacy)
+    ManifestStore(tmp_path).close()
+    assert load_manifest(tmp_path) == Manifest({"A": OrderRecord("A"), "B": legacy.orders["B"]})
