@@ -1326,3 +1326,46 @@ def test_the_writer_is_a_named_daemon_that_keeps_writing_until_closed(tmp_path: 
     finally:
         writer.close()
         store.close()
+
+
+def test_an_order_given_a_new_folder_forgets_the_files_of_its_old_one(tmp_path: Path) -> None:
+    ManifestStore(tmp_path).close()
+    db = sqlite3.connect(tmp_path / MANIFEST_NAME)
+    # Two orders whose folders a case-blind disk would confuse (a damaged database).
+    db.execute("INSERT INTO orders VALUES ('A', 'abc', 'abc', 1, 'fp', NULL, NULL, 0)")
+    db.execute("INSERT INTO orders VALUES ('B', 'ABC', 'other', 1, 'fp', NULL, NULL, 0)")
+    db.execute("INSERT INTO pictures VALUES ('A', '1', 'a.jpg', 1), ('B', '1', 'b.jpg', 1)")
+    db.commit()
+    db.close()
+    store = ManifestStore(tmp_path)
+    try:
+        folders = store.claim_folders(["A", "B"])
+        assert folders == {"A": "abc", "B": "B"}
+        assert store.record("A") == OrderRecord(
+            "abc", complete=True, fingerprint="fp", pictures={"1": FileRecord("a.jpg", 1)}
+        )
+        assert store.record("B") == OrderRecord(folders["B"], fingerprint="fp")
+    finally:
+        store.close()
+
+
+def test_a_picture_of_a_dropped_order_does_not_hide_the_next_orders_files(
+    tmp_path: Path,
+) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        store.claim_folders(["0bad", "A"])
+        store.apply([("file", "0bad", "1", "x.jpg", 1), ("file", "A", "1", "a.jpg", 2)])
+    finally:
+        store.close()
+    db = sqlite3.connect(tmp_path / MANIFEST_NAME)
+    db.execute("UPDATE orders SET folder = '..' WHERE order_id = '0bad'")
+    db.commit()
+    db.close()
+    store = ManifestStore(tmp_path)
+    try:
+        assert store.records(["0bad", "A"]) == {
+            "A": OrderRecord("A", pictures={"1": FileRecord("a.jpg", 2)})
+        }
+    finally:
+        store.close()
