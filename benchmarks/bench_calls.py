@@ -52,7 +52,7 @@ async def _zigziik(
     clock: Clock = time.perf_counter,
 ) -> float:
     # stock: the caller's own plain httpx.AsyncClient (httpx's own network stream, headers per
-    # request), to tell zigziik's layers apart from its leaner byte stream.
+    # request), to tell zigziik's layers apart from its own HTTP/1.1 pool.
     async with (
         httpx.AsyncClient() as http,
         ZignaClient(

@@ -540,3 +540,32 @@ async def test_a_server_that_closes_without_answering_is_a_protocol_error() -> N
     async with raw_server(handler) as origin:
         with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
             await _get(origin)
+
+
+async def test_a_body_read_cancelled_closes_its_connection_at_once_without_aclose() -> None:
+    """The lean pool's own guarantee, below httpx (which closes a response anyway): the
+    cancelled read itself closes the connection, so nothing half-read stays in the pool."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await _read_request(reader):
+            writer.write(_answer(b"z" * 100_000)[:1000])
+            await writer.drain()
+            await asyncio.sleep(2)
+
+    transport = PoolTransport(ssl_context=default_ssl_context(), limits=httpx.Limits())
+    async with raw_server(handler) as origin:
+        request = httpx.Request("GET", origin + "/", extensions={"timeout": {"read": 5.0}})
+        response = await transport.handle_async_request(request)
+        assert [c.is_idle() for c in transport.connections] == [False]
+
+        async def read() -> None:
+            async for _ in response.stream:  # type: ignore[union-attr]
+                pass
+
+        task = asyncio.ensure_future(read())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert transport.connections == []
+    await transport.aclose()

@@ -1,8 +1,8 @@
 """Which event loop runs this code: asyncio's running loop, or trio's run token.
 
-Used to bind a client to the loop of its first request, to pick the byte stream under
-httpcore, and to wake a task from the disk thread. trio is never imported here: when it is
-not imported already, this is not trio's event loop.
+Used to bind a client to the loop of its first request, to pick the connection pool of
+zigziik's own client, and to wake a task from the disk thread. trio is never imported here:
+when it is not imported already, this is not trio's event loop.
 """
 
 from __future__ import annotations
