@@ -76,7 +76,9 @@ def run(servers: Servers, *, quick: bool) -> Result:
         log(f"{NAME}: {size} pictures")
         figures = measure(size, servers.tmp / "scale-dest")
         series = Series(
-            f"{size} pictures", note=f"{figures['seconds']} s, {figures['calls']} calls"
+            f"{size} pictures",
+            note=f"{figures['seconds']} s, {figures['calls']} calls; resume (everything done) "
+            f"{figures['resume_seconds']} s, {figures['resume_calls']} calls",
         )
         series.rounds.append(figures["over_kb"] / 1024)
         result.series[series.label] = series
