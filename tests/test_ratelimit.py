@@ -19,6 +19,7 @@ from zigziik.ratelimit import (
     BudgetTerms,
     InMemoryBudgetStore,
     StoreClockError,
+    aged,
     first_after,
     key_scope,
     next_local_midnight,
@@ -581,7 +582,8 @@ class RecordingStore(InMemoryBudgetStore):
         super().__init__()
         self.fail = fail
         self.delay = delay
-        self.settled: list[str | None] = []
+        self.settled: list[tuple[str, str | None, RateLimit | None]] = []
+        self.flushed: list[str | None] = []
 
     async def reserve(
         self, scope: str, terms: BudgetTerms, now: datetime
@@ -601,8 +603,11 @@ class RecordingStore(InMemoryBudgetStore):
             await anyio.sleep(self.delay)
         if self.fail:
             raise BudgetStoreError("connection refused", store="test://store")
-        self.settled.append(lease)
+        self.settled.append((scope, lease, rate_limit))
         return await super().settle(scope, terms, now, lease, rate_limit)
+
+    async def flush(self, scope: str | None = None) -> None:
+        self.flushed.append(scope)
 
 
 class SharedStore(RecordingStore):
@@ -646,8 +651,8 @@ async def test_a_local_store_gets_its_lease_back_and_its_errors_raise() -> None:
     store = LocalStore()
     budget = DailyBudget(5, clock=FakeClock(T0), store=store)
     decision = await budget.reserve()
-    await budget.settle(lease=decision.lease)
-    assert store.settled == ["lease-1"]
+    await budget.settle(RateLimit(remaining=4), lease=decision.lease)
+    assert store.settled == [("default", "lease-1", RateLimit(remaining=4))]
     store.fail = True
     with pytest.raises(BudgetStoreError):
         await budget.settle(lease="lease-1")
@@ -656,12 +661,49 @@ async def test_a_local_store_gets_its_lease_back_and_its_errors_raise() -> None:
 @pytest.mark.anyio
 async def test_a_cancelled_request_still_settles_in_a_shared_store() -> None:
     store = SharedStore(delay=0.05)
-    budget = DailyBudget(5, clock=FakeClock(T0), store=store)
+    budget = DailyBudget(5, clock=FakeClock(T0), store=store, scope="mine")
     decision = await budget.reserve()
     with anyio.CancelScope() as scope:
         scope.cancel()
-        await budget.settle(lease=decision.lease)
-    assert store.settled == ["lease-1"]
+        await budget.settle(RateLimit(remaining=4), lease=decision.lease)
+    assert store.settled == [("mine", "lease-1", RateLimit(remaining=4))]
+    assert budget.remaining == 4
+
+
+@pytest.mark.anyio
+async def test_a_budget_flushes_its_own_scope_only() -> None:
+    store = SharedStore()
+    await DailyBudget(store=store, scope="mine").flush()
+    assert store.flushed == ["mine"]
+    await DailyBudget().flush()  # a store with nothing to flush: nothing happens
+
+
+@pytest.mark.parametrize("age", [0, -5])
+def test_a_fresh_answers_figures_are_taken_as_they_are(age: int) -> None:
+    answer = RateLimit(limit=5, remaining=3, reset_after=12.3456)
+    assert aged(answer, age) == answer
+
+
+@pytest.mark.parametrize(
+    ("reset_after", "age", "left"),
+    [(10.0, 1, 9.999), (10.0, 250, 9.75), (0.5, 800, 0.0), (0.5, 500, 0.0)],
+)
+def test_an_old_answers_reset_is_that_much_nearer(
+    reset_after: float, age: int, left: float
+) -> None:
+    assert aged(RateLimit(limit=5, remaining=3, reset_after=reset_after), age) == RateLimit(
+        5, 3, left
+    )
+    assert aged(RateLimit(remaining=3), 900) == RateLimit(remaining=3)
+
+
+def test_terms_make_the_midnights_text_once_a_day() -> None:
+    terms = BudgetTerms(50, None, CPH)
+    text = terms.midnights_text(T0)
+    assert text == ",".join(str(m) for m in terms.midnights(T0))
+    assert terms.midnights_text(T0) is text
+    assert terms.midnights_text(T0 + timedelta(hours=1)) is text
+    assert terms.midnights_text(T0 + timedelta(days=1)) != text
 
 
 @pytest.mark.anyio
