@@ -49,6 +49,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_ratelimit.py",
         "tests/test_budget_stores.py",
         "tests/test_budget_properties.py",
+        "tests/test_budget_deferred.py",
         "tests/test_concurrency.py::test_the_ledger_never_grants_more_than_its_cap_or_the_servers_remaining",
     ],
     "zigziik/_stores.py": [
@@ -56,12 +57,22 @@ MODULES: dict[str, list[str]] = {
         "tests/test_budget_stores.py",
         "tests/test_ratelimit.py",
     ],
-    "zigziik/_sqlite_store.py": ["tests/test_budget_stores.py", "tests/test_budget_properties.py"],
-    "zigziik/_redis_store.py": ["tests/test_budget_stores.py", "tests/test_budget_properties.py"],
+    "zigziik/_sqlite_store.py": [
+        "tests/test_budget_stores.py",
+        "tests/test_budget_properties.py",
+        "tests/test_budget_deferred.py",
+    ],
+    "zigziik/_redis_store.py": [
+        "tests/test_budget_stores.py",
+        "tests/test_budget_properties.py",
+        "tests/test_budget_deferred.py",
+    ],
+    "zigziik/_pending.py": ["tests/test_budget_deferred.py", "tests/test_budget_stores.py"],
     # Lua, not Python: mutmut leaves it alone; run.py mutates the scripts itself (LUA below).
     "zigziik/_redis_lua.py": [
         "tests/test_budget_properties.py",
         "tests/test_budget_stores.py",
+        "tests/test_budget_deferred.py",
     ],
     "zigziik/retry.py": ["tests/test_retry_and_urls.py"],
     "zigziik/pagination.py": [
