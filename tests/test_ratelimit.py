@@ -18,12 +18,15 @@ from zigziik.ratelimit import (
     BudgetLedger,
     BudgetTerms,
     InMemoryBudgetStore,
+    Settlement,
     StoreClockError,
     aged,
     first_after,
+    from_ms,
     key_scope,
     next_local_midnight,
     parse_rate_limit,
+    shared_exchange,
     shared_reserve,
     shared_settle,
     shared_view,
@@ -491,6 +494,41 @@ def test_shared_view_gives_the_live_leases() -> None:
     view = shared_view(state, terms, now_ms + 1_200, midnights)
     assert dict(view.leases) == {"new": now_ms + 1_500}
     assert (view.ledger.used, view.ledger.in_flight) == (2, 1)
+    # a lease ends at its end: not a millisecond later
+    assert dict(shared_view(state, terms, now_ms + 999, midnights).leases) == {
+        "old": now_ms + 1_000,
+        "new": now_ms + 1_500,
+    }
+    assert dict(shared_view(state, terms, now_ms + 1_000, midnights).leases) == {
+        "new": now_ms + 1_500
+    }
+
+
+def test_a_settlements_age_is_how_long_ago_its_answer_arrived() -> None:
+    settlement = Settlement("a", None, at_ms=5_000)
+    assert [settlement.age(t) for t in (5_000, 4_000, 5_003)] == [0, 0, 3]
+
+
+def test_an_exchange_applies_settlements_by_their_age_then_reserves_or_reads() -> None:
+    terms = BudgetTerms(10, None, CPH)
+    now_ms = to_ms(T0)
+    midnights = terms.midnights(T0)
+    state, _ = shared_reserve(None, terms, now_ms, midnights, "a", 60_000)
+    state, _ = shared_reserve(state, terms, now_ms, midnights, "b", 60_000)
+    later = now_ms + 2_000
+    # "a" answered 250 ms ago: its figures count, its Reset 250 ms nearer; "b" answered
+    # 1.5 s ago: it only closes its lease (its Remaining 0 would leave nothing)
+    settlements = [
+        Settlement("a", RateLimit(remaining=2, reset_after=600), later - 250),
+        Settlement("b", RateLimit(remaining=0), later - 1_500),
+    ]
+    read, granted = shared_exchange(state, terms, later, midnights, settlements)
+    assert granted is True
+    assert (read.ledger.used, read.ledger.in_flight, dict(read.leases)) == (9, 0, {})
+    assert read.ledger.reset_at == from_ms(later + 600_000 - 250)
+    taken, granted = shared_exchange(state, terms, later, midnights, settlements, "c", 5_000)
+    assert granted is True
+    assert (taken.ledger.used, dict(taken.leases)) == (10, {"c": later + 5_000})
 
 
 @pytest.mark.parametrize(
