@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,6 +203,29 @@ def mutated_line(work: Path, mutant: str) -> str:
     return ""
 
 
+def judge_equivalents(
+    result: Result,
+    equivalents: dict[str, dict[str, str]],
+    prefix: str,
+    line_of: Callable[[str], str],
+) -> None:
+    """Leave out the listed equivalent mutants; an entry whose mutant is gone, killed, or
+    reads otherwise than its ``line`` is a problem (stale)."""
+    for short, entry in equivalents.items():
+        name = prefix + short
+        if name not in result.statuses:
+            result.problems.append(f"stale equivalent entry (no such mutant): {short}")
+        elif result.statuses[name] in KILLED:
+            result.problems.append(f"stale equivalent entry (now killed): {short}")
+        elif (line := line_of(name)) != entry.get("line", "").strip():
+            result.problems.append(
+                f"stale equivalent entry (the mutant now reads {line!r}, not "
+                f"{entry.get('line')!r}): {short}"
+            )
+        else:
+            result.equivalent[name] = entry.get("reason", "")
+
+
 def run_module(path: str, equivalents: dict[str, dict[str, str]], children: int) -> Result:
     result = Result(path)
     missing = [t.split("::")[0] for t in MODULES[path] if not (ROOT / t.split("::")[0]).exists()]
@@ -221,19 +245,7 @@ def run_module(path: str, equivalents: dict[str, dict[str, str]], children: int)
     codes = json.loads(meta.read_text())["exit_code_by_key"]
     result.statuses = {name: STATUS.get(code, "suspicious") for name, code in codes.items()}
     prefix = module_name(path) + "."
-    for short, entry in equivalents.items():
-        name = prefix + short
-        if name not in result.statuses:
-            result.problems.append(f"stale equivalent entry (no such mutant): {short}")
-        elif result.statuses[name] in KILLED:
-            result.problems.append(f"stale equivalent entry (now killed): {short}")
-        elif (line := mutated_line(work, name)) != entry.get("line", "").strip():
-            result.problems.append(
-                f"stale equivalent entry (the mutant now reads {line!r}, not "
-                f"{entry.get('line')!r}): {short}"
-            )
-        else:
-            result.equivalent[name] = entry.get("reason", "")
+    judge_equivalents(result, equivalents, prefix, lambda name: mutated_line(work, name))
     for name in result.survivors:
         print(f"\n--- survived: {name} ({result.statuses[name]})")
         print(mutmut(work, "show", name).stdout.strip())
@@ -369,18 +381,7 @@ def run_lua(path: str, equivalents: dict[str, dict[str, str]], children: int) ->
             del running[name]
             free.append(work)
     result.seconds = time.monotonic() - started
-    for short, entry in equivalents.items():
-        if short not in result.statuses:
-            result.problems.append(f"stale equivalent entry (no such mutant): {short}")
-        elif result.statuses[short] in KILLED:
-            result.problems.append(f"stale equivalent entry (now killed): {short}")
-        elif lines[short] != entry.get("line", "").strip():
-            result.problems.append(
-                f"stale equivalent entry (the mutant now reads {lines[short]!r}, not "
-                f"{entry.get('line')!r}): {short}"
-            )
-        else:
-            result.equivalent[short] = entry.get("reason", "")
+    judge_equivalents(result, equivalents, "", lines.__getitem__)
     for name in result.survivors:
         print(f"\n--- survived: {name}: {lines[name]}")
     return result
