@@ -698,8 +698,12 @@ def load_manifest(dest_dir: Path) -> Manifest:
                     manifest.orders[row[0]] = record
             for order_id, pid, name, size in pictures:
                 record = manifest.orders.get(order_id)
-                if record is not None and _is_safe_name(name) and _is_size(size):
+                if record is None:
+                    continue
+                if _is_safe_name(name) and _is_size(size):
                     record.pictures[pid] = FileRecord(name, size)
+                else:  # as in `ManifestStore.records`: what lost a file is not complete
+                    record.complete = False
             return manifest
         except sqlite3.Error as exc:
             logger.warning(
