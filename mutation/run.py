@@ -68,7 +68,11 @@ MODULES: dict[str, list[str]] = {
         "tests/test_budget_properties.py",
         "tests/test_budget_deferred.py",
     ],
-    "zigziik/_pending.py": ["tests/test_budget_deferred.py", "tests/test_budget_stores.py"],
+    "zigziik/_pending.py": [
+        "tests/test_pending.py",
+        "tests/test_budget_deferred.py",
+        "tests/test_budget_stores.py",
+    ],
     # Lua, not Python: mutmut leaves it alone; run.py mutates the scripts itself (LUA below).
     "zigziik/_redis_lua.py": [
         "tests/test_budget_properties.py",
