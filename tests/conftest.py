@@ -89,8 +89,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=too_new)
         items[:] = [item for item in items if item not in too_new]
         config.stash[_TOO_NEW] = len(too_new)
-        if hasattr(config, "workeroutput"):  # a pytest-xdist worker: tell the controller
-            config.workeroutput["too_new"] = len(too_new)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -177,9 +175,10 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: tell the controller
-        collected = session.config.stash[_COLLECTED]
-        session.config.workeroutput["collected"] = sorted(str(path) for path in collected)
+    config = session.config
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: tell the controller
+        config.workeroutput["collected"] = sorted(str(path) for path in config.stash[_COLLECTED])
+        config.workeroutput["too_new"] = config.stash.get(_TOO_NEW, 0)
 
 
 @pytest.hookimpl(optionalhook=True)
