@@ -382,10 +382,15 @@ async def test_closing_while_tasks_wait_for_answers_ends_them_with_a_zigziik_err
     connection that is still being established when its pool closes, and its socket would be
     left to the garbage collector.)
     """
-    fake = FakeZigna(orders=1, latency=0.3)
+    fake = FakeZigna(orders=1)
     waiting = 49
-    with serve(fake.app) as origin, anyio.fail_after(10):
-        zigna = client(origin + "/v2", retry=RetryPolicy.never())
+    # Each request is held at the server until its connection closes (a latency would let
+    # the first answers come back before the last requests arrive on a loaded machine, and
+    # the close would then wait for all of them in flight at once forever). The client's own
+    # timeout is longer than the hold: only the close can end these requests in time.
+    fake.faults.hang_next(waiting, seconds=60)
+    with serve(fake.app) as origin, anyio.fail_after(30):
+        zigna = client(origin + "/v2", retry=RetryPolicy.never(), timeout=120.0)
 
         async def job(index: int) -> object:
             if index == 0:
@@ -395,7 +400,11 @@ async def test_closing_while_tasks_wait_for_answers_ends_them_with_a_zigziik_err
                 return None
             return await zigna.orders.get(fake.order_ids[0])
 
-        outcomes = await run_all(waiting + 1, job)
+        try:
+            outcomes = await run_all(waiting + 1, job)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await zigna.aclose()  # a failure here must not leave a client to the next test
     assert kinds(outcomes) == {"NoneType": 1, "TransportError": waiting}
     with pytest.raises(ClientClosedError):
         await zigna.orders.get(fake.order_ids[0])

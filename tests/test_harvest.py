@@ -144,7 +144,8 @@ async def test_a_deleted_file_is_fetched_again_alone(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_concurrency_bounds_requests_in_flight(tmp_path: Path) -> None:
-    with served(orders=6, pictures_per_order=6, latency=0.02) as (fake, base):
+    # Enough latency that a second request arrives while the first is held, under load too.
+    with served(orders=6, pictures_per_order=6, latency=0.1) as (fake, base):
         async with client(base) as zigna:
             report = await zigna.harvest(tmp_path, concurrency=3)
         assert report.ok

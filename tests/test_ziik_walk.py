@@ -641,7 +641,7 @@ async def test_two_tasks_cannot_step_the_walk_at_once() -> None:
 
 
 async def test_walk_against_the_fake_server() -> None:
-    fake = FakeZiik(depth=3, branching=3, roots=2, token="loopback-token", latency=0.01)
+    fake = FakeZiik(depth=3, branching=3, roots=2, token="loopback-token", latency=0.05)
     root = fake.top_level_ids[0]
     child = fake.children_ids(root)[0]
     grandchild = fake.children_ids(child)[0]
