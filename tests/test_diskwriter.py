@@ -43,7 +43,7 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 
 async def wait_until(condition: Callable[[], bool]) -> None:
     """Poll a condition that the disk thread makes true (it cannot set an anyio.Event)."""
-    with anyio.fail_after(5):
+    with anyio.fail_after(45):
         while not condition():  # noqa: ASYNC110
             await anyio.sleep(0.005)
 
@@ -449,12 +449,12 @@ async def test_a_broken_batch_fails_its_files_and_the_thread_lives_on(
     monkeypatch.setattr(_diskwriter, "_write_batch", once_broken)
     file = BackgroundFile(tmp_path / "x", disk)
     file.write(b"data")
-    with anyio.fail_after(5), pytest.raises(RuntimeError, match="broken batch"):
+    with anyio.fail_after(45), pytest.raises(RuntimeError, match="broken batch"):
         await file.close()
     file.abort()
     after = BackgroundFile(tmp_path / "y", disk)
     after.write(b"fine")
-    with anyio.fail_after(5):
+    with anyio.fail_after(45):
         await after.close()
     assert (tmp_path / "y").read_bytes() == b"fine"
     await wait_until(lambda: disk.queued_bytes == 0)
@@ -468,18 +468,18 @@ async def test_the_thread_is_woken_by_close_and_by_a_drain_not_only_by_bulk(
     """Small writes wait for more before the thread wakes; close and drain wake it at once."""
     disk = DiskThread(high_water=1000, low_water=10, idle_seconds=30)
     first = BackgroundFile(tmp_path / "first", disk)
-    with anyio.fail_after(5):
+    with anyio.fail_after(45):
         await first.close()  # the thread has started, done this, and now waits
     await wait_until(lambda: disk._waiting)
     file = BackgroundFile(tmp_path / "x", disk)
     file.write(b"a" * 100)  # under the wake-up amount (500 here)
     await anyio.sleep(0.05)
     assert disk.queued_bytes == 100  # not written yet
-    with anyio.fail_after(5):
+    with anyio.fail_after(45):
         await file.drain()  # over low water: the drain wakes the thread
     assert disk.queued_bytes <= disk.low_water
     file.write(b"b" * 10)
-    with anyio.fail_after(5):
+    with anyio.fail_after(45):
         await file.close()  # and so does close
     assert (tmp_path / "x").read_bytes() == b"a" * 100 + b"b" * 10
     assert (tmp_path / "first").read_bytes() == b""

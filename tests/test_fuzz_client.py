@@ -333,7 +333,7 @@ Make = Callable[[httpx.AsyncClient], Any]
 async def drive(
     make: Make, call: Call, method: str, origin: str, dest: Path
 ) -> BaseException | None:
-    with anyio.fail_after(5):
+    with anyio.fail_after(45):
         async with httpx.AsyncClient(verify=SSL_CONTEXT) as http, make(http) as client:
             try:
                 await call(client, dest)

@@ -304,7 +304,7 @@ async def test_cancelling_during_the_wait_is_clean_and_the_next_run_resumes(
                     if event.kind == "wait":
                         scope.cancel()
 
-                with anyio.fail_after(20):
+                with anyio.fail_after(45):
                     await zigna.harvest(
                         tmp_path, strategy="pictures", until_complete=True, progress=progress
                     )
