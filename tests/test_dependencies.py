@@ -190,6 +190,7 @@ INSTALLED_ALONE = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a venv and a pip install: minutes on a loaded machine
 def test_the_project_installed_alone_imports_everything_its_core_imports(tmp_path: Path) -> None:
     """A fresh virtual environment, ``pip install <this checkout>`` and nothing else: every
     module outside the extras imports, and all it pulls in is a declared dependency's."""

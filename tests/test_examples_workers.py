@@ -39,7 +39,7 @@ def upstream() -> Iterator[tuple[FakeZigna, str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)  # real uvicorn workers: a loaded machine starts them slowly
 async def test_fastapi_under_uvicorn_with_4_workers_sends_exactly_the_budget(
     upstream: tuple[FakeZigna, str], tmp_path: Path
 ) -> None:
