@@ -101,10 +101,32 @@ MODULES: dict[str, list[str]] = {
         "tests/test_harvest_scale.py::test_shard_of_is_stable_and_spreads",
         "tests/test_harvest_scale.py::test_estimate_counts_complete_orders_as_free",
     ],
+    # The manifest's own unit tests, and the harvests that write and read it back, each on
+    # one backend and one HTTP stack: the manifest is synchronous SQLite in a thread, the
+    # same under asyncio and trio, httpx and httpx2 (the whole of test_harvest.py ran the
+    # same tests four times over).
     "zigziik/zigna/harvest/_manifest.py": [
         "tests/test_harvest_plan.py",
-        "tests/test_harvest.py",
+        "tests/test_harvest.py::test_complete_harvest_is_byte_exact[asyncio-httpx]",
+        "tests/test_harvest.py::test_second_run_fetches_nothing_and_spends_only_the_listing[asyncio-httpx]",
+        "tests/test_harvest.py::test_a_deleted_file_is_fetched_again_alone[httpx]",
+        "tests/test_harvest.py::test_hostile_and_duplicate_names_stay_inside_and_apart[asyncio-httpx]",
+        "tests/test_harvest.py::test_a_picture_broken_every_time_is_reported_and_the_rest_complete[asyncio-httpx-reset]",
+        "tests/test_harvest.py::test_server_errors_on_a_picture_and_an_order[httpx]",
+        "tests/test_harvest.py::test_cancellation_mid_harvest_leaves_no_partial_file_and_resumes[asyncio-httpx-bytes-7]",
+        "tests/test_harvest.py::test_cancellation_mid_harvest_leaves_no_partial_file_and_resumes[asyncio-httpx-file-4]",
+        "tests/test_harvest.py::test_cancellation_mid_harvest_leaves_no_partial_file_and_resumes[asyncio-httpx-order-2]",
+        "tests/test_harvest.py::test_a_crash_without_a_manifest_still_spends_no_call_on_finished_files[httpx]",
+        "tests/test_harvest.py::test_a_corrupt_manifest_is_replaced[httpx]",
+        "tests/test_harvest.py::test_zip_strategy_one_call_per_order_and_extract[asyncio-httpx]",
+        "tests/test_harvest.py::test_auto_with_fewer_calls_than_orders_reports_the_rest[httpx]",
         "tests/test_harvest_scale.py::test_a_migrated_json_manifest_resumes_with_no_call_on_what_it_records",
+        "tests/test_harvest_scale.py::test_recheck_fetches_pictures_added_since",
+        "tests/test_harvest_scale.py::test_a_shard_harvests_only_its_orders",
+        "tests/test_harvest_scale.py::test_cancelling_during_the_wait_is_clean_and_the_next_run_resumes",
+        "tests/test_harvest_scale.py::test_estimate_counts_complete_orders_as_free",
+        "tests/test_harvest_scale.py::test_an_order_folder_that_is_a_link_is_refused",
+        "tests/test_harvest_scale.py::test_a_manifest_that_is_a_link_stops_the_harvest",
     ],
 }
 
