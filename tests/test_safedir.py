@@ -3,11 +3,16 @@ by descriptor where the platform has ``dir_fd`` (here), by path where it has not
 
 from __future__ import annotations
 
+import errno
+import gc
 import os
+import re
+import stat
 from pathlib import Path
 
 import pytest
 
+from zigziik import _safedir
 from zigziik._safedir import DIR_FDS, SafeFolder, UnsafePathError
 
 
@@ -93,3 +98,59 @@ def test_the_descriptor_is_held_after_the_path_moves(tmp_path: Path) -> None:
     (tmp_path / "a").symlink_to(tmp_path / "b", target_is_directory=True)
     os.close(folder.create("x"))
     assert (tmp_path / "b" / "x").exists()
+
+
+@pytest.mark.parametrize("mode", MAKERS)
+def test_a_new_file_is_made_with_mode_0666_before_the_umask(tmp_path: Path, mode: str) -> None:
+    folder = MAKERS[mode](tmp_path)
+    old = os.umask(0)
+    try:
+        os.close(folder.create("x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x").stat().st_mode & 0o777 == 0o666
+
+
+@pytest.mark.parametrize("mode", MAKERS)
+def test_stat_is_the_folders_own_and_lstat_never_follows_a_link(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "link").symlink_to(tmp_path)
+    folder = MAKERS[mode](tmp_path / "in")
+    own = folder.stat()
+    assert (own.st_dev, own.st_ino) == (
+        (tmp_path / "in").stat().st_dev,
+        (tmp_path / "in").stat().st_ino,
+    )
+    assert stat.S_ISLNK(folder.lstat("link").st_mode)
+
+
+def test_the_folder_is_named_by_its_path(tmp_path: Path) -> None:
+    assert repr(SafeFolder.open(tmp_path)) == f"SafeFolder({str(tmp_path)!r})"
+    assert repr(by_path(tmp_path)) == f"SafeFolder({str(tmp_path)!r})"
+
+
+def test_the_descriptor_is_closed_once_the_folder_is_dropped(tmp_path: Path) -> None:
+    folder = SafeFolder.open(tmp_path)
+    fd = folder.fd
+    assert fd is not None
+    os.fstat(fd)  # open
+    del folder
+    gc.collect()
+    with pytest.raises(OSError) as caught:  # noqa: PT011 - EBADF, checked below
+        os.fstat(fd)
+    assert caught.value.errno == errno.EBADF
+
+
+def test_without_descriptors_a_folder_is_checked_and_held_by_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_safedir, "DIR_FDS", False)
+    folder = SafeFolder.open(tmp_path)
+    assert folder.fd is None and folder.path == tmp_path
+    (tmp_path / "file").write_bytes(b"f")
+    with pytest.raises(
+        NotADirectoryError, match=f"^not a folder: {re.escape(str(tmp_path / 'file'))}$"
+    ):
+        SafeFolder.open(tmp_path / "file")
+    with pytest.raises(NotADirectoryError, match="^not a folder: "):
+        SafeFolder.open(tmp_path / "missing")
