@@ -96,6 +96,22 @@ MODULES: dict[str, list[str]] = {
     ],
     "zigziik/_diskwriter.py": ["tests/test_diskwriter.py", "tests/test_download.py"],
     "zigziik/_filenames.py": ["tests/test_filenames.py"],
+    # Everything written under dest_dir goes through a SafeFolder: its own tests, the
+    # downloads and extraction that use it, and the harvests that meet links in dest_dir.
+    "zigziik/_safedir.py": [
+        "tests/test_safedir.py",
+        "tests/test_download.py",
+        "tests/test_extract.py",
+        "tests/test_harvest_scale.py::test_an_order_folder_that_is_a_link_is_refused",
+        "tests/test_harvest_scale.py::test_a_picture_file_that_is_a_link_is_replaced_not_written_through",
+        "tests/test_harvest_scale.py::test_a_temporary_name_that_is_a_link_is_never_written_through",
+        "tests/test_harvest_scale.py::test_zip_extraction_never_writes_through_a_link",
+        "tests/test_harvest_scale.py::test_an_order_folder_swapped_for_a_link_mid_run_is_never_written_through",
+        "tests/test_harvest_scale.py::test_a_zip_folder_swapped_at_any_step_of_extraction_never_writes_outside",
+    ],
+    # The default transport's lean HTTP/1.1 pool: its pure parts (head, framing, chunked) and
+    # the pool over real loopback sockets (reuse, close, timeouts, errors, cancellation).
+    "zigziik/_http11.py": ["tests/test_http11.py", "tests/test_net.py"],
     "zigziik/zigna/harvest/_plan.py": [
         "tests/test_harvest_plan.py",
         "tests/test_harvest_scale.py::test_shard_of_is_stable_and_spreads",
