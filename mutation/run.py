@@ -139,7 +139,11 @@ MODULES: dict[str, list[str]] = {
     ],
     # The default transport's lean HTTP/1.1 pool: its pure parts (head, framing, chunked) and
     # the pool over real loopback sockets (reuse, close, timeouts, errors, cancellation).
-    "zigziik/_http11.py": ["tests/test_http11.py", "tests/test_net.py"],
+    "zigziik/_http11.py": [
+        "tests/test_http11.py",
+        "tests/test_net.py",
+        "tests/test_http11_pool.py",
+    ],
     "zigziik/zigna/harvest/_plan.py": [
         "tests/test_harvest_plan.py",
         "tests/test_harvest_scale.py::test_shard_of_is_stable_and_spreads",
