@@ -315,6 +315,21 @@ async def test_the_thread_ends_when_idle_and_starts_again(tmp_path: Path) -> Non
 
 
 @pytest.mark.anyio
+async def test_the_thread_is_a_named_daemon(tmp_path: Path, gate: threading.Event) -> None:
+    """Named, to be found in a thread dump; a daemon, so a process never waits at exit for a
+    write that a slow disk holds up."""
+    disk = DiskThread(idle_seconds=0.2)
+    before = set(threading.enumerate())
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"x")
+    (thread,) = set(threading.enumerate()) - before
+    assert (thread.name, thread.daemon) == ("zigziik-disk-writer", True)
+    gate.set()
+    await file.close()
+    await wait_until(lambda: not disk.running)
+
+
+@pytest.mark.anyio
 async def test_close_twice_is_an_error(tmp_path: Path, disk: DiskThread) -> None:
     file = BackgroundFile(tmp_path / "x", disk)
     await file.close()

@@ -377,6 +377,27 @@ def test_ensure_folder_creates_missing_parents_and_refuses_a_file(tmp_path: Path
     assert (tmp_path / "file").read_bytes() == b"keep"
 
 
+def test_ensure_folder_accepts_a_folder_another_process_made_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two shards starting at once: both find dest_dir missing, one makes it first."""
+    target = tmp_path / "dest"
+    real_stat = os.stat
+    raced: list[bool] = []
+
+    def not_yet(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if Path(path) == target and not raced:
+            raced.append(True)
+            os.mkdir(target)  # the other process, between this check and our mkdir
+            raise FileNotFoundError(path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", not_yet)
+    assert download.ensure_folder(target) == target
+    monkeypatch.undo()
+    assert target.is_dir()
+
+
 def test_is_complete_file_wants_a_regular_file_of_exactly_the_size(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"12345")
     (tmp_path / "link").symlink_to(tmp_path / "f")
