@@ -835,9 +835,15 @@ def test_records_are_read_in_chunks_for_any_number_of_orders(tmp_path: Path) -> 
     try:
         store.claim_folders(ids)
         store.apply([("file", order_id, "1", "1.jpg", 5) for order_id in ids])
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
         found = store.records(ids)
+        store._db.set_trace_callback(None)
         assert sorted(found) == sorted(ids)
         assert all(r.pictures == {"1": FileRecord("1.jpg", 5)} for r in found.values())
+        # 500 ids a query, two queries a chunk (orders, pictures): 1,234 ids in 3 chunks,
+        # not one query per id (hundreds of thousands of orders at scale).
+        assert sum(s.lstrip().upper().startswith("SELECT") for s in statements) == 6
         assert store.records([]) == {}
     finally:
         store.close()
