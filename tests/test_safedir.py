@@ -53,6 +53,10 @@ def test_a_child_that_is_a_link_or_a_file_is_refused(
     with pytest.raises(UnsafePathError, match="exists and is not a folder") as caught:
         root.child("file", create=create)
     assert caught.value.link is False
+    if mode == "descriptor" and not create:  # through a file: nothing to stat, no link
+        with pytest.raises(UnsafePathError, match="exists and is not a folder") as caught:
+            root.child("file/sub", create=False)
+        assert caught.value.link is False
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
