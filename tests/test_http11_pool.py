@@ -155,12 +155,16 @@ async def test_a_head_of_exactly_the_longest_size_is_read() -> None:
 
 
 @contextmanager
-def threaded_server_answering_once_per_connection() -> Iterator[tuple[str, list[int]]]:
+def threaded_server_answering_once_per_connection() -> Iterator[
+    tuple[str, list[int], threading.Semaphore]
+]:
     """A server in its own thread: it answers one request per connection with keep-alive
-    promised, then closes it (while the client's event loop may be blocked)."""
+    promised, then closes it (while the client's event loop may be blocked); the semaphore
+    is released once for each connection it has closed."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
     accepted: list[int] = []
+    closed = threading.Semaphore(0)
     stop = threading.Event()
 
     def serve() -> None:
@@ -180,11 +184,12 @@ def threaded_server_answering_once_per_connection() -> Iterator[tuple[str, list[
                     data += more
                 if data:
                     sock.sendall(_answer(b"ok"))
+            closed.release()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted, closed
     finally:
         stop.set()
         thread.join(5.0)
@@ -197,12 +202,13 @@ async def test_an_idle_connection_closed_while_the_loop_was_busy_is_not_reused(
 ) -> None:
     if not poll:  # as on a platform without poll()
         monkeypatch.delattr(_http11.select, "poll")
-    with threaded_server_answering_once_per_connection() as (origin, accepted):
+    with threaded_server_answering_once_per_connection() as (origin, accepted, closed):
         async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
             assert (await client.get(origin + "/")).content == b"ok"
             # The loop is blocked: it has not seen the server's close when the next request
             # looks for an idle connection; only the socket itself can tell.
-            time.sleep(0.2)  # noqa: ASYNC251 - blocking the loop is the point
+            assert closed.acquire(timeout=10)
+            time.sleep(0.05)  # noqa: ASYNC251 - blocking the loop is the point (the FIN lands)
             (connection,) = lean(client)
             assert not connection.protocol.eof
             assert (await client.get(origin + "/")).content == b"ok"
