@@ -10,11 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _servers as raw
 import anyio
 import httpx
 import pytest
+import respx
 
 from zigziik import (
+    DecodeError,
     IncompleteBodyError,
     IntegrityError,
     RetryPolicy,
@@ -522,3 +525,89 @@ async def test_a_received_small_file_is_moved_or_deleted(tmp_path: Path) -> None
     del kept
     gc.collect()  # a finished file is left alone when collected
     assert (tmp_path / "d.jpg").read_bytes() == b"data"
+
+
+# -- what a failed download says -------------------------------------------------------------
+
+SMALL_BODY = bytes(range(256)) * 40  # 10,240 bytes: written whole once received
+BIG_BODY = bytes(range(256)) * 1600  # 409,600 bytes: streamed to the disk thread
+
+
+def sized(body: bytes, extra: int = 0) -> Picture:
+    return Picture(picture_id=7, original_file_name="a.jpg", size=len(body) + extra)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("body", [SMALL_BODY, BIG_BODY], ids=["small", "big"])
+@pytest.mark.parametrize(
+    ("case", "error", "message"),
+    [
+        (
+            "cut",
+            IncompleteBodyError,
+            "the connection ended after {cut} of {length} bytes (Content-Length)",
+        ),
+        (
+            "long",
+            IntegrityError,
+            "received {short} bytes, the picture's size is {length}; not saved as 7-a.jpg",
+        ),
+        (
+            "size",
+            IntegrityError,
+            "received {length} bytes, the picture's size is {more}; not saved as 7-a.jpg",
+        ),
+        ("204", DecodeError, "the server answered 204 No Content where a file was expected"),
+    ],
+)
+async def test_a_failed_download_says_what_went_wrong_in_full(
+    tmp_path: Path, body: bytes, case: str, error: type[Exception], message: str
+) -> None:
+    """The reason a user reads, whole, over a real socket (small and streamed bodies)."""
+    cut = len(body) // 4
+    behaviour, picture = {
+        "cut": (raw.short_body(body[:cut], declared=len(body)), 7),
+        "long": (raw.long_body(body, declared=len(body) - 100), sized(body)),
+        "size": (raw.respond(200, body, content_type="image/jpeg"), sized(body, 1)),
+        "204": (raw.respond(204), 7),
+    }[case]
+    with raw.RawServer(behaviour) as server:
+        async with ZignaClient(
+            DEMO_API_KEY, base_url=server.origin + "/v2", retry=RetryPolicy(max_attempts=1)
+        ) as zigna:
+            with pytest.raises(error) as caught:
+                await zigna.pictures.download("1", picture, tmp_path)
+    expected = message.format(cut=cut, length=len(body), short=len(body) - 100, more=len(body) + 1)
+    assert str(caught.value) == f"GET {server.origin}/v2/orders/1/pictures/7: {expected}"
+    assert everything(tmp_path) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("body", [SMALL_BODY, BIG_BODY], ids=["small", "big"])
+@pytest.mark.parametrize("declared", [-100, 100], ids=["short", "long"])
+async def test_a_body_that_is_not_its_content_length_through_a_lax_transport_is_refused(
+    tmp_path: Path, body: bytes, declared: int
+) -> None:
+    """A caller's transport that does not enforce the framing (a mock, a proxy's): the byte
+    count is still checked against Content-Length, and the reason says both."""
+    length = len(body) + declared
+    with respx.mock(base_url="https://api.zigna.test/v2", using="httpcore") as router:
+        router.get("/orders/1/pictures/7").respond(
+            200, content=body, headers={"Content-Type": "image/jpeg", "Content-Length": str(length)}
+        )
+        async with (
+            httpx.AsyncClient() as http,
+            ZignaClient(
+                DEMO_API_KEY,
+                base_url="https://api.zigna.test/v2",
+                http_client=http,
+                retry=RetryPolicy(max_attempts=1),
+            ) as zigna,
+        ):
+            with pytest.raises(IncompleteBodyError) as caught:
+                await zigna.pictures.download("1", 7, tmp_path)
+    assert str(caught.value) == (
+        f"GET https://api.zigna.test/v2/orders/1/pictures/7: received {len(body)} bytes, "
+        f"Content-Length said {length}"
+    )
+    assert everything(tmp_path) == []
