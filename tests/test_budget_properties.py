@@ -22,7 +22,7 @@ import anyio
 import anyio.from_thread
 import pytest
 from _redis import RedisServer
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from zigziik import InMemoryBudgetStore, RateLimit, RedisBudgetStore, SqliteBudgetStore
@@ -64,6 +64,7 @@ rate_limits = st.none() | st.builds(
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("reserve")),
+        st.tuples(st.just("reserve"), st.integers(2, 6)),
         st.tuples(st.just("settle"), st.integers(0, 30), rate_limits),
         st.tuples(st.just("view")),
         st.tuples(st.just("flush")),
@@ -134,6 +135,65 @@ def fields(ledger: BudgetLedger) -> tuple[Any, ...]:
     return (ledger.limit, to_ms(ledger.reset_at), ledger.used, ledger.in_flight, ledger.cap)
 
 
+# Boundaries random sequences almost never reach, each named by the bug it catches.
+NOON = datetime(2026, 6, 10, 12, 0, tzinfo=timezone.utc)  # ten hours before the reset
+RESERVE = ("reserve",)
+
+
+def _settle(rate_limit: RateLimit | None, *later_ms: int) -> tuple[Any, ...]:
+    return ("settle", 0, rate_limit, *later_ms)  # the oldest call still out
+
+
+BOUNDARIES: dict[str, tuple[list[tuple[Any, ...]], int | None]] = {
+    # a lease that ends exactly now no longer counts as in flight
+    "lease ends now": ([RESERVE, ("advance", 30_000), RESERVE], None),
+    # a Reset of 0 (or one aged to 0) ends the day again: the next operation starts a new one
+    "reset now": ([RESERVE, RESERVE, _settle(RateLimit(reset_after=0.0)), RESERVE], None),
+    "reset aged to now": ([RESERVE, _settle(RateLimit(reset_after=1.0), 1_000), RESERVE], None),
+    # the 60 s tolerance for a new window, exactly at it and one ms past it
+    "window +60 s": (
+        [RESERVE] * 3
+        + [_settle(RateLimit(reset_after=30.0)), _settle(RateLimit(reset_after=90.0))]
+        + [("view",)],
+        None,
+    ),
+    "window +60.001 s": (
+        [RESERVE] * 3
+        + [_settle(RateLimit(reset_after=30.0)), _settle(RateLimit(reset_after=90.001))]
+        + [("view",)],
+        None,
+    ),
+    # a new window without Remaining keeps this call and those still in flight, no more
+    "new window, no remaining": (
+        [RESERVE] * 4
+        + [_settle(None), _settle(None), _settle(RateLimit(reset_after=72_000.0)), RESERVE],
+        None,
+    ),
+    # in a new window the server's Remaining is of the server's Limit, not of our cap
+    "new window under a cap": (
+        [RESERVE] * 3
+        + [_settle(RateLimit(limit=50, remaining=45, reset_after=72_000.0)), ("view",)],
+        30,
+    ),
+    # an answer with one figure only is applied
+    "limit only": ([RESERVE, _settle(RateLimit(limit=20)), ("view",)], None),
+    "reset only": ([RESERVE, _settle(RateLimit(reset_after=600.0)), ("view",)], None),
+    "remaining only": ([RESERVE, RESERVE, _settle(RateLimit(remaining=10)), ("view",)], None),
+    # a lower cap is stored even when the operation changes nothing else (a refused reserve)
+    "cap alone changes": (
+        [RESERVE, _settle(RateLimit(limit=50, remaining=0)), ("view",)]
+        + [("cap", 55), RESERVE, ("cap", None), ("view",)],
+        60,
+    ),
+}
+
+
+def _boundaries(test: Any) -> Any:
+    for ops, cap in BOUNDARIES.values():
+        test = example(ops=ops, start=NOON, cap=cap)(test)
+    return test
+
+
 @settings(
     max_examples=400,
     deadline=None,
@@ -147,6 +207,7 @@ def fields(ledger: BudgetLedger) -> tuple[Any, ...]:
     ),
     cap=st.none() | st.integers(0, 60),
 )
+@_boundaries
 def test_every_store_agrees_with_the_reference_at_every_step(
     stores: dict[str, BudgetStore],
     portal: anyio.from_thread.BlockingPortal,
@@ -197,20 +258,21 @@ def test_every_store_agrees_with_the_reference_at_every_step(
             continue
         midnights = terms.midnights(now)
         if op[0] == "reserve":
-            results = {
-                name: portal.call(store.reserve, scope, terms, now)
-                for name, store in everyone.items()
-            }
-            lease = f"ref-{next(_scopes)}"
-            verdict = {kind: exchange(lease, kind) for kind in reference}
-            pending = []
-            for name, (_, granted, _) in results.items():
-                assert granted == verdict[kind_of(name)], (name, op)
-            # Each grant is settled later, by the stores that granted it (only those).
-            granted_by = {name: r[2] for name, r in results.items() if r[1]}
-            if granted_by:
-                outstanding.append((lease, granted_by))
-            check({name: r[0] for name, r in results.items()}, op)
+            for _ in range(op[1] if len(op) > 1 else 1):  # a burst: several calls out at once
+                results = {
+                    name: portal.call(store.reserve, scope, terms, now)
+                    for name, store in everyone.items()
+                }
+                lease = f"ref-{next(_scopes)}"
+                verdict = {kind: exchange(lease, kind) for kind in reference}
+                pending = []
+                for name, (_, granted, _) in results.items():
+                    assert granted == verdict[kind_of(name)], (name, op)
+                # Each grant is settled later, by the stores that granted it (only those).
+                granted_by = {name: r[2] for name, r in results.items() if r[1]}
+                if granted_by:
+                    outstanding.append((lease, granted_by))
+                check({name: r[0] for name, r in results.items()}, op)
         elif op[0] == "settle":
             if not outstanding:
                 continue
