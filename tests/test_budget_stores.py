@@ -35,7 +35,14 @@ from zigziik import (
     ZigziikError,
     budget_store_from_url,
 )
-from zigziik.ratelimit import BudgetStore, key_scope
+from zigziik._redis_lua import EXCHANGE
+from zigziik.ratelimit import (
+    BudgetStore,
+    BudgetTerms,
+    key_scope,
+    next_local_midnight,
+    to_ms,
+)
 from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
 
 pytestmark = pytest.mark.anyio
@@ -339,7 +346,16 @@ async def test_redis_that_does_not_answer_fails_closed_within_the_timeout(
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("used", "many"), ("v", "2"), ("limit", "-3"), ("l:abc", "soon"), ("reset_at", "1e400")],
+    [
+        ("used", "many"),
+        ("v", "2"),
+        ("limit", "-3"),
+        ("l:abc", "soon"),
+        ("reset_at", "1e400"),
+        # digits, but past what Lua's doubles hold exactly (2**53 and far beyond)
+        ("used", "9007199254740992"),
+        ("used", "99999999999999999999"),
+    ],
 )
 async def test_redis_garbage_fails_closed(
     flushed: RedisServer, served: tuple[FakeZigna, str], field: str, value: str
@@ -423,6 +439,90 @@ async def test_redis_with_the_callers_client_leaves_it_open(flushed: RedisServer
     await store.aclose()
     assert await client.ping()
     await client.aclose()
+
+
+async def test_redis_deletes_the_fields_of_leases_that_expired(flushed: RedisServer) -> None:
+    now = [datetime(2026, 6, 10, 12, 0, tzinfo=timezone.utc)]
+    store = RedisBudgetStore(flushed.url, lease=30.0, clock="client")
+    budget = DailyBudget(10, store=store, scope="s", clock=lambda: now[0])
+    for _ in range(3):
+        assert (await budget.reserve()).granted
+    now[0] += timedelta(seconds=30)  # their leases end exactly now
+    live = await budget.reserve()
+    raw = aioredis.Redis.from_url(flushed.url)
+    fields = await raw.hkeys(store.key("s"))
+    assert sorted(f for f in fields if f.startswith(b"l:")) == [f"l:{live.lease}".encode()]
+    assert (await budget.snapshot()).used == 4, "the expired calls stay counted"
+    await raw.aclose()
+    await store.aclose()
+
+
+def script_args(
+    now_ms: int | None, midnights: str, *, lease: str = "", lease_ms: int = 30_000
+) -> list[str]:
+    """The budget script's ARGV (see `zigziik._redis_lua`): limit 10, no cap, no settlement."""
+    now = "" if now_ms is None else str(now_ms)
+    return [now, "10", "", midnights, "r" if lease else "v", lease, str(lease_ms), ""]
+
+
+async def test_redis_script_runs_by_the_servers_clock_to_the_millisecond(
+    flushed: RedisServer,
+) -> None:
+    terms = BudgetTerms(10, None, CPH)
+    raw = aioredis.Redis.from_url(flushed.url)
+    for _ in range(30):  # a wrong conversion of TIME's microseconds is off by one ms or less
+        async with raw.pipeline(transaction=True) as pipe:
+            pipe.time()
+            pipe.eval(
+                EXCHANGE,
+                1,
+                "clock",
+                *script_args(None, terms.midnights_text(datetime.now(timezone.utc))),
+            )
+            pipe.time()
+            before, reply, after = await pipe.execute()
+        script_now = int(reply[6])
+        assert before[0] * 1000 + before[1] // 1000 <= script_now
+        assert script_now <= after[0] * 1000 + after[1] // 1000
+    await raw.aclose()
+
+
+async def test_redis_whose_clock_is_two_days_behind_takes_its_own_next_midnight(
+    flushed: RedisServer,
+) -> None:
+    """The client sends the midnights from the start of its yesterday; a server two days
+    behind is before all but the first of them."""
+    client_now = datetime(2026, 3, 30, 12, 0, tzinfo=timezone.utc)
+    server_now = client_now - timedelta(days=2)
+    midnights = BudgetTerms(10, None, CPH).midnights(client_now)
+    raw = aioredis.Redis.from_url(flushed.url)
+    args = script_args(to_ms(server_now), ",".join(map(str, midnights)))
+    reply = await raw.eval(EXCHANGE, 1, "behind", *args)
+    assert int(reply[2]) == midnights[0] == to_ms(next_local_midnight(server_now, CPH))
+    await raw.aclose()
+
+
+@pytest.mark.parametrize("lease_past_the_reset", [False, True])
+async def test_redis_keeps_a_key_exactly_a_day_after_its_reset_or_its_last_lease(
+    flushed: RedisServer, lease_past_the_reset: bool
+) -> None:
+    now = datetime(2026, 6, 10, 12, 0, tzinfo=timezone.utc)
+    terms = BudgetTerms(10, None, CPH)
+    reset_ms = to_ms(terms.next_reset(now))
+    lease_ms = reset_ms - to_ms(now) + 3_600_000 if lease_past_the_reset else 30_000
+    keep = max(reset_ms, to_ms(now) + lease_ms)
+    day = 86_400_000
+    raw = aioredis.Redis.from_url(flushed.url)
+    for n in range(5):  # PTTL in the same transaction: the script's TTL, or a ms less
+        key = f"ttl-{n}"
+        args = script_args(to_ms(now), terms.midnights_text(now), lease="a", lease_ms=lease_ms)
+        async with raw.pipeline(transaction=True) as pipe:
+            pipe.eval(EXCHANGE, 1, key, *args)
+            pipe.pttl(key)
+            reply, ttl = await pipe.execute()
+        assert int(reply[0]) == 1 and int(reply[2]) == reset_ms
+        assert keep - to_ms(now) + day - 2_000 < ttl <= keep - to_ms(now) + day
+    await raw.aclose()
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
