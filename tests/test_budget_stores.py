@@ -532,6 +532,66 @@ async def test_redis_under_trio_is_refused_clearly(flushed: RedisServer) -> None
         await DailyBudget(store=store, scope="s").reserve()
 
 
+# -- options ----------------------------------------------------------------------------------
+
+
+def store_of(kind: str, tmp_path: Path, **options: object) -> SqliteBudgetStore | RedisBudgetStore:
+    if kind == "sqlite":
+        return SqliteBudgetStore(tmp_path / "budget.db", **options)  # type: ignore[arg-type]
+    return RedisBudgetStore("redis://127.0.0.1:1/0", **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("option", ["lease", "timeout"])
+@pytest.mark.parametrize("value", [0, 0.0, -1, -0.5, float("nan"), float("inf"), "5", None])
+def test_bad_store_options_are_refused_by_name(
+    tmp_path: Path, kind: str, option: str, value: object
+) -> None:
+    with pytest.raises(ValueError, match="must be a positive number") as info:
+        store_of(kind, tmp_path, **{option: value})
+    assert str(info.value) == f"{option} must be a positive number of seconds, got {value!r}"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_store_options_are_kept_as_seconds(tmp_path: Path, kind: str) -> None:
+    store = store_of(kind, tmp_path, lease=7, timeout=0.25)
+    assert (type(store.lease), store.lease) == (float, 7.0)
+    assert (type(store.timeout), store.timeout) == (float, 0.25)
+    default = store_of(kind, tmp_path)
+    assert (default.lease, default.timeout) == (120.0, 10.0 if kind == "sqlite" else 5.0)
+
+
+def test_store_names_and_reprs(tmp_path: Path) -> None:
+    sqlite_store = SqliteBudgetStore(tmp_path / "b.db", lease=7.5)
+    assert sqlite_store.name == f"sqlite://{(tmp_path / 'b.db').as_posix()}"
+    assert repr(sqlite_store) == f"SqliteBudgetStore({str(tmp_path / 'b.db')!r}, lease=7.5)"
+    redis_store = RedisBudgetStore("redis://:pw@127.0.0.1:1/0", prefix="app:")
+    assert redis_store.name == "redis://:***@127.0.0.1:1/0"
+    assert repr(redis_store) == "RedisBudgetStore('redis://:***@127.0.0.1:1/0', prefix='app:')"
+    assert redis_store.key("s") == "app:{s}"
+
+
+@pytest.mark.parametrize("lease", [30.0, 0.0004])  # at least a millisecond
+async def test_a_lease_ends_its_length_after_the_reservation_in_sqlite_and_redis(
+    tmp_path: Path, flushed: RedisServer, lease: float
+) -> None:
+    now = datetime(2026, 6, 10, 12, 0, tzinfo=timezone.utc)
+    expected = to_ms(now) + max(1, round(lease * 1000))
+    sqlite_store = SqliteBudgetStore(tmp_path / "b.db", lease=lease)
+    decision = await DailyBudget(5, store=sqlite_store, scope="s", clock=lambda: now).reserve()
+    raw = sqlite3.connect(tmp_path / "b.db")
+    (leases,) = raw.execute("SELECT leases FROM zigziik_budget_v1").fetchone()
+    raw.close()
+    assert leases == f'{{"{decision.lease}":{expected}}}'
+    redis_store = RedisBudgetStore(flushed.url, lease=lease, clock="client")
+    decision = await DailyBudget(5, store=redis_store, scope="s", clock=lambda: now).reserve()
+    client = aioredis.Redis.from_url(flushed.url)
+    assert await client.hget(redis_store.key("s"), f"l:{decision.lease}") == str(expected).encode()
+    await client.aclose()
+    await sqlite_store.aclose()
+    await redis_store.aclose()
+
+
 # -- URLs, the environment, scopes -------------------------------------------------------------
 
 
