@@ -169,14 +169,15 @@ BOUNDARIES: dict[str, tuple[list[tuple[Any, ...]], int | None]] = {
         + [_settle(None), _settle(None), _settle(RateLimit(reset_after=72_000.0)), RESERVE],
         None,
     ),
-    # in a new window the server's Remaining is of the server's Limit, not of our cap
+    # in a new window the server's Remaining is of the server's Limit, not of our cap, and
+    # our calls still in flight are added to what it counted
     "new window under a cap": (
         [RESERVE] * 3
-        + [_settle(RateLimit(limit=50, remaining=45, reset_after=72_000.0)), ("view",)],
+        + [_settle(RateLimit(limit=50, remaining=48, reset_after=72_000.0)), ("view",)],
         30,
     ),
-    # an answer with one figure only is applied
-    "limit only": ([RESERVE, _settle(RateLimit(limit=20)), ("view",)], None),
+    # an answer with one figure only is applied (and stored: the second view reads it back)
+    "limit only": ([RESERVE, _settle(RateLimit(limit=20)), ("view",), ("view",)], None),
     "reset only": ([RESERVE, _settle(RateLimit(reset_after=600.0)), ("view",)], None),
     "remaining only": ([RESERVE, RESERVE, _settle(RateLimit(remaining=10)), ("view",)], None),
     # a lower cap is stored even when the operation changes nothing else (a refused reserve)
