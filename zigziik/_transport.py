@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 import anyio
 import httpx
@@ -25,6 +25,7 @@ from ._bodies import close_response, excerpt, read_body, read_excerpt
 from ._calls import record_call
 from ._compat import quiet_httpcore_detection
 from ._convert import ModelConverter
+from ._direct import DirectConsumer, DirectSender
 from ._loops import running_loop
 from ._redact import register as register_secrets
 from ._request import (
@@ -128,6 +129,9 @@ class Transport:
             {} if self._owns_client else {"Accept": JSON, "User-Agent": user_agent(stack)}
         )
         self._builder = RequestBuilder(self._client, self._timeout, stack)
+        # A caller's client that can send a plain GET past httpx's objects (the aiohttp
+        # extra's): downloads go that way (see zigziik._direct).
+        self._sender = http_client if isinstance(http_client, DirectSender) else None
         self.retry = retry if retry is not None else RetryPolicy()
         self.budget = budget
         self._now = now or (lambda: datetime.now(timezone.utc))
@@ -273,6 +277,16 @@ class Transport:
             base_headers["Content-Type"] = JSON
         if headers:
             base_headers.update(headers)
+        direct = (
+            cast("DirectConsumer[Any]", consume)
+            if self._sender is not None
+            and method == "GET"
+            and not params
+            and upload is None
+            and content is None
+            and hasattr(consume, "direct")
+            else None
+        )
         attempt = 0
         reauthenticated = False
         while True:
@@ -281,7 +295,14 @@ class Transport:
             if authenticate:
                 sent_auth = await self._auth.headers(self)
             outcome = await self._attempt(
-                method, url, params, content, upload, {**base_headers, **sent_auth}, consume
+                method,
+                url,
+                params,
+                content,
+                upload,
+                {**base_headers, **sent_auth},
+                consume,
+                direct,
             )
             if outcome.failure is None:
                 return outcome.value  # type: ignore[no-any-return]
@@ -318,8 +339,11 @@ class Transport:
         upload: FileUpload | None,
         headers: dict[str, str],
         consume: Consumer[Any],
+        direct: DirectConsumer[Any] | None = None,
     ) -> _Outcome:
-        """One try: a value, or how it failed and the error to raise if it is not retried."""
+        """One try: a value, or how it failed and the error to raise if it is not retried.
+
+        ``direct``: ``consume``'s way to take a direct reply, when the request may go so."""
         lease = await self._reserve(method, url, params)
         record_call()
         settled = False
@@ -335,6 +359,9 @@ class Transport:
         opened: list[BinaryIO] = []
         started = time.perf_counter()
         try:
+            sender = self._sender
+            if direct is not None and sender is not None and sender.direct_ready(url):
+                return await self._exchange_direct(sender, url, headers, direct, settle, started)
             files = None
             if upload is not None:
                 handle, files = upload.open()
@@ -345,7 +372,7 @@ class Transport:
             except self.stack.transport_error as exc:
                 await settle(None)
                 kind = FailureKind.CONNECT if isinstance(exc, self.stack.connect_errors) else None
-                return self._network_failure(exc, kind, method, request)
+                return self._network_failure(exc, kind, method, str(request.url))
             try:
                 rate_limit = parse_rate_limit(response.headers)
                 await settle(rate_limit if rate_limit.present else None)
@@ -356,8 +383,8 @@ class Transport:
                     except IncompleteBodyError as exc:
                         return _Outcome(failure=Failure(FailureKind.TRANSPORT), error=exc)
                     except self.stack.transport_error as exc:
-                        return self._network_failure(exc, None, method, request)
-                return await self._status_failure(method, request, response, rate_limit)
+                        return self._network_failure(exc, None, method, str(request.url))
+                return await self._status_failure(method, str(request.url), response, rate_limit)
             finally:
                 await close_response(response)
         finally:
@@ -365,6 +392,46 @@ class Transport:
                 stream.close()
             if not settled:  # cancelled or failed: the budget shields a shared store's call
                 await settle(None)
+
+    async def _exchange_direct(
+        self,
+        sender: DirectSender,
+        url: str,
+        headers: dict[str, str],
+        consume: DirectConsumer[Any],
+        settle: Callable[[RateLimit | None], Awaitable[None]],
+        started: float,
+    ) -> _Outcome:
+        """`_attempt`'s exchange for a direct GET: no httpx ``Request`` or ``Response`` unless
+        the status is an error (for its excerpt)."""
+        try:
+            reply = await sender.direct_get(url, headers, self._timeout)
+        except self.stack.transport_error as exc:
+            await settle(None)
+            kind = FailureKind.CONNECT if isinstance(exc, self.stack.connect_errors) else None
+            return self._network_failure(exc, kind, "GET", url)
+        try:
+            rate_limit = parse_rate_limit(reply.headers)
+            await settle(rate_limit if rate_limit.present else None)
+            status = reply.status_code
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "GET %s -> %d in %.3fs (direct)", url, status, time.perf_counter() - started
+                )
+            if 200 <= status < 300:
+                try:
+                    return _Outcome(value=await consume.direct(reply, url))
+                except IncompleteBodyError as exc:
+                    return _Outcome(failure=Failure(FailureKind.TRANSPORT), error=exc)
+                except self.stack.transport_error as exc:
+                    return self._network_failure(exc, None, "GET", url)
+            response = reply.as_response()
+            try:
+                return await self._status_failure("GET", url, response, rate_limit)
+            finally:
+                await close_response(response)
+        finally:
+            reply.release()
 
     async def _reserve(self, method: str, url: str, params: Mapping[str, Any] | None) -> str | None:
         """Reserve one call (or wait for the reset, if the budget says so); its lease."""
@@ -387,12 +454,11 @@ class Transport:
         exc: Exception,
         kind: FailureKind | None,
         method: str,
-        request: httpx.Request,
+        url: str,
     ) -> _Outcome:
         if kind is None:
             broken = isinstance(exc, self.stack.broken_errors)
             kind = FailureKind.TRANSPORT if broken else FailureKind.FATAL
-        url = str(request.url)
         what = "timed out" if isinstance(exc, self.stack.timeout_error) else "failed"
         # No scrub here: every ZigziikError scrubs its message of the registered secrets.
         detail = _network_detail(exc)
@@ -403,7 +469,7 @@ class Transport:
     async def _status_failure(
         self,
         method: str,
-        request: httpx.Request,
+        url: str,
         response: httpx.Response,
         rate_limit: RateLimit,
     ) -> _Outcome:
@@ -415,7 +481,7 @@ class Transport:
         error = error_for_status(
             response.status_code,
             method=method,
-            url=str(request.url),
+            url=url,
             body_excerpt=excerpt(body, self.secrets()),
             reset_at=reset_at,
         )

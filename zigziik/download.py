@@ -14,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import httpx
 from anyio.lowlevel import checkpoint_if_cancelled
 
 from ._bodies import close_response, plain_body
+from ._direct import DirectReply
 from ._diskwriter import BackgroundFile
 from ._filenames import has_extension, picture_file_name, temporary_name
 from ._safedir import SafeFolder
@@ -39,6 +40,8 @@ _writev = getattr(os, "writev", None)
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just written."""
+NameFor = Callable[[str | None], str]
+"""The final file name, given the response's ``Content-Type`` (``None`` when it has none)."""
 
 
 def ensure_folder(dest_dir: str | os.PathLike[str]) -> Path:
@@ -56,7 +59,11 @@ def ensure_folder(dest_dir: str | os.PathLike[str]) -> Path:
 
 def content_length(response: httpx.Response) -> int | None:
     """The declared body length, or ``None`` when absent or not a single non-negative int."""
-    value = response.headers.get("content-length")
+    return declared_length(response.headers.get("content-length"))
+
+
+def declared_length(value: str | None) -> int | None:
+    """A ``Content-Length`` value as an int, or ``None`` unless a single non-negative int."""
     if value is None:
         return None
     value = value.strip()
@@ -95,13 +102,11 @@ def is_complete_file(path: Path, size: int) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
-def picture_name_for(
-    picture_id: int | str, original_file_name: str | None
-) -> Callable[[httpx.Response], str]:
+def picture_name_for(picture_id: int | str, original_file_name: str | None) -> NameFor:
     """The final name of a picture, once the response's ``Content-Type`` is known."""
 
-    def name(response: httpx.Response) -> str:
-        return picture_file_name(picture_id, original_file_name, content_type(response))
+    def name(content_type: str | None) -> str:
+        return picture_file_name(picture_id, original_file_name, content_type)
 
     return name
 
@@ -202,43 +207,91 @@ class ReceivedFile:
                 self._file.abort()
 
 
-def receive_to_file(
-    dest_dir: SafeFolder,
-    name_for: Callable[[httpx.Response], str],
-    *,
-    expected_size: int | None = None,
-    progress: Progress | None = None,
-    no_content_ok: bool = False,
-) -> Callable[[httpx.Response], Awaitable[ReceivedFile | None]]:
-    """A transport consumer that receives a successful response towards a file in ``dest_dir``
-    (an open folder: the file is made, checked and moved in it, never through a link).
+class FileReceiver:
+    """A transport consumer that receives a successful response towards a file in an open
+    folder (the file is made, checked and moved in it, never through a link).
 
-    Returns a `ReceivedFile` to finish (the caller may first give up its place among the
+    It returns a `ReceivedFile` to finish (the caller may first give up its place among the
     requests in flight: the disk has its own bound), or ``None`` for a 204 when
-    ``no_content_ok``.
+    ``no_content_ok``. It takes an ``httpx.Response`` or, from a client that sends direct
+    (`zigziik._direct`), the `DirectReply` itself: the same checks either way.
     """
 
-    async def consume(response: httpx.Response) -> ReceivedFile | None:
+    __slots__ = ("_expected_size", "_folder", "_name_for", "_no_content_ok", "_progress")
+
+    def __init__(
+        self,
+        folder: SafeFolder,
+        name_for: NameFor,
+        *,
+        expected_size: int | None = None,
+        progress: Progress | None = None,
+        no_content_ok: bool = False,
+    ) -> None:
+        self._folder = folder
+        self._name_for = name_for
+        self._expected_size = expected_size
+        self._progress = progress
+        self._no_content_ok = no_content_ok
+
+    async def __call__(self, response: httpx.Response) -> ReceivedFile | None:
+        request = response.request
         if response.status_code == 204:
-            if no_content_ok:
-                return None
-            raise DecodeError(
-                "the server answered 204 No Content where a file was expected",
-                method=response.request.method,
-                url=str(response.request.url),
-            )
-        name = name_for(response)
-        final = dest_dir.path / name
-        declared = content_length(response)
-        if declared is not None and declared <= INLINE_BYTES:
-            return await _receive_small(
-                response, dest_dir, final, declared, expected_size, progress
-            )
-        url = str(response.request.url)
-        file = BackgroundFile(temporary_name(name), folder=dest_dir)
+            self._no_content(request.method, str(request.url))
+            return None
+        url = str(request.url)
         plain = plain_body(response)
-        raw = plain is not None
-        chunks = plain if plain is not None else response.aiter_bytes()
+        if plain is not None:  # the bytes as they came: counted here, connection freed early
+
+            async def release() -> None:
+                await close_response(response)
+
+            return await self._receive(url, response.headers, plain, None, release)
+        # Decoded (Content-Encoding): the declared length is that of the encoded bytes.
+        return await self._receive(
+            url, response.headers, response.aiter_bytes(), lambda: response.num_bytes_downloaded
+        )
+
+    async def direct(self, reply: DirectReply, url: str) -> ReceivedFile | None:
+        if reply.status_code == 204:
+            self._no_content("GET", url)
+            return None
+        if "content-encoding" in reply.headers:  # httpx decodes it
+            response = reply.as_response()
+            try:
+                return await self(response)
+            finally:
+                await close_response(response)
+
+        async def release() -> None:
+            reply.release()
+
+        return await self._receive(url, reply.headers, reply, None, release)
+
+    def _no_content(self, method: str, url: str) -> None:
+        """A 204: fine when ``no_content_ok``, else a `DecodeError`."""
+        if self._no_content_ok:
+            return
+        raise DecodeError(
+            "the server answered 204 No Content where a file was expected", method=method, url=url
+        )
+
+    async def _receive(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        chunks: AsyncIterable[bytes],
+        wire: Callable[[], int] | None,
+        release: Callable[[], Awaitable[None]] | None = None,
+    ) -> ReceivedFile:
+        """``chunks`` towards the file; ``wire``: the bytes received as encoded (``None``: as
+        written); ``release``: frees the connection once the body is read (else the caller)."""
+        final = self._folder.path / self._name_for(headers.get("content-type"))
+        declared = declared_length(headers.get("content-length"))
+        if declared is not None and declared <= INLINE_BYTES:
+            return await self._receive_small(url, final, declared, chunks, wire, release)
+        file = BackgroundFile(temporary_name(final.name), folder=self._folder)
+        progress = self._progress
         complete = False
         try:
             written = 0
@@ -259,95 +312,87 @@ def receive_to_file(
                         check_at = written + _CANCEL_CHECK_BYTES
                         await checkpoint_if_cancelled()
             except remote_protocol_errors() as exc:
-                received = written if raw else response.num_bytes_downloaded
+                received = written if wire is None else wire()
                 if declared is not None and received < declared:
                     raise IncompleteBodyError(
                         f"GET {url}: the connection ended after {received} of "
                         f"{declared} bytes (Content-Length)"
                     ) from exc
                 raise
-            if raw:
-                await close_response(response)  # frees the connection while the disk catches up
-            received = written if raw else response.num_bytes_downloaded
-            if declared is not None and received != declared:
-                raise IncompleteBodyError(
-                    f"GET {url}: received {received} bytes, Content-Length said {declared}"
-                )
-            if expected_size is not None and written != expected_size:
-                raise IntegrityError(
-                    f"GET {url}: received {written} bytes, the picture's size is "
-                    f"{expected_size}; not saved as {final.name}"
-                )
+            if release is not None:
+                await release()  # frees the connection while the disk catches up
+            received = written if wire is None else wire()
+            self._check(url, final, declared, received, written)
             complete = True
-            return ReceivedFile(file, final, dest_dir)
+            return ReceivedFile(file, final, self._folder)
         finally:
             if not complete:
                 file.abort()
 
-    return consume
+    async def _receive_small(
+        self,
+        url: str,
+        final: Path,
+        declared: int,
+        chunks_in: AsyncIterable[bytes],
+        wire: Callable[[], int] | None,
+        release: Callable[[], Awaitable[None]] | None,
+    ) -> ReceivedFile:
+        """A body of at most `INLINE_BYTES`: received into memory, checked, then written at
+        once."""
+        progress = self._progress
+        chunks: list[bytes] = []
+        received = 0
+        try:
+            async for chunk in chunks_in:
+                if type(chunk) is not bytes:
+                    chunk = bytes(chunk)
+                chunks.append(chunk)
+                received += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+                if received > declared:
+                    break  # longer than it said: refused below, without reading the rest
+        except remote_protocol_errors() as exc:
+            got = received if wire is None else wire()
+            if got < declared:
+                raise IncompleteBodyError(
+                    f"GET {url}: the connection ended after {got} of "
+                    f"{declared} bytes (Content-Length)"
+                ) from exc
+            raise
+        if release is not None:
+            await release()
+        self._check(url, final, declared, received if wire is None else wire(), received)
+        written = _write_new_file(self._folder, temporary_name(final.name), chunks or [b""])
+        return ReceivedFile(written, final, self._folder)
 
-
-async def _receive_small(
-    response: httpx.Response,
-    dest_dir: SafeFolder,
-    final: Path,
-    declared: int,
-    expected_size: int | None,
-    progress: Progress | None,
-) -> ReceivedFile:
-    """A body of at most `INLINE_BYTES`: received into memory, checked, then written at once."""
-    plain = plain_body(response)
-    raw = plain is not None
-    chunks_in = plain if plain is not None else response.aiter_bytes()
-    chunks: list[bytes] = []
-    received = 0
-    try:
-        async for chunk in chunks_in:
-            if type(chunk) is not bytes:
-                chunk = bytes(chunk)
-            chunks.append(chunk)
-            received += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
-            if received > declared:
-                break  # longer than it said: refused below, without reading the rest
-    except remote_protocol_errors() as exc:
-        got = received if raw else response.num_bytes_downloaded
-        if got < declared:
+    def _check(
+        self, url: str, final: Path, declared: int | None, received: int, written: int
+    ) -> None:
+        """The body's length against ``Content-Length`` and the expected size."""
+        if declared is not None and received != declared:
             raise IncompleteBodyError(
-                f"GET {response.request.url}: the connection ended after {got} of "
-                f"{declared} bytes (Content-Length)"
-            ) from exc
-        raise
-    if raw:
-        await close_response(response)
-    got = received if raw else response.num_bytes_downloaded
-    if got != declared:
-        raise IncompleteBodyError(
-            f"GET {response.request.url}: received {got} bytes, Content-Length said {declared}"
-        )
-    if expected_size is not None and received != expected_size:
-        raise IntegrityError(
-            f"GET {response.request.url}: received {received} bytes, the picture's size is "
-            f"{expected_size}; not saved as {final.name}"
-        )
-    written = _write_new_file(dest_dir, temporary_name(final.name), chunks or [b""])
-    return ReceivedFile(written, final, dest_dir)
+                f"GET {url}: received {received} bytes, Content-Length said {declared}"
+            )
+        expected = self._expected_size
+        if expected is not None and written != expected:
+            raise IntegrityError(
+                f"GET {url}: received {written} bytes, the picture's size is "
+                f"{expected}; not saved as {final.name}"
+            )
 
 
-def stream_to_file(
+def receive_to_file(
     dest_dir: SafeFolder,
-    name_for: Callable[[httpx.Response], str],
+    name_for: NameFor,
     *,
     expected_size: int | None = None,
     progress: Progress | None = None,
     no_content_ok: bool = False,
-) -> Callable[[httpx.Response], Awaitable[Path | None]]:
-    """A transport consumer that streams a successful response into ``dest_dir``.
-
-    Returns the final path, or ``None`` for a 204 when ``no_content_ok``.
-    """
-    receive = receive_to_file(
+) -> FileReceiver:
+    """A `FileReceiver` into ``dest_dir`` (an open folder)."""
+    return FileReceiver(
         dest_dir,
         name_for,
         expected_size=expected_size,
@@ -355,8 +400,40 @@ def stream_to_file(
         no_content_ok=no_content_ok,
     )
 
-    async def consume(response: httpx.Response) -> Path | None:
-        received = await receive(response)
+
+class FileWriter:
+    """A transport consumer that streams a successful response into a file and moves it
+    to its final name: the final path, or ``None`` for a 204 when ``no_content_ok``."""
+
+    __slots__ = ("_receive",)
+
+    def __init__(self, receive: FileReceiver) -> None:
+        self._receive = receive
+
+    async def __call__(self, response: httpx.Response) -> Path | None:
+        received = await self._receive(response)
         return None if received is None else await received.finish()
 
-    return consume
+    async def direct(self, reply: DirectReply, url: str) -> Path | None:
+        received = await self._receive.direct(reply, url)
+        return None if received is None else await received.finish()
+
+
+def stream_to_file(
+    dest_dir: SafeFolder,
+    name_for: NameFor,
+    *,
+    expected_size: int | None = None,
+    progress: Progress | None = None,
+    no_content_ok: bool = False,
+) -> FileWriter:
+    """A `FileWriter` into ``dest_dir`` (an open folder)."""
+    return FileWriter(
+        receive_to_file(
+            dest_dir,
+            name_for,
+            expected_size=expected_size,
+            progress=progress,
+            no_content_ok=no_content_ok,
+        )
+    )

@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 
 try:
     import aiohttp
+    from multidict import CIMultiDict, CIMultiDictProxy
     from yarl import URL
 except ImportError as exc:  # pragma: no cover - only without the extra
     raise ImportError("zigziik.transports needs aiohttp: pip install 'zigziik[aiohttp]'") from exc
@@ -38,6 +39,7 @@ from ._request import DEFAULT_TIMEOUT, send_direct
 
 __all__ = ["AiohttpClient", "AiohttpTransport", "aiohttp_client"]
 
+_DIRECT_HEADERS_KEPT = 16
 # aiohttp stops reading a connection once twice this much waits unread (64 KiB by default:
 # with 256 KiB reads, a pause and a resume, two epoll_ctl calls, for nearly every read).
 _READ_BUFSIZE = 1 << 20
@@ -165,6 +167,79 @@ async def _request_body(request: httpx.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
+def _httpx_response(
+    response: aiohttp.ClientResponse, request: httpx.Request, read_timeout: float | None
+) -> httpx.Response:
+    """``response`` (its body unread) as an ``httpx.Response`` to ``request``."""
+    version = response.version
+    return httpx.Response(
+        status_code=response.status,
+        headers=response.raw_headers,
+        stream=_Body(response, request, read_timeout),
+        request=request,
+        extensions={
+            "http_version": f"HTTP/{version.major}.{version.minor}".encode()
+            if version is not None
+            else b"HTTP/1.1",
+            "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
+        },
+    )
+
+
+class _DirectReply:
+    """A `zigziik._direct.DirectReply` over an aiohttp response: its headers as aiohttp
+    parsed them, its body read with aiohttp's own reader, one received piece at a time."""
+
+    __slots__ = ("_read_timeout", "_response", "_sent", "_url", "_watch", "headers", "status_code")
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        url: str,
+        sent: CIMultiDict[str],
+        read_timeout: float | None,
+    ) -> None:
+        self._response = response
+        self._url = url
+        self._sent = sent
+        self._read_timeout = read_timeout
+        self._watch: _IdleWatch | None = None
+        self.status_code = response.status
+        self.headers: CIMultiDictProxy[str] = response.headers
+
+    def _request(self) -> httpx.Request:
+        """The request as httpx would have made it (built only for an error or a fallback)."""
+        return httpx.Request("GET", self._url, headers=list(self._sent.items()))
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        watch = self._watch = _watch_body(self._response, self._read_timeout)
+        content = self._response.content
+        try:
+            while True:
+                chunk, end_of_http_chunk = await content.readchunk()
+                if not chunk:
+                    if end_of_http_chunk:
+                        continue
+                    break
+                if watch is not None:
+                    watch.poke()
+                yield chunk
+        except _ERRORS as exc:
+            raise _map_error(exc, self._request(), body=True) from exc
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+    def release(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        self._response.release()
+
+    def as_response(self) -> httpx.Response:
+        return _httpx_response(self._response, self._request(), self._read_timeout)
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An `httpx.AsyncBaseTransport` sending through one `aiohttp.ClientSession`.
 
@@ -226,17 +301,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         except _ERRORS as exc:
             raise _map_error(exc, request, body=False) from exc
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_Body(response, request, timeouts[2]),
-            extensions={
-                "http_version": f"HTTP/{response.version.major}.{response.version.minor}".encode()
-                if response.version is not None
-                else b"HTTP/1.1",
-                "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
-            },
-        )
+        return _httpx_response(response, request, timeouts[2])
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -262,7 +327,60 @@ class AiohttpClient(httpx.AsyncClient):
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
         kwargs.setdefault("follow_redirects", False)
         self._aiohttp = AiohttpTransport(limit=limit, trust_env=trust_env)
+        self._direct_headers: dict[tuple[Any, ...], CIMultiDict[str]] = {}
         super().__init__(transport=self._aiohttp, trust_env=False, **kwargs)
+
+    # -- the direct GET (zigziik._direct): no httpx Request or Response per download ------
+
+    def direct_ready(self, url: str) -> bool:
+        """Whether ``GET url`` may skip httpx's objects: nothing configured here would act
+        on it (auth, hooks, cookies, redirects, parameters, an overridden ``send``)."""
+        return (
+            self.auth is None
+            and not self.follow_redirects
+            and not self.event_hooks["request"]
+            and not self.event_hooks["response"]
+            and not self.is_closed
+            and not self.params
+            and not self.cookies
+            and type(self).send is AiohttpClient.send
+            and type(self).build_request is httpx.AsyncClient.build_request
+            and url.isascii()
+            and "@" not in url.partition("://")[2].partition("/")[0]  # no userinfo
+        )
+
+    def _merged_headers(self, headers: Mapping[str, str]) -> CIMultiDict[str]:
+        """The client's headers updated with ``headers``, as httpx merges them (made once
+        for each set of headers)."""
+        key = (tuple(self.headers.raw), tuple(headers.items()))
+        merged = self._direct_headers.get(key)
+        if merged is None:
+            joined = httpx.Headers(self.headers)
+            joined.update(headers)
+            merged = CIMultiDict(joined.multi_items())
+            if len(self._direct_headers) >= _DIRECT_HEADERS_KEPT:
+                self._direct_headers.clear()
+            self._direct_headers[key] = merged
+        return merged
+
+    async def direct_get(self, url: str, headers: Mapping[str, str], timeout: Any) -> _DirectReply:
+        """``GET url`` straight to aiohttp (see `zigziik._direct.DirectSender`)."""
+        spec: httpx.Timeout = self.timeout if timeout is None else timeout
+        sent = self._merged_headers(headers)
+        session = self._aiohttp._get_session()
+        try:
+            response = await session.request(
+                "GET",
+                URL(url, encoded=True),
+                headers=sent,
+                allow_redirects=False,
+                timeout=_client_timeout(spec.pool, spec.connect, spec.read),
+                compress=None,
+            )
+        except _ERRORS as exc:
+            request = httpx.Request("GET", url, headers=list(sent.items()))
+            raise _map_error(exc, request, body=False) from exc
+        return _DirectReply(response, url, sent, spec.read)
 
     async def send(
         self,

@@ -206,7 +206,7 @@ class Pictures:
         """`download_zip` into an open ``folder`` (the harvest's)."""
         name = sanitize_component(f"{order_id}.zip")
         consume = stream_to_file(
-            folder, lambda _response: name, progress=progress, no_content_ok=True
+            folder, lambda _content_type: name, progress=progress, no_content_ok=True
         )
         return await self._transport.send(
             "GET", self._url(order_id, "zip"), accept="*/*", consume=consume
