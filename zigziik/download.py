@@ -167,13 +167,27 @@ class ReceivedFile:
     """
 
     def __init__(
-        self, file: BackgroundFile | _WrittenFile, final: Path, folder: SafeFolder | None = None
+        self,
+        file: BackgroundFile | _WrittenFile,
+        final: Path | str,
+        folder: SafeFolder | None = None,
     ) -> None:
-        """``folder``: where ``file`` is, to move it to ``final.name`` there (else by path)."""
+        """``final``: the final path, or the final name in ``folder`` (where ``file`` is, to
+        move it there; without a folder it is moved by path)."""
         self._file = file
-        self.final = final
+        self._final = final
+        self.name = final if isinstance(final, str) else final.name
         self._folder = folder
         self._settled = False
+
+    @property
+    def final(self) -> Path:
+        """The final path (made when asked: a harvest needs only the name)."""
+        final = self._final
+        if isinstance(final, str):
+            assert self._folder is not None  # a bare name is always one in a folder
+            final = self._final = self._folder.path / final
+        return final
 
     async def finish(self) -> Path:
         """The final path, once every byte is written and the file moved there.
@@ -181,18 +195,23 @@ class ReceivedFile:
         Cancelled while it waits for the disk, it deletes the file: a cancelled download
         leaves nothing, even when the disk had finished meanwhile.
         """
+        await self.complete()
+        return self.final
+
+    async def complete(self) -> str:
+        """`finish`, giving the final name (in the folder) rather than the path."""
         self._settled = True
         try:
             await self._file.close()
             # No await between the close and the move.
             if self._folder is not None:
-                self._folder.replace(self._file.name, self.final.name)
+                self._folder.replace(self._file.name, self.name)
             else:
                 os.replace(self._file.path, self.final)
         except BaseException:
             self._file.abort()
             raise
-        return self.final
+        return self.name
 
     def abort(self) -> None:
         """Delete the temporary file (idempotent; leaves a finished file alone)."""
@@ -286,11 +305,11 @@ class FileReceiver:
     ) -> ReceivedFile:
         """``chunks`` towards the file; ``wire``: the bytes received as encoded (``None``: as
         written); ``release``: frees the connection once the body is read (else the caller)."""
-        final = self._folder.path / self._name_for(headers.get("content-type"))
+        final = self._name_for(headers.get("content-type"))
         declared = declared_length(headers.get("content-length"))
         if declared is not None and declared <= INLINE_BYTES:
             return await self._receive_small(url, final, declared, chunks, wire, release)
-        file = BackgroundFile(temporary_name(final.name), folder=self._folder)
+        file = BackgroundFile(temporary_name(final), folder=self._folder)
         progress = self._progress
         complete = False
         try:
@@ -332,7 +351,7 @@ class FileReceiver:
     async def _receive_small(
         self,
         url: str,
-        final: Path,
+        final: str,
         declared: int,
         chunks_in: AsyncIterable[bytes],
         wire: Callable[[], int] | None,
@@ -364,11 +383,11 @@ class FileReceiver:
         if release is not None:
             await release()
         self._check(url, final, declared, received if wire is None else wire(), received)
-        written = _write_new_file(self._folder, temporary_name(final.name), chunks or [b""])
+        written = _write_new_file(self._folder, temporary_name(final), chunks or [b""])
         return ReceivedFile(written, final, self._folder)
 
     def _check(
-        self, url: str, final: Path, declared: int | None, received: int, written: int
+        self, url: str, final: str, declared: int | None, received: int, written: int
     ) -> None:
         """The body's length against ``Content-Length`` and the expected size."""
         if declared is not None and received != declared:
@@ -379,7 +398,7 @@ class FileReceiver:
         if expected is not None and written != expected:
             raise IntegrityError(
                 f"GET {url}: received {written} bytes, the picture's size is "
-                f"{expected}; not saved as {final.name}"
+                f"{expected}; not saved as {final}"
             )
 
 

@@ -335,18 +335,19 @@ class AiohttpClient(httpx.AsyncClient):
     def direct_ready(self, url: str) -> bool:
         """Whether ``GET url`` may skip httpx's objects: nothing configured here would act
         on it (auth, hooks, cookies, redirects, parameters, an overridden ``send``)."""
+        hooks = self.event_hooks
         return (
             self.auth is None
             and not self.follow_redirects
-            and not self.event_hooks["request"]
-            and not self.event_hooks["response"]
+            and not hooks["request"]
+            and not hooks["response"]
             and not self.is_closed
             and not self.params
             and not self.cookies
             and type(self).send is AiohttpClient.send
             and type(self).build_request is httpx.AsyncClient.build_request
             and url.isascii()
-            and "@" not in url.partition("://")[2].partition("/")[0]  # no userinfo
+            and "@" not in url  # no user info (a path segment's "@" is always quoted)
         )
 
     def _merged_headers(self, headers: Mapping[str, str]) -> CIMultiDict[str]:

@@ -11,6 +11,7 @@ in worker threads; the event loop's thread only moves bytes and makes decisions.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import anyio
 import attrs
+from anyio.lowlevel import checkpoint
 
 from ..._calls import CallCounter
 from ..._extract import extract_into
@@ -150,6 +152,77 @@ class _OrderState:
     deferred: list[Picture] = attrs.Factory(list)
 
 
+class _Slot:
+    """``async with``: one of the limiter's tokens. A free token is taken without a trip
+    through the event loop (anyio's limiter yields on every acquisition: a cost per
+    picture); what follows is a request, which yields anyway."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+
+    async def __aenter__(self) -> None:
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release()
+
+
+_Item = tuple["_OrderState", Picture]
+
+
+class _PictureQueue:
+    """Pictures waiting for a picture worker: an order's are added at once, when fewer than
+    ``low_water`` wait, and taken one at a time.
+
+    A memory object stream woke a blocked order worker for every picture taken; here it is
+    woken once per order. What waits is at most ``low_water`` plus one order's pictures per
+    order worker: in proportion to ``concurrency`` (the listings are in memory anyway).
+    """
+
+    def __init__(self, low_water: int) -> None:
+        self._items: collections.deque[_Item] = collections.deque()
+        self._low_water = max(1, low_water)
+        self._room = anyio.Event()
+        self._ready = anyio.Event()
+        self.producers = 0
+
+    async def put_all(self, items: list[_Item]) -> None:
+        """Add ``items`` once fewer than ``low_water`` wait (a checkpoint either way)."""
+        while len(self._items) >= self._low_water:
+            if self._room.is_set():
+                self._room = anyio.Event()
+            await self._room.wait()
+        await checkpoint()
+        self._items.extend(items)
+        if items:
+            self._ready.set()
+
+    def producer_done(self) -> None:
+        """One order worker is done; when the last is, idle picture workers end."""
+        self.producers -= 1
+        if self.producers <= 0:
+            self._ready.set()
+
+    async def take(self) -> _Item | None:
+        """The next picture, or ``None`` once every order worker is done and none is left."""
+        items = self._items
+        while not items:
+            if self.producers <= 0:
+                return None
+            if self._ready.is_set():
+                self._ready = anyio.Event()
+            await self._ready.wait()
+        item = items.popleft()
+        if len(items) < self._low_water:
+            self._room.set()
+        return item
+
+
 class _Deferred(Exception):
     """A request the budget refused, under ``until_complete``: try again after the reset."""
 
@@ -189,6 +262,7 @@ class Harvest:
         self.counter = counter
         self.concurrency = options.concurrency
         self.limiter = anyio.CapacityLimiter(options.concurrency)
+        self.slot = _Slot(self.limiter)
         self.root = SafeFolder.open(dest)
         self.disk = _RealDisk(dest)
         self.store: ManifestStore | None = None
@@ -449,40 +523,34 @@ class Harvest:
     async def pipeline(self, jobs: Sequence[OrderJob]) -> None:
         """Orders to ``concurrency`` order workers, their pictures to as many picture workers."""
         jobs_send, jobs_receive = anyio.create_memory_object_stream[OrderJob](0)
-        pictures_send, pictures_receive = anyio.create_memory_object_stream[
-            tuple[_OrderState, Picture]
-        ](self.concurrency)
+        queue = _PictureQueue(self.concurrency)
 
         async def feed() -> None:
             async with jobs_send:
                 for job in jobs:
                     await jobs_send.send(job)
 
-        async def order_worker(
-            receive: anyio.abc.ObjectReceiveStream[OrderJob],
-            send: anyio.abc.ObjectSendStream[tuple[_OrderState, Picture]],
-        ) -> None:
-            async with receive, send:
-                async for job in receive:
-                    await self.order(job, send)
+        async def order_worker(receive: anyio.abc.ObjectReceiveStream[OrderJob]) -> None:
+            try:
+                async with receive:
+                    async for job in receive:
+                        await self.order(job, queue)
+            finally:
+                queue.producer_done()
 
-        async def picture_worker(
-            receive: anyio.abc.ObjectReceiveStream[tuple[_OrderState, Picture]],
-        ) -> None:
-            async with receive:
-                async for state, picture in receive:
-                    await self.picture(state, picture)
+        async def picture_worker() -> None:
+            while (item := await queue.take()) is not None:
+                await self.picture(*item)
 
         workers = max(1, min(self.concurrency, len(jobs)))
+        queue.producers = workers
         async with anyio.create_task_group() as tg:
             tg.start_soon(feed)
             for _ in range(workers):
-                tg.start_soon(order_worker, jobs_receive.clone(), pictures_send.clone())
+                tg.start_soon(order_worker, jobs_receive.clone())
             for _ in range(self.concurrency):
-                tg.start_soon(picture_worker, pictures_receive.clone())
+                tg.start_soon(picture_worker)
             jobs_receive.close()
-            pictures_send.close()
-            pictures_receive.close()
 
     async def list_orders(self, order_ids: list[str] | None) -> list[OrderInput]:
         shard = self.options.shard
@@ -527,9 +595,7 @@ class Harvest:
 
     # -- one order -----------------------------------------------------------------------
 
-    async def order(
-        self, job: OrderJob, send: anyio.abc.ObjectSendStream[tuple[_OrderState, Picture]]
-    ) -> None:
+    async def order(self, job: OrderJob, queue: _PictureQueue) -> None:
         if self.stopping:
             self.deferred.append(job)
             return
@@ -540,7 +606,7 @@ class Harvest:
             if job.route == "zip":
                 await self.zip(state)
             else:
-                await self.pictures(state, send)
+                await self.pictures(state, queue)
         except _Deferred:
             state.ok = False
             if not state.enqueued:
@@ -572,7 +638,7 @@ class Harvest:
         if known is not None:
             return known
         auto = job.route == "auto"
-        async with self.limiter:
+        async with self.slot:
             if auto and not self.allowance.begin_listing():
                 return None
             self.tune()
@@ -594,11 +660,7 @@ class Harvest:
         listed = [str(p.picture_id) for p in pictures]
         self.record(("drop_except", job.order_id, listed))
 
-    async def pictures(
-        self,
-        state: _OrderState,
-        send: anyio.abc.ObjectSendStream[tuple[_OrderState, Picture]],
-    ) -> None:
+    async def pictures(self, state: _OrderState, queue: _PictureQueue) -> None:
         job = state.job
         auto = job.route == "auto"
         listed = await self.list_pictures(job)
@@ -651,13 +713,13 @@ class Harvest:
         if not plan_result.fetch:
             return
         state.folder = order_folder(self.root, job.folder, create=True)
-        for picture in plan_result.fetch:
-            state.pending += 1
-            try:
-                await send.send((state, picture))
-            except BaseException:
-                state.pending -= 1
-                raise
+        fetch = plan_result.fetch
+        state.pending += len(fetch)
+        try:
+            await queue.put_all([(state, picture) for picture in fetch])
+        except BaseException:
+            state.pending -= len(fetch)
+            raise
 
     async def picture(self, state: _OrderState, picture: Picture) -> None:
         order_id, picture_id = state.job.order_id, picture.picture_id
@@ -668,7 +730,7 @@ class Harvest:
                 state.deferred.append(picture)
                 return
             try:
-                async with self.limiter:
+                async with self.slot:
                     received = await self.source.receive_picture(
                         order_id,
                         picture_id,
@@ -679,11 +741,11 @@ class Harvest:
                     )
                 # Off the limiter: the network is free for the next request while the disk
                 # catches up (which has a bound of its own).
-                path = await received.finish()
+                name = await received.complete()
                 # The download checked the size when the listing gave it.
                 size = picture.size
                 if size is None:
-                    size = state.folder.lstat(path.name).st_size
+                    size = state.folder.lstat(name).st_size
             except Exception as exc:
                 if self.refused(exc) is not None:
                     state.deferred.append(picture)
@@ -694,8 +756,9 @@ class Harvest:
                 return
             self.written += 1
             self.bytes += size
-            self.record(("file", order_id, str(picture_id), path.name, size))
+            self.record(("file", order_id, str(picture_id), name, size))
             if self.progress is not None:  # no event made when nobody listens
+                path = state.folder.path / name
                 self.emit(
                     HarvestEvent("file", order_id, picture_id, files=1, bytes=size, path=path)
                 )
@@ -713,7 +776,7 @@ class Harvest:
             folder = order_folder(self.root, job.folder, create=True)
             assert folder is not None
             try:
-                async with self.limiter:
+                async with self.slot:
                     path = await self.source.download_zip(
                         job.order_id, folder, self.bytes_callback(job.order_id, None)
                     )
