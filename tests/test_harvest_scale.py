@@ -460,6 +460,7 @@ async def test_estimate_counts_complete_orders_as_free(tmp_path: Path) -> None:
         assert fake.calls == estimate.listing_calls == 1
 
 
+@pytest.mark.timeout(240)  # four CLI processes: 55 s were seen at load 13
 def test_cli_refuses_bad_scale_flags(tmp_path: Path) -> None:
     for flags, text in [
         (["--shard", "2/2"], "0 <= K < N"),
