@@ -10,6 +10,9 @@ only closes its lease. Real SQLite files and a real ``redis-server``.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -123,6 +126,94 @@ async def test_another_process_sees_a_settlement_within_the_flush_delay(
     assert (await other.snapshot()).used == 1
     await ours.aclose()
     await theirs.aclose()
+
+
+async def test_the_timers_flush_brings_this_process_what_the_others_spent(
+    make: Callable[..., BudgetStore],
+) -> None:
+    ours, theirs = make(timer=True), make()
+    budget = DailyBudget(10, store=ours, scope="s")
+    other = DailyBudget(10, store=theirs, scope="s")
+    decision = await budget.reserve()
+    await other.reserve()
+    await other.reserve()
+    await budget.settle(None, lease=decision.lease)
+    assert (budget.used, budget.in_flight) == (1, 0), "what this process knew"
+    deadline = time.monotonic() + 10  # the delay is 0.1 s; a loaded machine is slow
+    while (budget.used, budget.in_flight) != (3, 2):
+        assert time.monotonic() < deadline, f"still {ours.latest('s')} after the flush"
+        await anyio.sleep(0.02)
+    await ours.aclose()
+    await theirs.aclose()
+
+
+@contextlib.contextmanager
+def unavailable(store: BudgetStore, redis_server: RedisServer) -> Iterator[str]:
+    """The store's file locked by another process, or its Redis frozen; yields why an
+    operation fails meanwhile."""
+    if isinstance(store, SqliteBudgetStore):
+        holder = sqlite3.connect(store.path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield "OperationalError: database is locked"
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    else:
+        redis_server.pause()
+        try:
+            yield f"no answer within {store.timeout:g} s"  # type: ignore[attr-defined]
+        finally:
+            redis_server.resume()
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "zigziik"]
+
+
+async def test_a_timer_flush_that_fails_is_logged_and_goes_with_the_next_operation(
+    make: Callable[..., BudgetStore],
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ours, theirs = make(timer=True, timeout=0.3), make()
+    budget = DailyBudget(10, store=ours, scope="s")
+    decision = await budget.reserve()
+    caplog.set_level(logging.WARNING, logger="zigziik")
+    with unavailable(ours, redis_server) as why:
+        await budget.settle(None, lease=decision.lease)
+        deadline = time.monotonic() + 10
+        while not warnings_of(caplog):
+            assert time.monotonic() < deadline, "the timer's flush neither ran nor failed"
+            await anyio.sleep(0.02)
+    assert warnings_of(caplog) == [
+        f"could not send settlements to the budget store: budget store {ours.name}: {why}; "
+        "nothing was sent"
+    ]
+    assert [r.levelno for r in caplog.records if r.name == "zigziik"] == [logging.WARNING]
+    await budget.snapshot()  # kept: the next operation sends it
+    seen = await DailyBudget(10, store=theirs, scope="s").snapshot()
+    assert (seen.used, seen.in_flight) == (1, 0)
+    await ours.aclose()
+    await theirs.aclose()
+
+
+async def test_closing_a_store_that_cannot_send_what_it_kept_warns_and_closes(
+    make: Callable[..., BudgetStore],
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ours = make(timeout=0.3)
+    budget = DailyBudget(10, store=ours, scope="s")
+    decision = await budget.reserve()
+    await budget.settle(None, lease=decision.lease)
+    caplog.set_level(logging.WARNING, logger="zigziik")
+    with unavailable(ours, redis_server) as why:
+        await ours.aclose()  # no error: the lease bounds what the lost settlement weighs
+    assert warnings_of(caplog) == [
+        f"could not send settlements to the budget store: budget store {ours.name}: {why}; "
+        "nothing was sent"
+    ]
 
 
 async def test_closing_the_store_sends_what_it_kept(make: Callable[..., BudgetStore]) -> None:
