@@ -11,7 +11,7 @@ locked or holds garbage; never a password in a message. Several OS processes are
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -569,6 +569,63 @@ def test_store_names_and_reprs(tmp_path: Path) -> None:
     assert redis_store.name == "redis://:***@127.0.0.1:1/0"
     assert repr(redis_store) == "RedisBudgetStore('redis://:***@127.0.0.1:1/0', prefix='app:')"
     assert redis_store.key("s") == "app:{s}"
+
+
+def test_redis_store_arguments_are_refused_by_name() -> None:
+    refusals: list[tuple[type[Exception], Callable[[], object], str]] = [
+        (
+            TypeError,
+            lambda: RedisBudgetStore("redis://h/0", prefix=b"x"),  # type: ignore[arg-type]
+            "prefix must be a string, got bytes",
+        ),
+        (
+            ValueError,
+            lambda: RedisBudgetStore("redis://h/0", clock="local"),  # type: ignore[arg-type]
+            "clock must be 'server' or 'client', got 'local'",
+        ),
+        (
+            TypeError,
+            lambda: RedisBudgetStore(42),
+            "RedisBudgetStore takes a redis:// URL or a redis.asyncio client, got int",
+        ),
+        (
+            ValueError,
+            lambda: RedisBudgetStore("redis://h/0", lease=True),
+            "lease must be a positive number of seconds, got True",
+        ),
+        (
+            ValueError,
+            lambda: RedisBudgetStore("redis://h/0", timeout=False),
+            "timeout must be a positive number of seconds, got False",
+        ),
+    ]
+    for error, make, message in refusals:
+        with pytest.raises(error) as info:
+            make()
+        assert str(info.value) == message
+
+
+def test_redis_store_takes_its_urls_password_as_a_secret() -> None:
+    store = RedisBudgetStore("  redis://u:p%40ss@cache:6379/0\n")
+    assert store.name == "redis://u:***@cache:6379/0"
+    assert tuple(store.secrets()) == ("p%40ss", "p@ss")
+    assert tuple(RedisBudgetStore("redis://cache:6379/0").secrets()) == ()
+
+
+class _NotRedis:
+    async def evalsha(self, *args: object) -> None: ...
+
+
+async def test_redis_store_names_a_callers_client_without_its_password() -> None:
+    clients = {
+        "redis://cache:6380/2": aioredis.Redis(host="cache", port=6380, db=2, password="pw"),
+        "unix:///run/redis.sock": aioredis.Redis(unix_socket_path="/run/redis.sock"),
+        "rediss://cache:6379/0": aioredis.Redis(host="cache", ssl=True),
+    }
+    for name, client in clients.items():
+        assert RedisBudgetStore(client).name == name
+        await client.aclose()
+    assert RedisBudgetStore(_NotRedis()).name == "<_NotRedis>"
 
 
 @pytest.mark.parametrize("lease", [30.0, 0.0004])  # at least a millisecond
