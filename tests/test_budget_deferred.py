@@ -198,6 +198,30 @@ async def test_a_timer_flush_that_fails_is_logged_and_goes_with_the_next_operati
     await theirs.aclose()
 
 
+async def test_a_timer_flush_that_meets_garbage_names_its_scope(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqliteBudgetStore(tmp_path / "budget.db")
+    budget = DailyBudget(10, store=store, scope="s")
+    decision = await budget.reserve()
+    raw = sqlite3.connect(tmp_path / "budget.db")
+    with raw:
+        raw.execute("UPDATE zigziik_budget_v1 SET used = 'lots'")
+    raw.close()
+    caplog.set_level(logging.WARNING, logger="zigziik")
+    await budget.settle(None, lease=decision.lease)
+    deadline = time.monotonic() + 10
+    while not warnings_of(caplog):
+        assert time.monotonic() < deadline, "the timer's flush neither ran nor failed"
+        await anyio.sleep(0.02)
+    assert warnings_of(caplog) == [
+        f"could not send settlements to the budget store: budget store {store.name}: the row "
+        "of scope 's' holds garbage (not written by zigziik); nothing was sent"
+    ]
+    store._pending.take_all()  # type: ignore[attr-defined]  # it would fail again
+    await store.aclose()
+
+
 async def test_closing_a_store_that_cannot_send_what_it_kept_warns_and_closes(
     make: Callable[..., BudgetStore],
     redis_server: RedisServer,
