@@ -13,16 +13,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import ClassVar
 
 import anyio
 import pytest
 from _redis import RedisServer
 
-from zigziik import DailyBudget, RateLimit, RedisBudgetStore, SqliteBudgetStore, ZignaClient
+from zigziik import (
+    BudgetStoreError,
+    DailyBudget,
+    RateLimit,
+    RedisBudgetStore,
+    SqliteBudgetStore,
+    ZignaClient,
+    _pending,
+)
 from zigziik.ratelimit import FRESH_MS, BudgetStore
 from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
 
@@ -238,6 +248,80 @@ async def test_closing_a_store_that_cannot_send_what_it_kept_warns_and_closes(
         f"could not send settlements to the budget store: budget store {ours.name}: {why}; "
         "nothing was sent"
     ]
+
+
+@pytest.mark.parametrize("operation", ["reserve", "snapshot"])
+async def test_an_operation_that_fails_keeps_the_settlements_it_took(
+    make: Callable[..., BudgetStore], redis_server: RedisServer, operation: str
+) -> None:
+    ours, theirs = make(timeout=0.3), make()
+    budget = DailyBudget(10, store=ours, scope="s", clock=lambda: T0)
+    decision = await budget.reserve()
+    await budget.settle(None, lease=decision.lease)
+    with unavailable(ours, redis_server), pytest.raises(BudgetStoreError):
+        await getattr(budget, operation)()
+    await ours.flush()  # what the failed operation took is sent by a flush of its own
+    seen = await DailyBudget(10, store=theirs, scope="s", clock=lambda: T0).snapshot()
+    if isinstance(ours, RedisBudgetStore) and operation == "reserve":
+        # A frozen Redis runs the script it was sent when it thaws: that reservation's call
+        # is counted (nothing was sent to the API) and its lease weighs until it ends.
+        assert (seen.used, seen.in_flight) == (2, 1)
+    else:
+        assert (seen.used, seen.in_flight) == (1, 0)
+    await ours.aclose()
+    await theirs.aclose()
+
+
+class _Monotonic:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class _RecordedTimer:
+    """A `threading.Timer` that only records what it was armed with (the test fires it)."""
+
+    armed: ClassVar[list[_RecordedTimer]] = []
+
+    def __init__(self, interval: float, function: Callable[[], None]) -> None:
+        self.interval, self.function, self.daemon = interval, function, False
+
+    def start(self) -> None:
+        self.armed.append(self)
+
+    def cancel(self) -> None:
+        pass
+
+
+async def test_sqlite_arms_one_daemon_timer_and_fires_when_the_oldest_is_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, armed = _Monotonic(), _RecordedTimer.armed
+    armed.clear()
+    monkeypatch.setattr(_pending, "time", clock)
+    monkeypatch.setattr(threading, "Timer", _RecordedTimer)
+    ours = SqliteBudgetStore(tmp_path / "budget.db")
+    theirs = SqliteBudgetStore(tmp_path / "budget.db")
+    theirs._flush_delay = None  # type: ignore[attr-defined]
+    budget = DailyBudget(10, store=ours, scope="s", clock=lambda: T0)
+    other = DailyBudget(10, store=theirs, scope="s", clock=lambda: T0)
+    first, second = await budget.reserve(), await budget.reserve()
+    await budget.settle(None, lease=first.lease)
+    await budget.settle(None, lease=second.lease)
+    assert [(t.interval, t.daemon) for t in armed] == [(_pending.FLUSH_DELAY, True)]
+    clock.now += 0.04  # the timer fires before its settlement is due (a reserve took one)
+    armed[0].function()
+    assert (await other.snapshot()).in_flight == 2, "nothing sent before it is due"
+    assert len(armed) == 2 and armed[1].daemon
+    assert armed[1].interval == pytest.approx(_pending.FLUSH_DELAY - 0.04)  # what is left
+    clock.now += _pending.FLUSH_DELAY  # past due
+    armed[1].function()
+    assert (await other.snapshot()).in_flight == 0
+    assert len(armed) == 2, "nothing left to wait for"
+    await ours.aclose()
+    await theirs.aclose()
 
 
 async def test_closing_the_store_sends_what_it_kept(make: Callable[..., BudgetStore]) -> None:

@@ -272,6 +272,47 @@ async def test_sqlite_garbage_fails_closed(tmp_path: Path, served: tuple[FakeZig
     await store.aclose()
 
 
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("used", None),
+        ("day_limit", None),
+        ("used", 2**53),  # past what any count or time may be
+        ("reset_at", -1),
+        ("cap", "x"),
+        ("leases", '{"a": 9007199254740992}'),
+        ("leases", '["a"]'),
+        ("leases", "{"),
+    ],
+)
+async def test_sqlite_values_the_store_never_writes_fail_closed(
+    tmp_path: Path, served: tuple[FakeZigna, str], column: str, value: object
+) -> None:
+    """A table another program made (no NOT NULL): every value is checked, not the schema."""
+    path = tmp_path / "budget.db"
+    row: dict[str, object] = {
+        "scope": key_scope(DEMO_API_KEY),
+        "day_limit": 2000,
+        "reset_at": to_ms(datetime.now(timezone.utc) + timedelta(days=1)),
+        "used": 0,
+        "cap": None,
+        "leases": "{}",
+    }
+    row[column] = value
+    raw = sqlite3.connect(path)
+    with raw:
+        raw.execute(
+            "CREATE TABLE zigziik_budget_v1 (scope TEXT PRIMARY KEY, day_limit INTEGER, "
+            "reset_at INTEGER, used INTEGER, cap INTEGER, leases TEXT)"
+        )
+        raw.execute("INSERT INTO zigziik_budget_v1 VALUES (?, ?, ?, ?, ?, ?)", tuple(row.values()))
+    raw.close()
+    store = SqliteBudgetStore(path)
+    error = await client_call_fails_closed(store, served)
+    assert "holds garbage (not written by zigziik)" in str(error)
+    await store.aclose()
+
+
 async def test_sqlite_file_that_is_not_a_database_fails_closed(
     tmp_path: Path, served: tuple[FakeZigna, str]
 ) -> None:
