@@ -283,6 +283,9 @@ async def test_sqlite_garbage_fails_closed(tmp_path: Path, served: tuple[FakeZig
         ("leases", '{"a": 9007199254740992}'),
         ("leases", '["a"]'),
         ("leases", "{"),
+        ("leases", '{"a": 5.5}'),
+        ("leases", '{"a": "soon"}'),
+        ("leases", '{"a": -1}'),
     ],
 )
 async def test_sqlite_values_the_store_never_writes_fail_closed(
@@ -310,6 +313,20 @@ async def test_sqlite_values_the_store_never_writes_fail_closed(
     store = SqliteBudgetStore(path)
     error = await client_call_fails_closed(store, served)
     assert "holds garbage (not written by zigziik)" in str(error)
+    await store.aclose()
+
+
+async def test_sqlite_reads_a_lease_that_ended_at_the_epoch_as_expired(tmp_path: Path) -> None:
+    path = tmp_path / "budget.db"
+    store = SqliteBudgetStore(path)
+    budget = DailyBudget(5, store=store, scope="s")
+    await budget.reserve()
+    raw = sqlite3.connect(path)
+    with raw:  # the lowest end a lease may have: 0 ms
+        raw.execute("""UPDATE zigziik_budget_v1 SET leases = '{"old": 0}'""")
+    raw.close()
+    seen = await budget.snapshot()
+    assert (seen.used, seen.in_flight) == (1, 0)
     await store.aclose()
 
 
