@@ -6,6 +6,7 @@ errors and its debug log say."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 import ssl
@@ -14,10 +15,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import _servers as raw_servers
 import httpx
 import pytest
 import trustme
-from test_net import KeepAlive, _answer, _read_request, raw_server
+from test_net import KeepAlive, _answer, _read_request, _serve_answers, raw_server
 
 from zigziik import _http11
 from zigziik._http11 import _HIGH_WATER, _MAX_HEAD, Connection
@@ -372,3 +374,144 @@ async def test_tls_offers_only_http_1_1_and_sends_the_requested_server_name() ->
         await server.wait_closed()
     assert alpn == ["http/1.1", "http/1.1"]
     assert names == [None, "zigna.test"]  # an IP address is never sent as a server name
+
+
+# -- connecting ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("http://example.test/x", (b"http", b"example.test", 80)),
+        ("https://example.test/x", (b"https", b"example.test", 443)),
+        ("http://example.test:8080/x", (b"http", b"example.test", 8080)),
+    ],
+)
+async def test_a_connection_is_keyed_by_scheme_host_and_the_default_port(
+    url: str, key: tuple[bytes, bytes, int]
+) -> None:
+    pool = transport().lean_pool
+    asked: list[tuple[bytes, bytes, int]] = []
+
+    async def connect(
+        key: tuple[bytes, bytes, int], request: httpx.Request, timeout: object
+    ) -> Connection:
+        asked.append(key)
+        raise httpx.ConnectError("no network in this test", request=request)
+
+    pool._connect = connect  # type: ignore[method-assign]
+    with pytest.raises(httpx.ConnectError):
+        await pool.handle_async_request(httpx.Request("GET", url))
+    assert asked == [key]
+    await pool.aclose()
+
+
+async def test_a_failed_connect_lets_the_next_waiter_try_at_once() -> None:
+    """With one connection allowed, a refused connect must wake the request waiting behind
+    it (which is refused too), not leave it to wait for the pool's timeout."""
+    port = raw_servers.closed_port()
+    pool = transport(max_connections=1)
+    async with httpx.AsyncClient(transport=pool, timeout=httpx.Timeout(5.0, pool=3.0)) as client:
+        results = await asyncio.gather(
+            *(client.get(f"http://127.0.0.1:{port}/") for _ in range(2)), return_exceptions=True
+        )
+    assert [type(r) for r in results] == [httpx.ConnectError, httpx.ConnectError]
+    assert pool.lean_pool._waiters == collections.deque()
+
+
+async def test_a_connect_timeout_names_the_address_and_wakes_the_next_waiter() -> None:
+    with raw_servers.unaccepted_listener() as origin:
+        address = origin.removeprefix("http://")
+        pool = transport(max_connections=1)
+        timeout = httpx.Timeout(5.0, connect=0.3, pool=3.0)
+        async with httpx.AsyncClient(transport=pool, timeout=timeout) as client:
+            results = await asyncio.gather(
+                *(client.get(origin + "/") for _ in range(2)), return_exceptions=True
+            )
+    assert [type(r) for r in results] == [httpx.ConnectTimeout, httpx.ConnectTimeout]
+    assert [str(r) for r in results] == [f"timed out connecting to {address}"] * 2
+
+
+async def test_a_request_waiting_for_the_pool_ends_when_the_pool_closes() -> None:
+    """The one connection is held by a response whose body nobody reads: closing the pool
+    must wake the request waiting for it (nothing else will)."""
+    async with raw_server(KeepAlive(b"z" * 100_000)) as origin:
+        pool = transport(max_connections=1)
+        async with httpx.AsyncClient(transport=pool, timeout=5.0) as client:
+            async with client.stream("GET", origin + "/"):
+                waiting = asyncio.ensure_future(client.get(origin + "/"))
+                await asyncio.sleep(0.05)
+                await pool.lean_pool.aclose()
+                with pytest.raises(httpx.ConnectError, match="^the connection pool is closed$"):
+                    await asyncio.wait_for(waiting, 2.0)
+
+
+async def test_a_pool_timeout_leaves_no_waiter_behind() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await _read_request(reader):
+            await release.wait()
+            writer.write(_answer(b"ok"))
+            await writer.drain()
+
+    async with raw_server(handler) as origin:
+        pool = transport(max_connections=1)
+        async with httpx.AsyncClient(transport=pool, timeout=5.0) as client:
+            busy = asyncio.ensure_future(client.get(origin + "/"))
+            await asyncio.sleep(0.05)
+            for _ in range(3):
+                with pytest.raises(httpx.PoolTimeout):
+                    await client.get(origin + "/", timeout=httpx.Timeout(5.0, pool=0.02))
+            assert pool.lean_pool._waiters == collections.deque()
+            release.set()
+            await busy
+
+
+async def test_the_longest_idle_connection_is_the_one_closed_to_make_room() -> None:
+    a, b, c = KeepAlive(b"a"), KeepAlive(b"b"), KeepAlive(b"c")
+    async with raw_server(a) as origin_a, raw_server(b) as origin_b, raw_server(c) as origin_c:
+        pool = transport(max_connections=2)
+        async with httpx.AsyncClient(transport=pool, timeout=httpx.Timeout(5.0, pool=0.5)) as c_:
+            await c_.get(origin_a + "/")
+            await asyncio.sleep(0.01)
+            await c_.get(origin_b + "/")
+            (first, second) = sorted(lean(c_), key=lambda conn: conn.idle_since)
+            assert (await c_.get(origin_c + "/")).content == b"c"
+            assert first.is_closed() and second.is_idle()
+            assert (await c_.get(origin_b + "/")).content == b"b"  # B's still reused
+    assert (a.connections, b.connections, c.connections) == (1, 1, 1)
+
+
+# -- answers the pool must frame right -----------------------------------------------------------
+
+
+async def test_switching_protocols_is_the_answer_and_its_connection_is_not_reused() -> None:
+    answer = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    )
+    async with raw_server(_serve_answers(answer)) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            response = await client.get(origin + "/")
+            assert response.status_code == 101
+            assert lean(client) == []
+
+
+async def test_a_chunked_body_followed_by_bytes_nobody_asked_for_closes_its_connection() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nEXTRA"
+    async with raw_server(_serve_answers(answer, answer)) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            assert (await client.get(origin + "/")).content == b"ok"
+            assert lean(client) == []
+
+
+async def test_a_bodiless_answer_left_unread_still_frees_its_connection() -> None:
+    head_answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"  # no body: a HEAD's
+    async with raw_server(_serve_answers(head_answer, _answer(b"x" * 10))) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            async with client.stream("HEAD", origin + "/"):
+                pass  # nothing read: there is nothing to read
+            (connection,) = lean(client)
+            assert connection.is_idle()
+            assert (await client.get(origin + "/")).content == b"x" * 10
+            assert lean(client) == [connection]
