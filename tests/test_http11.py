@@ -3,6 +3,8 @@ no network (the pool itself is tested against raw servers in test_net.py)."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from hypothesis import given
@@ -190,3 +192,87 @@ def test_a_chunked_body_decodes_to_its_bytes_however_it_is_split(
 def test_a_malformed_chunked_body_is_refused(wire: bytes) -> None:
     with pytest.raises(ValueError, match="chunk size|does not end with CRLF|too long"):
         ChunkedDecoder().feed(wire)
+
+
+# -- what the refusals say, whole ----------------------------------------------------------------
+
+
+def whole(message: str) -> str:
+    """A ``match`` for exactly ``message``."""
+    return f"^{re.escape(message)}$"
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "message"),
+    [
+        ("GÉT", {}, "an illegal method or header name in b'G?T\\nHost'"),
+        ("GET", {"Bad Name": "x"}, "an illegal method or header name in b'GET\\nHost\\nBad Name'"),
+        ("GET", {"X": "a\x00"}, "a header value or the target holds a control character"),
+    ],
+)
+def test_a_refused_request_head_says_why(
+    method: str, headers: dict[str, str], message: str
+) -> None:
+    request = httpx.Request(method, "http://example.test/", headers=headers)
+    with pytest.raises(ValueError, match=whole(message)):
+        request_head(request)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"ICY 200 OK", "not an HTTP/1.x status line: b'ICY 200 OK'"),
+        (b"X" * 150, f"not an HTTP/1.x status line: {b'X' * 100!r}"),
+        (b"HTTP/1.1 200 OK\r\n continued", "a continuation line before any header"),
+        (b"HTTP/1.1 200 OK\r\nNo colon", "not a header line: b'No colon'"),
+        (b"HTTP/1.1 200 OK\r\n" + b"Y" * 150, f"not a header line: {b'Y' * 100!r}"),
+        (b"HTTP/1.1 200 OK\r\nX: a\x0bb", "a header value holds a control character"),
+    ],
+)
+def test_a_refused_response_head_says_why(data: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=whole(message)):
+        parse_head(data)
+
+
+def test_a_folded_header_joins_its_lines_with_one_space() -> None:
+    head = parse_head(b"HTTP/1.0 200 OK\r\nX-A: one \r\n\t two  \r\n   three\r\nX-B: b")
+    assert head.version == b"HTTP/1.0"
+    assert head.headers == [(b"X-A", b"one two three"), (b"X-B", b"b")]
+    bare = parse_head(b"HTTP/1.1 204 No Content\nX-A: one\n two")
+    assert (bare.status, bare.reason, bare.headers) == (204, b"No Content", [(b"X-A", b"one two")])
+
+
+def test_content_length_has_at_most_18_digits_and_says_what_it_refused() -> None:
+    assert body_length("GET", _head(200, (b"Content-Length", b"9" * 18))) == int("9" * 18)
+    with pytest.raises(ValueError, match=whole("bad Content-Length: b'1, 2'")):
+        body_length("GET", _head(200, (b"Content-Length", b"1"), (b"Content-Length", b"2")))
+    with pytest.raises(ValueError, match=whole("unsupported Transfer-Encoding: b'gzip, chunked'")):
+        body_length("GET", _head(200, (b"Transfer-Encoding", b"gzip, chunked")))
+    assert body_length("GET", _head(199)) == 0
+    assert body_length("GET", _head(200, (b"Content-Length", b"0"))) == 0
+    assert body_length("GET", _head(205, (b"Content-Length", b"3"))) == 3
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (b"5\r\nhelloX", "a chunk does not end with CRLF"),
+        (b"5\r\nhello\rX", "a chunk does not end with CRLF"),
+        (b"zz\r\n", "bad chunk size line: b'zz\\r\\n'"),
+        (b"q" * 100 + b"\n", f"bad chunk size line: {b'q' * 80!r}"),
+        (b"5" * 1025, "a chunk size line is too long"),
+        (b"0\r\n" + b"T" * 70_000, "the trailers are too long"),
+    ],
+)
+def test_a_malformed_chunked_body_says_why(wire: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=whole(message)):
+        ChunkedDecoder().feed(wire)
+
+
+def test_a_chunk_end_split_after_its_cr_waits_for_the_lf() -> None:
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"5\r\nhello\r") == [b"hello"]
+    assert decoder.feed(b"\n0\r\n\r\n") == []
+    assert decoder.done and not decoder.leftover
+    size_line = ChunkedDecoder()
+    assert size_line.feed(b"5" * 1024) == []  # up to 1 KiB without its end: more may come
