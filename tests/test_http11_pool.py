@@ -136,15 +136,19 @@ async def test_a_server_that_closes_in_the_middle_of_the_head_says_so() -> None:
                 await client.get(origin + "/")
 
 
-async def test_a_head_of_exactly_the_longest_size_is_read() -> None:
+async def test_a_head_is_read_while_what_has_come_of_it_is_at_most_the_longest_size() -> None:
+    """64 KiB of a head without its end yet is still a head; more is refused (test_net)."""
     filler = b"X-Fill: "
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-    head += filler + b"f" * (_MAX_HEAD - len(head) - len(filler) - 4) + b"\r\n\r\n"
-    assert len(head) == _MAX_HEAD
+    head += filler + b"f" * (_MAX_HEAD + 1 - len(head) - len(filler) - 4) + b"\r\n\r\n"
+    assert len(head) == _MAX_HEAD + 1
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if await _read_request(reader):
-            writer.write(head + b"ok")
+            writer.write(head[:-1])  # exactly _MAX_HEAD bytes, the blank line not ended
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(head[-1:] + b"ok")
             await writer.drain()
             await reader.read()
 
