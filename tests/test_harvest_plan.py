@@ -254,6 +254,27 @@ def test_colliding_folders_are_told_apart() -> None:
     assert assign_folders(ids, Manifest()) == folders
 
 
+def test_a_colliding_folder_gets_the_first_ten_digits_of_its_ids_hash() -> None:
+    def digest(order_id: str) -> str:
+        return hashlib.sha256(order_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+
+    folders = assign_folders(["x/abc", "abc", "ABC"], Manifest())
+    assert folders == {"x/abc": "abc", "abc": f"abc-{digest('abc')}", "ABC": f"ABC-{digest('ABC')}"}
+    # The hash's own name taken too: a counter after it.
+    taken = Manifest()
+    taken.orders["other"] = OrderRecord(f"abc-{digest('abc')}")
+    taken.orders["first"] = OrderRecord("abc")
+    assert assign_folders(["abc"], taken) == {"abc": f"abc-{digest('abc')}-2"}
+
+
+def test_ids_with_lone_surrogates_get_folders_and_hashes() -> None:
+    """An id is whatever text the API sends: a lone surrogate must not break the hash."""
+    first, second = "a" + chr(0xD800), "a" + chr(0xD801)
+    folders = assign_folders([first, second], Manifest())
+    digest = hashlib.sha256(second.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    assert folders == {first: "a_", second: f"a_-{digest}"}
+
+
 def test_manifest_folders_are_kept_and_respected() -> None:
     manifest = Manifest()
     manifest.orders["abc"] = OrderRecord("abc-kept")
@@ -1350,6 +1371,15 @@ def test_an_order_given_a_new_folder_forgets_the_files_of_its_old_one(tmp_path: 
             "abc", complete=True, fingerprint="fp", pictures={"1": FileRecord("a.jpg", 1)}
         )
         assert store.record("B") == OrderRecord(folders["B"], fingerprint="fp")
+    finally:
+        store.close()
+
+
+def test_an_unknown_operation_is_refused_by_name(tmp_path: Path) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        with pytest.raises(ValueError, match="^unknown manifest operation 'bogus'$"):
+            store.apply([("bogus", "A")])
     finally:
         store.close()
 
