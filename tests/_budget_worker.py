@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Literal
 
 import anyio
 
@@ -36,7 +37,9 @@ from zigziik.testing import DEMO_API_KEY
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--store", required=True, help="sqlite:PATH or redis:URL")
+    parser.add_argument(
+        "--store", required=True, help="sqlite:PATH, redis:URL or redis-cluster:HOST:PORT"
+    )
     parser.add_argument("--base", required=True)
     parser.add_argument("--order", required=True)
     parser.add_argument("--limit", type=int, default=None)
@@ -48,13 +51,19 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def make_store(spec: str, lease: float, client_clock: bool) -> BudgetStore:
+def make_store(spec: str, lease: float, client_clock: bool) -> tuple[BudgetStore, Any]:
+    """The store ``spec`` names, and the Redis client the worker built for it (or None)."""
     kind, _, where = spec.partition(":")
     if kind == "sqlite":
-        return SqliteBudgetStore(where, lease=lease)
-    return RedisBudgetStore(
-        where, lease=lease, timeout=1.0, clock="client" if client_clock else "server"
-    )
+        return SqliteBudgetStore(where, lease=lease), None
+    clock: Literal["client", "server"] = "client" if client_clock else "server"
+    if kind == "redis-cluster":  # host:port of one node: the client finds the others
+        from redis.asyncio.cluster import RedisCluster
+
+        host, _, port = where.rpartition(":")
+        client = RedisCluster(host=host, port=int(port))
+        return RedisBudgetStore(client, lease=lease, timeout=5.0, clock=clock), client
+    return RedisBudgetStore(where, lease=lease, timeout=1.0, clock=clock), None
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
@@ -65,7 +74,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         def clock() -> datetime:
             return datetime.fromtimestamp(float(path.read_text()), timezone.utc)
 
-    store = make_store(args.store, args.lease, args.clock_file is not None)
+    store, client = make_store(args.store, args.lease, args.clock_file is not None)
     budget = DailyBudget(args.limit, store=store, clock=clock)
     sent = exhausted = store_errors = 0
     reset_at: set[str] = set()
@@ -105,6 +114,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             for _ in range(args.tasks):
                 tg.start_soon(task)
     await store.aclose()
+    if client is not None:
+        await client.aclose()
     return {
         "sent": sent,
         "exhausted": exhausted,
