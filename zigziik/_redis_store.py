@@ -65,11 +65,15 @@ class RedisBudgetStore:
     """Budgets shared by processes on any number of hosts, in Redis.
 
     ``url_or_client``: a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL (the store makes
-    its client and closes it), or a ``redis.asyncio.Redis`` / ``RedisCluster`` you built
+    its client and closes it; the query takes redis-py's connection options, such as
+    ``?ssl_ca_certs=/path/ca.pem``), or a ``redis.asyncio.Redis`` / ``RedisCluster`` you built
     (Sentinel, Cluster, your TLS settings; zigziik never closes it). ``prefix`` starts every
     key. ``lease`` (seconds, default 120) bounds how long a process that died with requests
     in flight keeps them weighing on the others; ``timeout`` (seconds, default 5) bounds each
     operation, after which it fails with `BudgetStoreError` and nothing is sent.
+    ``replicas`` (default 0): a reservation waits (``WAIT``, at most a quarter of ``timeout``)
+    until that many replicas have it, else it is not sent (`BudgetStoreError`) and stays
+    counted; behind Sentinel, ``replicas=1`` keeps a failover from losing counts.
     ``clock="client"`` (tests only) decides by the budget's clock instead of the server's.
     Runs under asyncio (redis-py's client is asyncio-only).
     """
@@ -84,6 +88,7 @@ class RedisBudgetStore:
         prefix: str = DEFAULT_PREFIX,
         lease: float = DEFAULT_LEASE,
         timeout: float = 5.0,
+        replicas: int = 0,
         clock: Literal["server", "client"] = "server",
     ) -> None:
         try:
@@ -97,6 +102,10 @@ class RedisBudgetStore:
         self.prefix = prefix
         self.lease = _positive("lease", lease)
         self.timeout = _positive("timeout", timeout)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise ValueError(f"replicas must be a whole number >= 0, got {replicas!r}")
+        self.replicas = replicas
+        self._wait_ms = max(1, round(self.timeout * 250))  # a quarter of it: twice after NOSCRIPT
         self._lease_ms = max(1, round(self.lease * 1000))
         self._client_clock = clock == "client"
         self._secrets: tuple[str, ...] = ()
@@ -105,16 +114,17 @@ class RedisBudgetStore:
         self._owns_client = isinstance(url_or_client, str)
         if isinstance(url_or_client, str):
             self._url = url_or_client.strip()
-            self._name = redact_url(self._url)
+            self._name, query_secrets = _hide_query_secrets(redact_url(self._url))
             from urllib.parse import unquote, urlsplit
 
             try:
                 password = urlsplit(self._url).password
             except ValueError:
                 password = None
-            if password:
-                self._secrets = (password, unquote(password))
+            self._secrets = (*((password, unquote(password)) if password else ()), *query_secrets)
+            if self._secrets:
                 register_secrets(self)
+            self._check_url()
         else:
             if not hasattr(url_or_client, "evalsha"):
                 raise TypeError(
@@ -123,6 +133,14 @@ class RedisBudgetStore:
                 )
             self._client = url_or_client
             self._name = _describe_client(url_or_client)
+        self._cluster = hasattr(url_or_client, "nodes_manager") and hasattr(
+            url_or_client, "initialize"
+        )
+        if self._cluster and replicas:
+            raise ConfigurationError(
+                "replicas= needs WAIT on the connection that ran the script, which a "
+                "RedisCluster client cannot promise; use it with a Redis or Sentinel client"
+            )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Any = None  # the store's own (a URL), bound to ``_loop``
         self._lock: asyncio.Lock | None = None  # one command at a time on it
@@ -276,6 +294,39 @@ class RedisBudgetStore:
         self._latest[scope] = ledger
         return ledger, granted == 1
 
+    def _make_connection(self) -> Any:
+        """A new, unconnected connection to the URL's server (its query's options applied)."""
+        from redis.asyncio import ConnectionPool
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        # One connection of its own, no retries: a script whose reply was lost may have run,
+        # and running it again would count the call twice. No socket timeout either: `_call`
+        # bounds the whole operation (redis-py's would start a task for every write).
+        pool = ConnectionPool.from_url(
+            self._url or "",
+            socket_timeout=None,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+        )
+        return pool.make_connection()  # type: ignore[no-untyped-call, unused-ignore]
+
+    def _check_url(self) -> None:
+        """A misspelt or bad option in the URL (``?ssl_ca_cert=``, ``?db=first``) is a
+        `ConfigurationError` now rather than a failure at the first call: build a connection
+        (nothing is connected) and drop it."""
+        from redis.exceptions import RedisError
+
+        try:
+            self._make_connection()
+        except (TypeError, ValueError, RedisError) as exc:
+            detail = scrub_with(str(exc), self._secrets)
+            raise ConfigurationError(
+                f"bad Redis URL {self._name!r}: {detail} (the query takes redis-py's "
+                "connection options, such as ssl_ca_certs=/path/ca.pem)"
+            ) from None
+
     def _bind(self) -> None:
         """Make the store's connection (or the caller's client's script) for this loop."""
         try:
@@ -288,22 +339,7 @@ class RedisBudgetStore:
             ) from None
         if self._owns_client:
             if self._loop is not loop:
-                from redis.asyncio import ConnectionPool
-                from redis.asyncio.retry import Retry
-                from redis.backoff import NoBackoff
-
-                # One connection of its own, no retries: a script whose reply was lost may
-                # have run, and running it again would count the call twice. No socket
-                # timeout either: `_call` bounds the whole operation (redis-py's would
-                # start a task for every write).
-                pool = ConnectionPool.from_url(
-                    self._url or "",
-                    socket_timeout=None,
-                    socket_connect_timeout=self.timeout,
-                    retry=Retry(NoBackoff(), 0),
-                    retry_on_timeout=False,
-                )
-                connection = pool.make_connection()  # type: ignore[no-untyped-call, unused-ignore]
+                connection = self._make_connection()
                 self._connection, self._lock, self._loop = connection, asyncio.Lock(), loop
         elif self._script is None:
             from ._redis_lua import EXCHANGE
@@ -334,11 +370,12 @@ class RedisBudgetStore:
             str(self._lease_ms),
             ";".join(_settlement(settlement, now_ms) for settlement in settlements),
         ]
+        wait = self.replicas > 0 and lease is not None
         try:
             if self._owns_client:
-                return await _within(self.timeout, self._evalsha(key, args))
-            assert self._script is not None
-            return await _within(self.timeout, self._script(keys=[key], args=args))
+                reply, acked = await _within(self.timeout, self._evalsha(key, args, wait))
+            else:
+                reply, acked = await _within(self.timeout, self._run_script(key, args, wait))
         except ResponseError as exc:
             text = str(exc)
             if "ZIGZIIK clock" in text:
@@ -358,10 +395,52 @@ class RedisBudgetStore:
             ) from exc
         except (RedisError, OSError) as exc:
             raise self._error(exc) from exc
+        except Exception as exc:  # a caller's client that broke otherwise: still fail closed
+            if self._owns_client:
+                raise
+            raise self._error(exc) from exc
+        if wait and (type(acked) is not int or acked < self.replicas):
+            # Counted on this server only: a failover may lose it, so the call is not sent.
+            raise BudgetStoreError(
+                f"the reservation reached {acked} of the {self.replicas} replica(s) it needs "
+                f"within {self._wait_ms} ms (a failover, or a replica down); nothing was sent",
+                store=self._name,
+            )
+        return reply
 
-    async def _evalsha(self, key: str, args: list[str]) -> Any:
-        """``EVALSHA`` on the store's own connection (``SCRIPT LOAD`` after ``NOSCRIPT``)."""
+    async def _run_script(self, key: str, args: list[str], wait: bool) -> tuple[Any, Any]:
+        """The script on a caller's client (redis-py loads it again after ``NOSCRIPT``);
+        with ``wait``, then ``WAIT`` on the same connection (one pipeline): (reply, acked)."""
+        assert self._script is not None
+        if self._cluster:
+            # A RedisCluster's first commands, sent at once by several tasks, race its own
+            # start (redis-py 8.1: some fail with AttributeError): let it find its nodes first.
+            # Once it has, this returns at once.
+            await self._client.initialize()
+        if not wait:
+            return await self._script(keys=[key], args=args), None
         from redis.exceptions import NoScriptError
+
+        from ._redis_lua import EXCHANGE, EXCHANGE_SHA
+
+        for attempt in (1, 2):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(EXCHANGE_SHA, 1, key, *args)
+                pipe.wait(self.replicas, self._wait_ms)
+                reply, acked = await pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError) and attempt == 1:  # nothing ran
+                await self._client.script_load(EXCHANGE)
+                continue
+            for result in (reply, acked):
+                if isinstance(result, BaseException):
+                    raise result
+            return reply, acked
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _evalsha(self, key: str, args: list[str], wait: bool) -> tuple[Any, Any]:
+        """``EVALSHA`` on the store's own connection (``SCRIPT LOAD`` after ``NOSCRIPT``);
+        with ``wait``, ``WAIT`` sent with it (one round trip): (reply, acked)."""
+        from redis.exceptions import NoScriptError, ResponseError
 
         from ._redis_lua import EXCHANGE, EXCHANGE_SHA
 
@@ -369,17 +448,26 @@ class RedisBudgetStore:
         assert connection is not None
         assert lock is not None
         command = _pack("EVALSHA", EXCHANGE_SHA, "1", key, *args)
+        if wait:
+            command += _pack("WAIT", str(self.replicas), str(self._wait_ms))
         async with lock:
-            await connection.send_packed_command(command, check_health=False)
-            try:
-                return await connection.read_response()
-            except NoScriptError:  # nothing ran: load the script, then run it
-                await connection.send_packed_command(
-                    _pack("SCRIPT", "LOAD", EXCHANGE), check_health=False
-                )
-                await connection.read_response()
+            for attempt in (1, 2):
                 await connection.send_packed_command(command, check_health=False)
-                return await connection.read_response()
+                try:
+                    reply = await connection.read_response()
+                except ResponseError as exc:
+                    if wait:  # WAIT's answer comes all the same: read it
+                        await connection.read_response()
+                    if attempt == 2 or not isinstance(exc, NoScriptError):
+                        raise
+                    # Nothing ran: load the script, then run it.
+                    await connection.send_packed_command(
+                        _pack("SCRIPT", "LOAD", EXCHANGE), check_health=False
+                    )
+                    await connection.read_response()
+                    continue
+                return reply, await connection.read_response() if wait else None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _error(self, exc: BaseException) -> BudgetStoreError:
         detail = scrub_with(f"{type(exc).__name__}: {exc}", self._secrets)
@@ -418,19 +506,52 @@ def _pack(*args: str) -> bytes:
     return b"".join(parts)
 
 
+def _hide_query_secrets(url: str) -> tuple[str, tuple[str, ...]]:
+    """``url`` with the values of its query's ``*password*`` options (``password=``,
+    ``ssl_password=``) replaced by ``***``, and those values."""
+    from urllib.parse import unquote_plus
+
+    head, mark, query = url.partition("?")
+    if not mark:
+        return url, ()
+    query, hash_mark, fragment = query.partition("#")
+    found: list[str] = []
+    pieces = []
+    for piece in query.split("&"):
+        name, equals, value = piece.partition("=")
+        if equals and value and "password" in unquote_plus(name).lower():
+            found.extend(dict.fromkeys((value, unquote_plus(value))))
+            piece = f"{name}=***"
+        pieces.append(piece)
+    return f"{head}?{'&'.join(pieces)}{hash_mark}{fragment}", tuple(found)
+
+
 def _describe_client(client: Any) -> str:
-    """A caller's client, for messages: ``redis://host:port/db`` (never its password)."""
+    """A caller's client, for messages (never its password): ``redis://host:port/db``
+    (``rediss://`` with TLS), ``unix://path``, ``redis+cluster://host:port`` (a Cluster, by its
+    first startup node) or ``redis+sentinel://service/db`` (a Sentinel's ``master_for``)."""
     try:
-        kwargs = client.connection_pool.connection_kwargs
+        if hasattr(client, "nodes_manager"):  # redis.asyncio.cluster.RedisCluster
+            scheme = _scheme(client.connection_kwargs.get("connection_class"))
+            nodes = client.startup_nodes
+            where = f"{nodes[0].host}:{nodes[0].port}" if nodes else "?"
+            return f"{scheme}+cluster://{where}"
+        pool = client.connection_pool
+        kwargs = pool.connection_kwargs
+        scheme = _scheme(pool.connection_class)
+        service = getattr(pool, "service_name", None)
+        if isinstance(service, str):
+            return f"{scheme}+sentinel://{service}/{kwargs.get('db', 0)}"
         if "path" in kwargs:
             return f"unix://{kwargs['path']}"
-        scheme = (
-            "rediss"
-            if client.connection_pool.connection_class.__name__.startswith("SSL")
-            else "redis"
-        )
         return (
             f"{scheme}://{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
         )
     except AttributeError:
         return f"<{type(client).__name__}>"
+
+
+def _scheme(connection_class: object) -> str:
+    """``rediss`` for redis-py's TLS connections (``SSLConnection``, Sentinel's
+    ``SentinelManagedSSLConnection``), else ``redis``."""
+    return "rediss" if "SSL" in getattr(connection_class, "__name__", "") else "redis"
