@@ -82,6 +82,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     async with ZignaClient(
         DEMO_API_KEY, base_url=args.base, budget=budget, retry=RetryPolicy.never(), timeout=30
     ) as zigna:
+        if client is not None:  # a cluster's client finds its nodes before the start
+            await client.initialize()
         print("ready", flush=True)
         await anyio.to_thread.run_sync(sys.stdin.readline)
 
