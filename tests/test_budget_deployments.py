@@ -9,9 +9,6 @@ its own client (a ``rediss://`` URL) or a client the test builds as a user would
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from _redis import RedisClusterNodes, RedisServer, SentinelServer, TlsFiles
+from _workers import Workers
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis.crc import key_slot
@@ -40,7 +38,6 @@ from zigziik.ratelimit import key_scope
 from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(120)]
-WORKER = Path(__file__).resolve().parent / "_budget_worker.py"
 SECRET = "hunter2-tls-secret"
 
 
@@ -358,40 +355,6 @@ async def test_a_cluster_runs_the_script_again_after_a_script_flush_and_a_node_r
     await store.aclose()
 
 
-def run_workers(count: int, *args: str, timeout: float = 90.0) -> list[dict[str, object]]:
-    """``count`` `_budget_worker.py` processes, started together; their JSON results."""
-    processes = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(count)
-    ]
-    try:
-        for process in processes:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            assert line.strip() == "ready", f"a worker did not start: {line!r}"
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        results = []
-        for process in processes:
-            out, err = process.communicate(timeout=timeout)
-            assert process.returncode == 0, err[-3000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        return results
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-            process.communicate(timeout=10)
-
-
 def test_two_processes_on_one_scope_through_a_cluster_send_exactly_the_limit(
     cluster: RedisClusterNodes,
 ) -> None:
@@ -406,7 +369,11 @@ def test_two_processes_on_one_scope_through_a_cluster_send_exactly_the_limit(
     with serve(fake.app) as origin:
         spec = f"redis-cluster:127.0.0.1:{cluster.nodes[1].port}"
         args = ["--store", spec, "--base", origin + "/v2", "--order", fake.order_ids[0]]
-        results = run_workers(2, *args, "--limit", "60", "--tasks", "4")
+        workers = Workers(2, *args, "--limit", "60", "--tasks", "4")
+        try:
+            results = workers.ready().go().results()
+        finally:
+            workers.kill()
     assert fake.calls == 60, "the server saw exactly the shared budget"
     sent = [int(r["sent"]) for r in results]  # type: ignore[call-overload]
     assert sum(sent) == 60
