@@ -10,6 +10,7 @@ only closes its lease. Real SQLite files and a real ``redis-server``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -320,6 +321,43 @@ async def test_sqlite_arms_one_daemon_timer_and_fires_when_the_oldest_is_due(
     armed[1].function()
     assert (await other.snapshot()).in_flight == 0
     assert len(armed) == 2, "nothing left to wait for"
+    await ours.aclose()
+    await theirs.aclose()
+
+
+async def test_redis_arms_one_timer_and_fires_when_the_oldest_is_due(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert redis_server.command("FLUSHALL").startswith(b"+OK")
+    clock = _Monotonic()
+    monkeypatch.setattr(_pending, "time", clock)
+    ours = RedisBudgetStore(redis_server.url, clock="client")
+    theirs = RedisBudgetStore(redis_server.url, clock="client")
+    theirs._flush_delay = None  # type: ignore[attr-defined]
+    budget = DailyBudget(10, store=ours, scope="s", clock=lambda: T0)
+    other = DailyBudget(10, store=theirs, scope="s", clock=lambda: T0)
+    loop = asyncio.get_running_loop()
+    first, second = await budget.reserve(), await budget.reserve()
+    await budget.settle(None, lease=first.lease)
+    timer = ours._timer
+    assert timer is not None and ours._timer_loop is loop
+    assert 0 < timer.when() - loop.time() <= _pending.FLUSH_DELAY
+    await budget.settle(None, lease=second.lease)
+    assert ours._timer is timer, "one timer for what waits"
+    timer.cancel()  # the test fires it
+    clock.now += 0.04  # before its settlement is due (a reserve took one)
+    ours._timer_fired()
+    assert ours._timer is not None and not ours._flushes
+    assert ours._timer.when() - loop.time() <= _pending.FLUSH_DELAY - 0.04 + 0.001
+    assert (await other.snapshot()).in_flight == 2, "nothing sent before it is due"
+    ours._timer.cancel()
+    clock.now += _pending.FLUSH_DELAY  # past due
+    ours._timer_fired()
+    assert ours._timer is None and len(ours._flushes) == 1, "the flush task is kept"
+    await next(iter(ours._flushes))
+    await asyncio.sleep(0)  # its done callbacks
+    assert not ours._flushes
+    assert (await other.snapshot()).in_flight == 0
     await ours.aclose()
     await theirs.aclose()
 
