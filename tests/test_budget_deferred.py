@@ -251,7 +251,7 @@ async def test_closing_a_store_that_cannot_send_what_it_kept_warns_and_closes(
     ]
 
 
-@pytest.mark.parametrize("operation", ["reserve", "snapshot"])
+@pytest.mark.parametrize("operation", ["reserve", "snapshot", "flush"])
 async def test_an_operation_that_fails_keeps_the_settlements_it_took(
     make: Callable[..., BudgetStore], redis_server: RedisServer, operation: str
 ) -> None:
@@ -269,6 +269,25 @@ async def test_an_operation_that_fails_keeps_the_settlements_it_took(
         assert (seen.used, seen.in_flight) == (2, 1)
     else:
         assert (seen.used, seen.in_flight) == (1, 0)
+    await ours.aclose()
+    await theirs.aclose()
+
+
+async def test_flushing_one_scope_leaves_the_others_waiting(
+    make: Callable[..., BudgetStore],
+) -> None:
+    ours, theirs = make(), make()
+    a = DailyBudget(10, store=ours, scope="a", clock=lambda: T0)
+    b = DailyBudget(10, store=ours, scope="b", clock=lambda: T0)
+    first, second = await a.reserve(), await b.reserve()
+    await a.settle(None, lease=first.lease)
+    await b.settle(None, lease=second.lease)
+    await a.flush()
+    seen = {
+        scope: (await DailyBudget(10, store=theirs, scope=scope, clock=lambda: T0).snapshot())
+        for scope in "ab"
+    }
+    assert (seen["a"].in_flight, seen["b"].in_flight) == (0, 1)
     await ours.aclose()
     await theirs.aclose()
 

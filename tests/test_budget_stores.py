@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -36,6 +37,7 @@ from zigziik import (
     budget_store_from_url,
 )
 from zigziik._redis_lua import EXCHANGE
+from zigziik._sqlite_store import _use_wal
 from zigziik.ratelimit import (
     BudgetStore,
     BudgetTerms,
@@ -157,6 +159,20 @@ async def test_scopes_are_separate_ledgers(
         await one.reserve()
     assert (await two.reserve()).granted
     assert (await two.snapshot()).used == 1
+    await store.aclose()
+
+
+async def test_a_refused_reservation_holds_no_lease(
+    kind: str, tmp_path: Path, server_for: RedisServer | None
+) -> None:
+    store = make_store(kind, tmp_path, server_for)
+    terms, now = BudgetTerms(1, 1, CPH), datetime.now(timezone.utc)
+    ledger, granted, lease = await store.reserve("s", terms, now)
+    assert granted and (ledger.used, ledger.in_flight) == (1, 1)
+    assert (lease is not None) is (kind != "memory"), "a shared store's lease, to settle"
+    ledger, granted, lease = await store.reserve("s", terms, now)
+    assert (granted, lease) == (False, None)
+    assert (ledger.used, ledger.in_flight) == (1, 1)
     await store.aclose()
 
 
@@ -312,7 +328,41 @@ async def test_sqlite_values_the_store_never_writes_fail_closed(
     raw.close()
     store = SqliteBudgetStore(path)
     error = await client_call_fails_closed(store, served)
-    assert "holds garbage (not written by zigziik)" in str(error)
+    assert str(error) == (
+        f"budget store {store.name}: the row of scope {key_scope(DEMO_API_KEY)!r} holds "
+        "garbage (not written by zigziik); nothing was sent"
+    )
+    await store.aclose()
+
+
+def test_sqlite_refuses_a_database_that_cannot_use_wal() -> None:
+    connection = sqlite3.connect(":memory:")  # an in-memory database keeps its own journal
+    with pytest.raises(sqlite3.OperationalError) as info:
+        _use_wal(connection)
+    connection.close()
+    assert str(info.value) == "cannot use WAL mode (journal mode ('memory',))"
+
+
+async def test_sqlite_runs_uncontended_operations_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the first operation (which opens the file) and those that meet another
+    process's lock wait in a worker thread."""
+    threaded: list[object] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(function: Callable[..., object], *args: object, **kwargs: Any) -> object:
+        threaded.append(function)
+        return await run_sync(function, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    store = SqliteBudgetStore(tmp_path / "budget.db")
+    budget = DailyBudget(50, store=store, scope="s")
+    for _ in range(20):
+        decision = await budget.reserve()
+        await budget.settle(None, lease=decision.lease)
+    assert (await budget.snapshot()).used == 20
+    assert len(threaded) == 1
     await store.aclose()
 
 
