@@ -335,6 +335,26 @@ async def test_sqlite_values_the_store_never_writes_fail_closed(
     await store.aclose()
 
 
+@pytest.mark.parametrize("seconds", [0.25, 1.0, 10.0])
+async def test_sqlite_connections_wait_the_stores_timeout_and_only_the_worker_checkpoints(
+    tmp_path: Path, seconds: float
+) -> None:
+    store = SqliteBudgetStore(tmp_path / "budget.db", timeout=seconds)
+    budget = DailyBudget(5, store=store, scope="s")
+    await budget.reserve()
+    await budget.reserve()
+    worker, fast = store._connection, store._fast  # type: ignore[attr-defined]
+    pragmas = ("busy_timeout", "wal_autocheckpoint", "synchronous", "journal_mode")
+    read = {
+        name: tuple(c.execute(f"PRAGMA {name}").fetchone()[0] for name in pragmas)
+        for name, c in (("worker", worker), ("fast", fast))
+    }
+    assert read["worker"] == (round(seconds * 1000), 1000, 1, "wal")  # 1: NORMAL
+    assert read["fast"] == (0, 0, 1, "wal"), "the event loop's never waits nor checkpoints"
+    assert (await budget.snapshot()).used == 2
+    await store.aclose()
+
+
 def test_sqlite_refuses_a_database_that_cannot_use_wal() -> None:
     connection = sqlite3.connect(":memory:")  # an in-memory database keeps its own journal
     with pytest.raises(sqlite3.OperationalError) as info:
