@@ -11,6 +11,7 @@ locked or holds garbage; never a password in a message. Several OS processes are
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 import redis.asyncio as aioredis
 from _redis import RedisServer, free_port
 
+import zigziik._redis_lua
 from zigziik import (
     BudgetExhaustedError,
     BudgetSnapshot,
@@ -495,7 +497,9 @@ async def test_redis_garbage_fails_closed(
     await raw.hset(store.key(key_scope(DEMO_API_KEY)), field, value)
     await raw.aclose()
     error = await client_call_fails_closed(store, served)
-    assert "garbage" in str(error)
+    key = store.key(key_scope(DEMO_API_KEY))
+    assert str(error).startswith(f"budget store {store.name}: the key {key!r} holds garbage: ")
+    assert str(error).endswith("; nothing was sent") and " script: " not in str(error)
     await store.aclose()
 
 
@@ -504,10 +508,73 @@ async def test_redis_key_of_another_type_fails_closed(
 ) -> None:
     store = RedisBudgetStore(flushed.url)
     raw = aioredis.Redis.from_url(flushed.url)
-    await raw.set(store.key(key_scope(DEMO_API_KEY)), "something else's")
+    key = store.key(key_scope(DEMO_API_KEY))
+    await raw.set(key, "something else's")
     await raw.aclose()
-    await client_call_fails_closed(store, served)
+    error = await client_call_fails_closed(store, served)
+    assert str(error) == (
+        f"budget store {store.name}: the key {key!r} holds WRONGTYPE Operation against a key "
+        "holding the wrong kind of value; nothing was sent"
+    )
     await store.aclose()
+
+
+async def test_redis_whose_clock_is_days_ahead_fails_closed(
+    flushed: RedisServer, served: tuple[FakeZigna, str]
+) -> None:
+    """The client sends its midnights up to four days on; a server past them all refuses."""
+    store = RedisBudgetStore(flushed.url)
+    budget = DailyBudget(
+        5, store=store, scope="s", clock=lambda: datetime.now(timezone.utc) - timedelta(days=6)
+    )
+    with pytest.raises(BudgetStoreError) as info:
+        await budget.reserve()
+    assert str(info.value) == (
+        f"budget store {store.name}: the Redis server's clock is days away from this host's; "
+        "nothing was sent"
+    )
+    await store.aclose()
+
+
+def test_redis_store_without_redis_py_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)  # import fails as if absent
+    with pytest.raises(ConfigurationError) as info:
+        RedisBudgetStore("redis://cache:6379/0")
+    assert str(info.value) == "RedisBudgetStore needs redis-py: pip install 'zigziik[redis]'"
+
+
+def test_redis_urls_password_is_scrubbed_from_every_zigziik_error() -> None:
+    store = RedisBudgetStore("redis://:hunter2-secret@cache:6379/0")
+    assert str(ZigziikError("it said hunter2-secret")) == "it said ***"
+    del store
+
+
+async def test_redis_store_connection_never_retries_and_bounds_its_connect(
+    flushed: RedisServer,
+) -> None:
+    """A script whose reply was lost may have run: sent again, it would count twice."""
+    store = RedisBudgetStore(flushed.url, timeout=1.5)
+    await DailyBudget(5, store=store, scope="s").reserve()
+    connection = store._connection  # type: ignore[attr-defined]
+    assert connection.retry.get_retries() == 0 and connection.retry_on_timeout is False
+    assert (connection.socket_connect_timeout, connection.socket_timeout) == (1.5, None)
+    await store.aclose()
+
+
+async def test_redis_reply_that_is_not_the_scripts_fails_closed(
+    flushed: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program's script under our name (a caller's client registers ours)."""
+    monkeypatch.setattr(zigziik._redis_lua, "EXCHANGE", "return {1, 2}")
+    client = aioredis.Redis(host="127.0.0.1", port=flushed.port)
+    store = RedisBudgetStore(client)
+    with pytest.raises(BudgetStoreError) as info:
+        await DailyBudget(5, store=store, scope="s").reserve()
+    assert str(info.value) == (
+        f"budget store {store.name}: unexpected reply from the budget script: [1, 2]"
+    )
+    await store.aclose()
+    await client.aclose()
 
 
 # -- Redis specifics ----------------------------------------------------------------------------
@@ -656,8 +723,12 @@ async def test_redis_keeps_a_key_exactly_a_day_after_its_reset_or_its_last_lease
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_redis_under_trio_is_refused_clearly(flushed: RedisServer) -> None:
     store = RedisBudgetStore(flushed.url)
-    with pytest.raises(BudgetStoreError, match="asyncio"):
+    with pytest.raises(BudgetStoreError, match="asyncio") as info:
         await DailyBudget(store=store, scope="s").reserve()
+    assert str(info.value) == (
+        f"budget store {store.name}: RedisBudgetStore runs under asyncio only (redis-py's "
+        "client is asyncio's); under trio use SqliteBudgetStore"
+    )
 
 
 # -- options ----------------------------------------------------------------------------------
