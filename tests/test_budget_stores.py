@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -379,12 +380,40 @@ async def test_sqlite_runs_uncontended_operations_on_the_event_loop(
 
     monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
     store = SqliteBudgetStore(tmp_path / "budget.db")
-    budget = DailyBudget(50, store=store, scope="s")
+    store._flush_delay = None  # type: ignore[attr-defined]  # counted: no timer's flush
+    budget = DailyBudget(1000, store=store, scope="s")
     for _ in range(20):
         decision = await budget.reserve()
         await budget.settle(None, lease=decision.lease)
     assert (await budget.snapshot()).used == 20
     assert len(threaded) == 1
+    # Every 500 commits on the event loop's connection, one runs in the thread and
+    # checkpoints the WAL (the event loop's never does: a checkpoint fsyncs).
+    for _ in range(480):
+        await budget.reserve()
+    assert len(threaded) == 1, "500 commits on the event loop"
+    await budget.reserve()
+    assert len(threaded) == 2, "the 501st runs in the thread"
+    await store.aclose()
+
+
+async def test_sqlite_never_blocks_the_event_loop_on_its_own_lock(tmp_path: Path) -> None:
+    """While one of its operations holds the store's lock (in a thread, waiting for another
+    process's), another runs in a thread too: the event loop goes on."""
+    store = SqliteBudgetStore(tmp_path / "budget.db")
+    budget = DailyBudget(5, store=store, scope="s")
+    await budget.reserve()
+    lock = store._lock  # type: ignore[attr-defined]
+    failsafe = threading.Timer(5.0, lock.release)  # if the event loop blocks on it
+    lock.acquire()
+    failsafe.start()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(budget.reserve)
+        await anyio.sleep(0.05)
+        assert failsafe.is_alive(), "the event loop was blocked until the failsafe released"
+        failsafe.cancel()
+        lock.release()
+    assert (await budget.snapshot()).used == 2
     await store.aclose()
 
 
