@@ -381,7 +381,7 @@ async def test_sqlite_runs_uncontended_operations_on_the_event_loop(
     monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
     store = SqliteBudgetStore(tmp_path / "budget.db")
     store._flush_delay = None  # type: ignore[attr-defined]  # counted: no timer's flush
-    budget = DailyBudget(1000, store=store, scope="s")
+    budget = DailyBudget(2000, store=store, scope="s")
     for _ in range(20):
         decision = await budget.reserve()
         await budget.settle(None, lease=decision.lease)
@@ -389,11 +389,41 @@ async def test_sqlite_runs_uncontended_operations_on_the_event_loop(
     assert len(threaded) == 1
     # Every 500 commits on the event loop's connection, one runs in the thread and
     # checkpoints the WAL (the event loop's never does: a checkpoint fsyncs).
+    worker = store._connection  # type: ignore[attr-defined]
     for _ in range(480):
         await budget.reserve()
     assert len(threaded) == 1, "500 commits on the event loop"
     await budget.reserve()
     assert len(threaded) == 2, "the 501st runs in the thread"
+    for _ in range(500):
+        await budget.reserve()
+    assert len(threaded) == 2, "then 500 on the event loop again"
+    await budget.reserve()
+    assert len(threaded) == 3
+    assert store._connection is worker, "the thread's connection is kept"  # type: ignore[attr-defined]
+    await store.aclose()
+
+
+async def test_sqlite_error_that_is_no_lock_fails_at_once_without_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteBudgetStore(tmp_path / "budget.db")
+    budget = DailyBudget(5, store=store, scope="s")
+    await budget.reserve()
+    raw = sqlite3.connect(tmp_path / "budget.db")
+    raw.execute("DROP TABLE zigziik_budget_v1")
+    raw.close()
+    threaded: list[object] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(function: Callable[..., object], *args: object, **kwargs: Any) -> object:
+        threaded.append(function)
+        return await run_sync(function, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    with pytest.raises(BudgetStoreError, match="no such table"):
+        await budget.reserve()
+    assert threaded == [], "the thread would only meet it again"
     await store.aclose()
 
 
