@@ -98,10 +98,14 @@ def test_a_link_in_a_files_place_is_never_followed(tmp_path: Path, mode: str) ->
 def test_the_descriptor_is_held_after_the_path_moves(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     folder = SafeFolder.open(tmp_path / "a")
+    inode = (tmp_path / "a").stat().st_ino
     (tmp_path / "a").rename(tmp_path / "b")
     (tmp_path / "a").symlink_to(tmp_path / "b", target_is_directory=True)
     os.close(folder.create("x"))
     assert (tmp_path / "b" / "x").exists()
+    (tmp_path / "a").unlink()
+    (tmp_path / "a").mkdir()  # another folder at the old path
+    assert folder.stat().st_ino == inode != (tmp_path / "a").stat().st_ino
 
 
 @pytest.mark.parametrize("mode", MAKERS)
