@@ -370,7 +370,8 @@ class FileReceiver:
                 received += len(chunk)
                 if progress is not None:
                     progress(len(chunk))
-                if received > declared:
+                # Content-Length counts what came on the wire, not the decoded bytes.
+                if (received if wire is None else wire()) > declared:
                     break  # longer than it said: refused below, without reading the rest
         except remote_protocol_errors() as exc:
             got = received if wire is None else wire()
