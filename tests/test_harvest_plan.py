@@ -11,6 +11,7 @@ import stat
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -293,6 +294,9 @@ def test_long_colliding_ids_stay_bounded() -> None:
     assert folders[long_a] != folders[long_b]
     for folder in folders.values():
         assert len(folder.encode()) <= 200
+    # The second is told apart by its first 150 bytes and its hash: 161 bytes.
+    digest = hashlib.sha256(long_b.encode()).hexdigest()[:10]
+    assert folders[long_b] == "a" * 150 + "-" + digest
 
 
 # -- planning the orders -----------------------------------------------------------------------
@@ -763,6 +767,40 @@ def rows(dest: Path, query: str) -> list[tuple[object, ...]]:
         db.close()
 
 
+class _NoWal(sqlite3.Connection):
+    """A connection on a file system without WAL: the journal mode stays what it was."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.replace(" ", "").upper().startswith("PRAGMAJOURNAL_MODE="):
+            return super().execute("PRAGMA journal_mode")
+        return super().execute(sql, *args)
+
+
+def test_a_file_system_without_wal_still_keeps_the_manifest_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        return real_connect(*args, factory=_NoWal, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        store = ManifestStore(tmp_path)
+    try:
+        store.claim_folders(["A"])
+        store.apply([("file", "A", "1", "a.jpg", 3), ("done", "A", "fp")])
+        assert store.record("A") == OrderRecord(
+            "A", complete=True, fingerprint="fp", pictures={"1": FileRecord("a.jpg", 3)}
+        )
+    finally:
+        store.close()
+    path = tmp_path / MANIFEST_NAME
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the harvest manifest {path} cannot use WAL (('delete',))"
+    ]
+
+
 def test_a_new_store_records_its_format_and_version(tmp_path: Path) -> None:
     store = ManifestStore(tmp_path)
     store.close()
@@ -807,10 +845,15 @@ def test_a_database_of_another_format_or_version_is_moved_aside(
     ]
 
 
-def test_a_folder_where_the_database_belongs_is_moved_aside(tmp_path: Path) -> None:
+def test_a_folder_where_the_database_belongs_is_moved_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / MANIFEST_NAME).mkdir()
-    store = ManifestStore(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        store = ManifestStore(tmp_path)
     store.close()
+    (warning,) = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert f"({tmp_path / MANIFEST_NAME} is a folder)" in warning
     assert (tmp_path / MANIFEST_NAME).is_file()
     assert [p.is_dir() for p in tmp_path.iterdir() if ".corrupt-" in p.name] == [True]
 
@@ -925,17 +968,21 @@ def test_unsafe_rows_are_dropped_or_make_the_order_incomplete(tmp_path: Path) ->
     db = sqlite3.connect(tmp_path / MANIFEST_NAME)
     db.execute("INSERT INTO orders (order_id, folder, folder_key) VALUES ('D', '..', '..')")
     db.execute("UPDATE orders SET complete = 2 WHERE order_id = 'C'")
+    db.execute(
+        "INSERT INTO orders (order_id, folder, folder_key, fingerprint) VALUES ('E', 'E', 'e', X'6670')"
+    )
     db.commit()
     db.close()
     store = ManifestStore(tmp_path)
     try:
-        found = store.records(["A", "B", "C", "D"])
+        found = store.records(["A", "B", "C", "D", "E"])
     finally:
         store.close()
     assert found == {
         "A": OrderRecord("A", fingerprint="fp"),
         "B": OrderRecord("B", fingerprint="fp"),
         "C": OrderRecord("C", fingerprint="fp"),
+        "E": OrderRecord("E"),  # a fingerprint that is no text (a blob) is none
     }
     # load_manifest (for tools) drops the same files, and a picture of a dropped order too.
     db = sqlite3.connect(tmp_path / MANIFEST_NAME)
