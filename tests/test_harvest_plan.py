@@ -852,8 +852,12 @@ def test_a_folder_where_the_database_belongs_is_moved_aside(
     with caplog.at_level(logging.WARNING, logger="zigziik"):
         store = ManifestStore(tmp_path)
     store.close()
-    (warning,) = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
-    assert f"({tmp_path / MANIFEST_NAME} is a folder)" in warning
+    (aside,) = [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    path = tmp_path / MANIFEST_NAME
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the harvest manifest {path} is unreadable ({path} is a folder); moved aside to "
+        f"{aside}, starting afresh (files already on disk are still recognised)"
+    ]
     assert (tmp_path / MANIFEST_NAME).is_file()
     assert [p.is_dir() for p in tmp_path.iterdir() if ".corrupt-" in p.name] == [True]
 
@@ -1087,6 +1091,61 @@ def test_a_json_manifest_is_migrated_once_and_a_broken_one_ignored(
         for r in caplog.records
     )
     assert load_manifest(broken) == Manifest()
+
+
+def test_a_json_manifest_migrated_says_so_and_records_when(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    save_json_manifest(tmp_path, sample_manifest())
+    before = int(time.time())
+    with caplog.at_level(logging.INFO, logger="zigziik"):
+        ManifestStore(tmp_path).close()
+    after = int(time.time())
+    legacy = tmp_path / LEGACY_MANIFEST_NAME
+    assert [r.getMessage() for r in caplog.records] == [
+        f"migrated the harvest manifest {legacy} into {MANIFEST_NAME}"
+    ]
+    db = sqlite3.connect(tmp_path / MANIFEST_NAME)
+    try:
+        (when,) = db.execute("SELECT value FROM meta WHERE key = 'migrated_json'").fetchone()
+    finally:
+        db.close()
+    assert before <= int(when) <= after
+
+
+def test_a_json_manifest_that_cannot_be_renamed_is_still_migrated_once(tmp_path: Path) -> None:
+    """Another process migrating the same folder at once may rename it first."""
+    save_json_manifest(tmp_path, sample_manifest())
+    (tmp_path / (LEGACY_MANIFEST_NAME + ".migrated")).mkdir()
+    (tmp_path / (LEGACY_MANIFEST_NAME + ".migrated") / "x").write_bytes(b"")  # not replaceable
+    ManifestStore(tmp_path).close()
+    assert (tmp_path / LEGACY_MANIFEST_NAME).is_file()
+    ManifestStore(tmp_path).close()
+    assert load_manifest(tmp_path) == sample_manifest()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (
+            b"{not json",
+            "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
+        (
+            json.dumps({"format": "zigziik-harvest-manifest", "version": "v" * 400}).encode(),
+            ("unsupported manifest version '" + "v" * 400 + "'")[:297] + "...",
+        ),
+    ],
+)
+def test_an_old_manifest_that_cannot_be_read_is_ignored_saying_why_in_one_short_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, data: bytes, reason: str
+) -> None:
+    (tmp_path / LEGACY_MANIFEST_NAME).write_bytes(data)
+    with caplog.at_level(logging.WARNING, logger="zigziik"):
+        ManifestStore(tmp_path).close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ignoring the old harvest manifest {tmp_path / LEGACY_MANIFEST_NAME}: {reason}"
+    ]
 
 
 @pytest.mark.parametrize(
