@@ -273,6 +273,47 @@ async def test_an_operation_that_fails_keeps_the_settlements_it_took(
     await theirs.aclose()
 
 
+async def test_a_snapshot_brings_this_process_what_the_others_spent(
+    make: Callable[..., BudgetStore],
+) -> None:
+    ours, theirs = make(), make()
+    other = DailyBudget(10, store=theirs, scope="s", clock=lambda: T0)
+    await other.reserve()
+    await other.reserve()
+    seen = await DailyBudget(10, store=ours, scope="s", clock=lambda: T0).snapshot()
+    latest = ours.latest("s")
+    assert latest is not None and (latest.used, latest.in_flight) == (2, 2) == (
+        seen.used,
+        seen.in_flight,
+    )
+    await ours.aclose()
+    await theirs.aclose()
+
+
+async def test_a_failed_redis_snapshot_keeps_the_settlements_it_took(
+    redis_server: RedisServer,
+) -> None:
+    """Redis stopped (not frozen: a frozen one runs what it was sent when it thaws)."""
+    assert redis_server.command("FLUSHALL").startswith(b"+OK")
+    ours = RedisBudgetStore(redis_server.url, clock="client", timeout=2.0)
+    ours._flush_delay = None  # type: ignore[attr-defined]
+    budget = DailyBudget(10, store=ours, scope="s", clock=lambda: T0)
+    decision = await budget.reserve()
+    await budget.settle(None, lease=decision.lease)
+    redis_server.stop(save=True)
+    try:
+        with pytest.raises(BudgetStoreError):
+            await budget.snapshot()
+    finally:
+        redis_server.start()
+    await ours.flush()
+    theirs = RedisBudgetStore(redis_server.url, clock="client")
+    seen = await DailyBudget(10, store=theirs, scope="s", clock=lambda: T0).snapshot()
+    assert (seen.used, seen.in_flight) == (1, 0)
+    await ours.aclose()
+    await theirs.aclose()
+
+
 async def test_flushing_one_scope_leaves_the_others_waiting(
     make: Callable[..., BudgetStore],
 ) -> None:

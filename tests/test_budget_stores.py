@@ -513,7 +513,8 @@ async def test_redis_unreachable_fails_closed_without_the_password(
     text = str(error)
     assert "hunter2" not in text and "hunter2" not in repr(store)
     assert error.store == f"redis://zig:***@127.0.0.1:{url.split(':')[3].split('/')[0]}/0"
-    assert error.store in text
+    assert text.startswith(f"budget store {error.store}: ConnectionError: ")
+    assert text.endswith("; nothing was sent")
     await store.aclose()
 
 
@@ -788,6 +789,7 @@ async def test_redis_under_trio_is_refused_clearly(flushed: RedisServer) -> None
         f"budget store {store.name}: RedisBudgetStore runs under asyncio only (redis-py's "
         "client is asyncio's); under trio use SqliteBudgetStore"
     )
+    await store.aclose()  # closes, under trio too
 
 
 # -- options ----------------------------------------------------------------------------------
