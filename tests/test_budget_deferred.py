@@ -290,8 +290,9 @@ async def test_a_snapshot_brings_this_process_what_the_others_spent(
     await theirs.aclose()
 
 
-async def test_a_failed_redis_snapshot_keeps_the_settlements_it_took(
-    redis_server: RedisServer,
+@pytest.mark.parametrize("operation", ["reserve", "snapshot", "flush"])
+async def test_a_failed_redis_operation_keeps_the_settlements_it_took(
+    redis_server: RedisServer, operation: str
 ) -> None:
     """Redis stopped (not frozen: a frozen one runs what it was sent when it thaws)."""
     assert redis_server.command("FLUSHALL").startswith(b"+OK")
@@ -303,7 +304,7 @@ async def test_a_failed_redis_snapshot_keeps_the_settlements_it_took(
     redis_server.stop(save=True)
     try:
         with pytest.raises(BudgetStoreError):
-            await budget.snapshot()
+            await getattr(budget, operation)()
     finally:
         redis_server.start()
     await ours.flush()
