@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ import pytest
 from test_harvest import client, expected_files, files_on_disk
 from test_harvest import served as harvest_served
 
-from zigziik import ZignaClient
+from zigziik import DailyBudget, SqliteBudgetStore, ZignaClient
 from zigziik._filenames import sanitize_component
+from zigziik.ratelimit import RateLimit
 from zigziik.testing import DEMO_API_KEY, FakeZigna
 from zigziik.zigna.harvest import HarvestEvent, ManifestError, estimate_harvest
 from zigziik.zigna.harvest._manifest import (
@@ -180,10 +182,11 @@ def test_two_processes_on_two_shards_share_one_folder(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_shards_share_one_budget_across_its_resets(tmp_path: Path) -> None:
-    """Two processes, one budget store ($ZIGZIIK_BUDGET_STORE), a server day of 1.5 s and 20
-    calls: both finish, and the server refuses nothing."""
+    """Two processes, one budget store ($ZIGZIIK_BUDGET_STORE), a server day of 1.5 s and 8
+    calls (32 calls in all, so four days or more): both finish, and the server refuses nothing.
+    (A day of 20 calls was not spent within 1.5 s on a loaded machine, and nobody waited.)"""
     dest = tmp_path / "dest"
-    with served(orders=10, daily_limit=20, reset_period=1.5) as (fake, base):
+    with served(orders=6, pictures_per_order=4, daily_limit=8, reset_period=1.5) as (fake, base):
         env = cli_env(tmp_path)
         env["ZIGZIIK_BUDGET_STORE"] = f"sqlite:///{tmp_path / 'budget.db'}"
         commands = [
@@ -260,6 +263,53 @@ async def test_until_complete_waits_for_resets_and_finishes(tmp_path: Path, stra
     # The countdown goes down within a wait.
     first = waits[0]
     assert first.seconds is not None and first.seconds <= 2.5
+
+
+@pytest.mark.anyio
+async def test_the_wait_looks_again_when_calls_in_flight_elsewhere_bring_the_servers_reset(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the day's last calls in flight: the shared ledger can only guess
+    that the day ends at the next local midnight (12 hours away here). The wait looks at the
+    store again every second, and once those answers bring the server's reset (a second
+    away), the harvest goes on then. (It used to sleep until the guessed midnight.)"""
+    hour = datetime.now(timezone.utc).hour
+    zone = timezone(timedelta(hours=((12 - hour + 12) % 24) - 12))  # local noon, about
+    store = tmp_path / "budget.db"
+    other = DailyBudget(8, timezone=zone, store=SqliteBudgetStore(store), scope="shared")
+    leases = [(await other.reserve()).lease for _ in range(8)]
+    assert other.remaining == 0
+    waits: list[HarvestEvent] = []
+    answered = anyio.Event()
+
+    def progress(event: HarvestEvent) -> None:
+        if event.kind == "wait":
+            waits.append(event)
+
+    async def answer_elsewhere() -> None:
+        while not waits:  # noqa: ASYNC110 - the progress callback cannot await
+            await anyio.sleep(0.01)
+        for lease in leases:
+            await other.settle(RateLimit(limit=8, remaining=0, reset_after=1.0), lease=lease)
+        await other.flush()
+        answered.set()
+
+    budget = DailyBudget(8, timezone=zone, store=SqliteBudgetStore(store), scope="shared")
+    with served(orders=2, pictures_per_order=2, daily_limit=None) as (fake, base):
+        async with client(base, budget=budget) as zigna, anyio.create_task_group() as group:
+            group.start_soon(answer_elsewhere)
+            with anyio.fail_after(60):  # a hang guard: the broken wait ends hours later
+                report = await zigna.harvest(
+                    tmp_path / "dest", strategy="pictures", until_complete=True, progress=progress
+                )
+    assert answered.is_set()
+    assert report.ok, report.failures
+    assert report.waits == 1 and fake.calls == report.calls <= 8
+    assert files_on_disk(tmp_path / "dest") == expected_files(fake)
+    first, last = waits[0].reset_at, waits[-1].reset_at
+    assert first is not None and last is not None
+    assert first - datetime.now(timezone.utc) > timedelta(hours=1)  # the guess: midnight
+    assert last < first - timedelta(hours=1)  # then the server's reset, from the answers
 
 
 @pytest.mark.anyio

@@ -223,6 +223,13 @@ class _PictureQueue:
         return item
 
 
+def _latest(first: datetime | None, second: datetime | None) -> datetime | None:
+    """The later of two moments, either of which may be missing."""
+    if first is None or second is None:
+        return first or second
+    return max(first, second)
+
+
 class _Deferred(Exception):
     """A request the budget refused, under ``until_complete``: try again after the reset."""
 
@@ -468,19 +475,21 @@ class Harvest:
         while True:
             # The server refused (429): its reset. Ours: only when nothing is left (the
             # refusal may have counted requests then still in flight).
-            target = self.exhausted if self.server_refused else None
-            if self.server_refused and target is None:  # a 429 that gave no reset time
-                target = datetime.now(timezone.utc) + timedelta(seconds=1)
-            if budget is not None and await self.remaining() == 0:
-                target = max(target, budget.reset_at) if target is not None else budget.reset_at
+            refused = self.exhausted if self.server_refused else None
+            if self.server_refused and refused is None:  # a 429 that gave no reset time
+                refused = datetime.now(timezone.utc) + timedelta(seconds=1)
+            spent = budget is not None and await self.remaining() == 0
             self.exhausted = None
             self.server_refused = False
-            if target is None:
+            if refused is None and not spent:
                 break
             if not waited:
                 waited = True
                 self.waits += 1
             while True:
+                target = _latest(refused, budget.reset_at if spent and budget else None)
+                if target is None:
+                    break
                 left = (target - datetime.now(timezone.utc)).total_seconds() + _RESET_MARGIN
                 self.emit(
                     HarvestEvent(
@@ -494,6 +503,11 @@ class Harvest:
                 if left <= 0:
                     break
                 await anyio.sleep(min(1.0, left))
+                # The reset time is a guess (the next local midnight) until an answer gives
+                # the server's: calls still in flight, here or in another process sharing
+                # the store, may bring it, or free calls. Look again every second.
+                if spent and (await self.remaining() or 0) > 0:
+                    spent = False
             if budget is None or (await self.remaining() or 0) > 0:
                 break
             await anyio.sleep(_RESET_RECHECK)  # reset, yet nothing left: ask again shortly
