@@ -862,6 +862,32 @@ def test_a_folder_where_the_database_belongs_is_moved_aside(
     assert [p.is_dir() for p in tmp_path.iterdir() if ".corrupt-" in p.name] == [True]
 
 
+def test_a_corrupt_database_another_process_moved_aside_first_is_started_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two shards open a corrupt manifest at once: the other one's move comes first, ours
+    finds nothing left to move, and both go on with a fresh database."""
+    (tmp_path / MANIFEST_NAME).write_bytes(b"not a database" * 100)
+    real_replace = os.replace
+    moved: list[str] = []
+
+    def the_other_was_first(source: Any, target: Any) -> None:
+        if Path(source) == tmp_path / MANIFEST_NAME and not moved:
+            moved.append(str(target))
+            real_replace(source, tmp_path / "moved-by-the-other-shard")
+            raise FileNotFoundError(source)
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", the_other_was_first)
+    store = ManifestStore(tmp_path)
+    try:
+        store.claim_folders(["A"])
+        assert store.record("A") == OrderRecord("A")
+    finally:
+        store.close()
+    assert moved and (tmp_path / "moved-by-the-other-shard").read_bytes().startswith(b"not a")
+
+
 def test_the_store_records_each_operation(tmp_path: Path) -> None:
     store = ManifestStore(tmp_path)
     try:
