@@ -172,6 +172,9 @@ def _is_safe_name(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value) and sanitize_component(value) == value
 
 
+_NOT_ONE_COMPONENT = frozenset(("", ".", ".."))
+
+
 def _is_one_component(value: object) -> TypeGuard[str]:
     """A name that can only ever mean one entry of its folder (no separator, no ``..``).
 
@@ -498,7 +501,16 @@ class ManifestStore:
                     record = found.get(order_id)
                     if record is None:
                         continue
-                    if _is_one_component(name) and _is_size(size):
+                    # `_is_one_component` and `_is_size`, inline: once per file of a resume.
+                    if (
+                        type(name) is str
+                        and name not in _NOT_ONE_COMPONENT
+                        and "/" not in name
+                        and "\\" not in name
+                        and "\x00" not in name
+                        and type(size) is int
+                        and size >= 0
+                    ):
                         record.pictures[pid] = FileRecord(name, size)
                     else:
                         record.complete = False

@@ -12,6 +12,7 @@ in worker threads; the event loop's thread only moves bytes and makes decisions.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
 import math
 import os
@@ -405,15 +406,18 @@ class Harvest:
             await self.wait_for_reset(pending)
 
     def classify(self, orders: Sequence[OrderInput]) -> tuple[list[DoneOrder], list[OrderJob]]:
-        """Folders for every order (claimed in the manifest), then done or a job (a thread)."""
+        """Folders for every order (claimed in the manifest), then done or a job (a thread).
+
+        Chunk by chunk: while a helper thread looks at one chunk's files on disk (system
+        calls, the GIL released), this one reads the next chunk's records from the manifest.
+        """
         assert self.store is not None
         ids = [o.order_id for o in orders]
         folders = self.store.claim_folders(ids)
         done: list[DoneOrder] = []
         todo: list[OrderJob] = []
-        for start in range(0, len(orders), _CLASSIFY_CHUNK):
-            chunk = orders[start : start + _CLASSIFY_CHUNK]
-            records = self.store.records([o.order_id for o in chunk])
+
+        def decide(chunk: Sequence[OrderInput], records: dict[str, OrderRecord]) -> None:
             for order in chunk:
                 decision = classify_order(
                     order,
@@ -428,6 +432,21 @@ class Harvest:
                     done.append(decision)
                 else:
                     todo.append(decision)
+
+        chunks = [orders[i : i + _CLASSIFY_CHUNK] for i in range(0, len(orders), _CLASSIFY_CHUNK)]
+        if len(chunks) <= 1:
+            for chunk in chunks:
+                decide(chunk, self.store.records([o.order_id for o in chunk]))
+            return done, todo
+        with concurrent.futures.ThreadPoolExecutor(1, "zigziik-classify") as helper:
+            previous: concurrent.futures.Future[None] | None = None
+            for chunk in chunks:
+                records = self.store.records([o.order_id for o in chunk])
+                if previous is not None:
+                    previous.result()  # one chunk at a time: the order stays, memory bounded
+                previous = helper.submit(decide, chunk, records)
+            if previous is not None:
+                previous.result()
         return done, todo
 
     async def remaining(self) -> int | None:
