@@ -528,10 +528,20 @@ class ManifestStore:
     # -- writing ---------------------------------------------------------------------------
 
     def apply(self, ops: Sequence[tuple[Any, ...]]) -> None:
-        """Apply a batch of `ManifestWriter` operations in one transaction."""
+        """Apply a batch of `ManifestWriter` operations in one transaction, in order; a run
+        of ``file`` records goes in multi-row statements (`_insert_files`)."""
         with self._lock, _immediate(self._db) as db:
+            files: list[tuple[Any, ...]] = []
             for op in ops:
+                if op[0] == "file":
+                    files.append(op[1:])
+                    continue
+                if files:
+                    _insert_files(db, files)
+                    files = []
                 _apply(db, op)
+            if files:
+                _insert_files(db, files)
 
     def replace_all(self, manifest: Manifest) -> None:
         with self._lock, _immediate(self._db) as db:
@@ -590,6 +600,26 @@ def _write_manifest(db: sqlite3.Connection, manifest: Manifest) -> None:
 #   ("zip", order_id, name, size)
 #   ("done", order_id, fingerprint)      complete
 #   ("extracted", order_id)
+
+
+_FILE_ROWS = 128
+_INSERT_FILES = {
+    rows: "INSERT OR REPLACE INTO pictures VALUES " + ", ".join(["(?, ?, ?, ?)"] * rows)
+    for rows in (1 << bit for bit in range(_FILE_ROWS.bit_length()))
+}
+"""Multi-row inserts of 1, 2, 4, ... `_FILE_ROWS` rows (a few statements to cache)."""
+
+
+def _insert_files(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """``file`` records (order, picture, name, size), in order, a few statements in all.
+
+    Each statement the writer thread runs gives up the GIL and must win it back from the
+    event loop's thread: one statement per file cost both threads a hand-off per file.
+    """
+    while rows:
+        count = 1 << (min(len(rows), _FILE_ROWS).bit_length() - 1)
+        chunk, rows = rows[:count], rows[count:]
+        db.execute(_INSERT_FILES[count], [value for row in chunk for value in row])
 
 
 def _apply(db: sqlite3.Connection, op: tuple[Any, ...]) -> None:
