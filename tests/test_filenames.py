@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from zigziik._filenames import (
     extension_for_content_type,
+    fixed_picture_file_name,
     has_extension,
     is_reserved_name,
     picture_file_name,
@@ -603,3 +604,31 @@ def test_temporary_names_are_reseeded_in_a_forked_child() -> None:
         theirs = pipe.read().decode()
     os.waitpid(pid, 0)
     assert theirs.startswith(".x.") and theirs != mine
+
+
+@given(picture_ids, st.one_of(st.none(), any_text), st.integers(80, 300))
+def test_a_fixed_picture_name_is_the_name_whatever_the_content_type(
+    picture_id: int | str, original: str | None, max_bytes: int
+) -> None:
+    """`fixed_picture_file_name` (the harvest names a file before its response with it) is
+    `picture_file_name` for every type when it gives a name, and gives none when a type
+    could change the name."""
+    fixed = fixed_picture_file_name(picture_id, original, max_bytes=max_bytes)
+    names = {
+        picture_file_name(picture_id, original, kind, max_bytes=max_bytes)
+        for kind in (None, "image/jpeg", "application/pdf", "image/x-zz")
+    }
+    if fixed is not None:
+        assert names == {fixed}
+    else:
+        assert len(names) > 1
+
+
+def test_a_fixed_picture_name_needs_an_original_name_with_an_extension() -> None:
+    assert fixed_picture_file_name(7, "IMG_0001.JPG") == "7-IMG_0001.JPG"
+    assert fixed_picture_file_name(7, "../x/con.jpg") == picture_file_name(7, "../x/con.jpg")
+    assert fixed_picture_file_name(7, "Facade") is None
+    assert fixed_picture_file_name(7, None) is None
+    assert fixed_picture_file_name(7, "") is None
+    with pytest.raises(ValueError, match="max_bytes must be at least"):
+        fixed_picture_file_name(7, "a.jpg", max_bytes=10)

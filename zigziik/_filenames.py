@@ -323,13 +323,7 @@ def picture_file_name(
     that sanitises to nothing) the name is ``"<id><ext>"``, or just ``"<id>"`` with no
     content type. The whole is at most ``max_bytes`` UTF-8 bytes (at least 80).
     """
-    if max_bytes < _MIN_PICTURE_BYTES:
-        raise ValueError(f"max_bytes must be at least {_MIN_PICTURE_BYTES}, not {max_bytes}")
-    id_part = _encode_id(picture_id)
-    # The "<id>-" prefix already keeps "con.jpg" from being a device name.
-    original = (
-        _clean(original_file_name, defuse_reserved=False) if original_file_name is not None else ""
-    )
+    id_part, original = _picture_parts(picture_id, original_file_name, max_bytes)
     if not original:
         ext = extension_for_content_type(content_type) if content_type is not None else ""
         return id_part + ext
@@ -339,6 +333,31 @@ def picture_file_name(
     budget = max_bytes - len(id_part) - 1 - len(ext)
     original = _truncate(original, budget)
     return f"{id_part}-{original}{ext}"
+
+
+def fixed_picture_file_name(
+    picture_id: int | str, original_file_name: str | None, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> str | None:
+    """:func:`picture_file_name` when it is the same whatever the ``Content-Type`` (the
+    original name has an extension), else ``None``: known before the response."""
+    id_part, original = _picture_parts(picture_id, original_file_name, max_bytes)
+    if not original or not has_extension(original):
+        return None
+    return f"{id_part}-{_truncate(original, max_bytes - len(id_part) - 1)}"
+
+
+def _picture_parts(
+    picture_id: int | str, original_file_name: str | None, max_bytes: int
+) -> tuple[str, str]:
+    """The encoded id and the cleaned original name (``""`` without one)."""
+    if max_bytes < _MIN_PICTURE_BYTES:
+        raise ValueError(f"max_bytes must be at least {_MIN_PICTURE_BYTES}, not {max_bytes}")
+    id_part = _encode_id(picture_id)
+    # The "<id>-" prefix already keeps "con.jpg" from being a device name.
+    original = (
+        _clean(original_file_name, defuse_reserved=False) if original_file_name is not None else ""
+    )
+    return id_part, original
 
 
 def temporary_name(final_name: str) -> str:

@@ -102,8 +102,13 @@ def is_complete_file(path: Path, size: int) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
-def picture_name_for(picture_id: int | str, original_file_name: str | None) -> NameFor:
-    """The final name of a picture, once the response's ``Content-Type`` is known."""
+def picture_name_for(
+    picture_id: int | str, original_file_name: str | None, known: str | None = None
+) -> NameFor:
+    """The final name of a picture, once the response's ``Content-Type`` is known; ``known``:
+    the name already made (`fixed_picture_file_name`), when the type cannot change it."""
+    if known is not None:
+        return lambda _content_type: known
 
     def name(content_type: str | None) -> str:
         return picture_file_name(picture_id, original_file_name, content_type)

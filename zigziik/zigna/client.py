@@ -171,15 +171,17 @@ class Pictures:
         size: int | None,
         folder: SafeFolder,
         progress: Progress | None = None,
+        name: str | None = None,
     ) -> ReceivedFile:
         """Receive one picture towards an open ``folder``, with no check of what is there.
 
-        The part of `download` the harvest uses: it has checked the disk already, and
-        finishes the file after giving up its place among the requests in flight.
+        The part of `download` the harvest uses: it has checked the disk already (and
+        found the final ``name``, when the response's type cannot change it), and finishes
+        the file after giving up its place among the requests in flight.
         """
         consume = receive_to_file(
             folder,
-            picture_name_for(picture_id, original_file_name),
+            picture_name_for(picture_id, original_file_name, name),
             expected_size=size,
             progress=progress,
         )
@@ -370,9 +372,10 @@ class _HarvestSource:
         size: int | None,
         folder: SafeFolder,
         progress: Progress | None,
+        name: str | None = None,
     ) -> ReceivedFile:
         return await self._client.pictures._receive_into(
-            order_id, picture_id, original_file_name, size, folder, progress
+            order_id, picture_id, original_file_name, size, folder, progress, name
         )
 
     async def download_zip(

@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 
 import attrs
 
-from ..._filenames import picture_file_name
+from ..._filenames import fixed_picture_file_name, picture_file_name
 from ..models import Order, Picture
 from ._manifest import FileRecord, Manifest, OrderRecord, assign_folders
 from ._report import Route, Strategy
@@ -229,6 +229,9 @@ class PicturesPlan:
     present: list[tuple[Picture, FileRecord]]
     invalid: list[tuple[int | None, str]]
     """Pictures that cannot be fetched (``picture_id``, reason)."""
+    names: dict[int, str] = attrs.Factory(dict)
+    """The final names of pictures to fetch that do not wait for the response's
+    ``Content-Type`` (`fixed_picture_file_name`), by picture id."""
 
     @property
     def missing(self) -> int:
@@ -249,6 +252,7 @@ def plan_pictures(
     fetch: list[Picture] = []
     present: list[tuple[Picture, FileRecord]] = []
     invalid: list[tuple[int | None, str]] = []
+    names: dict[int, str] = {}
     seen: set[int] = set()
     recorded = record.pictures if record is not None and record.folder == folder else {}
     for picture in pictures:
@@ -268,13 +272,18 @@ def plan_pictures(
         ):
             present.append((picture, entry))
             continue
+        original = picture.original_file_name
+        fixed = fixed_picture_file_name(pid, original)
         if size is not None:
-            found = disk.find(folder, picture_file_name(pid, picture.original_file_name), size)
+            stem = fixed if fixed is not None else picture_file_name(pid, original)
+            found = disk.find(folder, stem, size)
             if found is not None:
                 present.append((picture, FileRecord(found, size)))
                 continue
+        if fixed is not None:
+            names[pid] = fixed
         fetch.append(picture)
-    return PicturesPlan(fetch, present, invalid)
+    return PicturesPlan(fetch, present, invalid, names)
 
 
 class Allowance:

@@ -93,8 +93,11 @@ class HarvestSource(Protocol):
         size: int | None,
         folder: SafeFolder,
         progress: Progress | None,
+        name: str | None = None,
     ) -> ReceivedFile:
-        """One picture received towards ``folder`` (one call); finished by the caller."""
+        """One picture received towards ``folder`` (one call); finished by the caller.
+
+        ``name``: its final name when known already (else made from the response)."""
 
     async def download_zip(
         self, order_id: str, folder: SafeFolder, progress: Progress | None
@@ -173,7 +176,7 @@ class _Slot:
         self._limiter.release()
 
 
-_Item = tuple["_OrderState", Picture]
+_Item = tuple["_OrderState", Picture, str | None]
 
 
 class _PictureQueue:
@@ -749,12 +752,13 @@ class Harvest:
         fetch = plan_result.fetch
         state.pending += len(fetch)
         try:
-            await queue.put_all([(state, picture) for picture in fetch])
+            names = plan_result.names
+            await queue.put_all([(state, p, names.get(p.picture_id or 0)) for p in fetch])
         except BaseException:
             state.pending -= len(fetch)
             raise
 
-    async def picture(self, state: _OrderState, picture: Picture) -> None:
+    async def picture(self, state: _OrderState, picture: Picture, name: str | None) -> None:
         order_id, picture_id = state.job.order_id, picture.picture_id
         assert picture_id is not None  # plan_pictures never fetches a picture without an id
         assert state.folder is not None
@@ -771,6 +775,7 @@ class Harvest:
                         picture.size,
                         state.folder,
                         self.bytes_callback(order_id, picture_id),
+                        name,
                     )
                 # Off the limiter: the network is free for the next request while the disk
                 # catches up (which has a bound of its own).
