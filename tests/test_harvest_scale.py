@@ -23,7 +23,7 @@ import pytest
 from test_harvest import client, expected_files, files_on_disk
 from test_harvest import served as harvest_served
 
-from zigziik import DailyBudget, SqliteBudgetStore, ZignaClient
+from zigziik import DailyBudget, SqliteBudgetStore, ZignaClient, _safedir
 from zigziik._filenames import sanitize_component
 from zigziik.ratelimit import RateLimit
 from zigziik.testing import DEMO_API_KEY, FakeZigna
@@ -544,8 +544,16 @@ def test_cli_status_and_since_select_orders(tmp_path: Path) -> None:
 # -- never through a link ------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["descriptors", "paths"])
+def folders(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Folders held as descriptors (this platform's way) or by path (Windows' way, forced)."""
+    if request.param == "paths":
+        monkeypatch.setattr(_safedir, "DIR_FDS", False)
+    return str(request.param)
+
+
 @pytest.mark.anyio
-async def test_an_order_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
+async def test_an_order_folder_that_is_a_link_is_refused(tmp_path: Path, folders: str) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     dest = tmp_path / "dest"
@@ -569,7 +577,7 @@ async def test_an_order_folder_that_is_a_link_is_refused(tmp_path: Path) -> None
 
 @pytest.mark.anyio
 async def test_a_picture_file_that_is_a_link_is_replaced_not_written_through(
-    tmp_path: Path,
+    tmp_path: Path, folders: str
 ) -> None:
     dest = tmp_path / "dest"
     with served(orders=3) as (fake, base):
@@ -589,7 +597,7 @@ async def test_a_picture_file_that_is_a_link_is_replaced_not_written_through(
 
 @pytest.mark.anyio
 async def test_a_temporary_name_that_is_a_link_is_never_written_through(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folders: str
 ) -> None:
     import zigziik.download as download
 
@@ -630,7 +638,7 @@ async def test_a_manifest_that_is_a_link_stops_the_harvest(tmp_path: Path) -> No
 
 
 @pytest.mark.anyio
-async def test_zip_extraction_never_writes_through_a_link(tmp_path: Path) -> None:
+async def test_zip_extraction_never_writes_through_a_link(tmp_path: Path, folders: str) -> None:
     dest = tmp_path / "dest"
     outside = tmp_path / "outside.jpg"
     outside.write_bytes(b"untouched")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -125,6 +125,32 @@ def _watch_body(response: aiohttp.ClientResponse, timeout: float | None) -> _Idl
     return _IdleWatch(response, timeout)  # sets its own read timeout again
 
 
+async def _pieces(
+    response: aiohttp.ClientResponse,
+    watch: _IdleWatch | None,
+    request: Callable[[], httpx.Request],
+) -> AsyncIterator[bytes]:
+    """The body, one received piece at a time, as it came off the socket (`iter_any` would
+    join whatever is waiting into a new bytes object: a copy); aiohttp's errors as httpx's
+    (``request``: the request they name, made only then)."""
+    content = response.content
+    try:
+        while True:
+            chunk, end_of_http_chunk = await content.readchunk()
+            if not chunk:
+                if end_of_http_chunk:
+                    continue
+                break
+            if watch is not None:
+                watch.poke()
+            yield chunk
+    except _ERRORS as exc:
+        raise _map_error(exc, request(), body=True) from exc
+    finally:
+        if watch is not None:
+            watch.cancel()
+
+
 class _Body(httpx.AsyncByteStream):
     """The response body as aiohttp delivers it (every chunk waiting, in one piece)."""
 
@@ -135,26 +161,8 @@ class _Body(httpx.AsyncByteStream):
         self._request = request
         self._watch = _watch_body(response, read_timeout)
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        watch = self._watch
-        content = self._response.content
-        try:
-            while True:
-                # One received piece at a time, as it came off the socket (`iter_any` would
-                # join whatever is waiting into a new bytes object: a copy).
-                chunk, end_of_http_chunk = await content.readchunk()
-                if not chunk:
-                    if end_of_http_chunk:
-                        continue
-                    break
-                if watch is not None:
-                    watch.poke()
-                yield chunk
-        except _ERRORS as exc:
-            raise _map_error(exc, self._request, body=True) from exc
-        finally:
-            if watch is not None:
-                watch.cancel()
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _pieces(self._response, self._watch, lambda: self._request)
 
     async def aclose(self) -> None:
         if self._watch is not None:
@@ -211,24 +219,9 @@ class _DirectReply:
         """The request as httpx would have made it (built only for an error or a fallback)."""
         return httpx.Request("GET", self._url, headers=list(self._sent.items()))
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        watch = self._watch = _watch_body(self._response, self._read_timeout)
-        content = self._response.content
-        try:
-            while True:
-                chunk, end_of_http_chunk = await content.readchunk()
-                if not chunk:
-                    if end_of_http_chunk:
-                        continue
-                    break
-                if watch is not None:
-                    watch.poke()
-                yield chunk
-        except _ERRORS as exc:
-            raise _map_error(exc, self._request(), body=True) from exc
-        finally:
-            if watch is not None:
-                watch.cancel()
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._watch = _watch_body(self._response, self._read_timeout)
+        return _pieces(self._response, self._watch, self._request)
 
     def release(self) -> None:
         if self._watch is not None:
