@@ -46,11 +46,11 @@ from zigziik import (
 from zigziik.testing import DEMO_API_KEY, FakeZigna, FakeZiik, serve
 from zigziik.zigna.harvest._manifest import MANIFEST_NAME, load_manifest
 
-TIMEOUT = 0.5
+TIMEOUT = 1.5  # a stall must time out; a normal answer on a loaded machine must not
 ATTEMPTS = 2
 RETRY = RetryPolicy(max_attempts=ATTEMPTS, base_delay=0.01, max_delay=0.02)
 # Every fault below must end within its attempts' timeouts plus backoff and slack for a loaded
-# machine, well before a stalled or hung server (30 s) would end it on its own.
+# machine, well before a stalled or hung server (30 s; 60 s for the stalls below) would end it itself.
 BOUND = ATTEMPTS * TIMEOUT + 15.0
 BODY = bytes(range(256)) * 400  # 102,400 bytes
 ORDER = b'{"id": "1", "caseNumber": "A-1"}'
@@ -527,7 +527,7 @@ async def test_download_faults_leave_nothing_and_the_next_run_completes(
     elif fault == "reset":
         faults.reset_next(ATTEMPTS, match)
     elif fault == "stall":
-        faults.stall_next(ATTEMPTS, match, seconds=40)
+        faults.stall_next(ATTEMPTS, match, seconds=60)
     elif fault == "longer":
         faults.wrong_length_next(ATTEMPTS, match, delta=+7)
     elif fault == "shorter":
@@ -582,7 +582,7 @@ async def test_a_harvest_in_a_storm_reports_failures_and_the_next_run_completes(
     faults.fail_next(6, 503, "/pictures/")
     faults.reset_next(3, "/pictures/")
     faults.truncate_next(3, "/pictures/")
-    faults.stall_next(2, "/pictures/", seconds=40)
+    faults.stall_next(2, "/pictures/", seconds=60)
     faults.fail_next(2, 502, "/pictures", method="GET")
     expected: dict[str, bytes] = {}
     for order_id in fake.order_ids:
@@ -630,7 +630,7 @@ async def test_a_walk_in_bad_weather_ends_in_the_error_and_the_next_walk_complet
         fake.faults.fail_next(1000, 503, match)
         expected: type[Exception] = ServerError
     elif fault == "stall":
-        fake.faults.stall_next(ATTEMPTS, match, seconds=40)
+        fake.faults.stall_next(ATTEMPTS, match, seconds=60)
         expected = TransportError
     else:
         fake.faults.reset_next(ATTEMPTS, match)
