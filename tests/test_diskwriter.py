@@ -570,3 +570,21 @@ async def test_a_drain_at_the_low_water_mark_returns_at_once(
 
     monkeypatch.setattr(_diskwriter.anyio.to_thread, "run_sync", never)
     await disk.drain()
+
+
+@pytest.mark.anyio
+async def test_a_drain_to_a_low_water_mark_of_zero_ends_once_all_is_written(
+    tmp_path: Path, gate: threading.Event
+) -> None:
+    """low_water=0: a writer over the bound waits until nothing at all is queued, no longer."""
+    disk = DiskThread(high_water=10, low_water=0, idle_seconds=0.2)
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"y" * 20)
+    assert file.must_drain
+    gate.set()
+    with anyio.fail_after(10):
+        await file.drain()
+    assert disk.queued_bytes == 0
+    await file.close()
+    assert (tmp_path / "x").read_bytes() == b"y" * 20
+    await wait_until(lambda: not disk.running)
