@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -275,8 +275,15 @@ async def test_the_wait_looks_again_when_calls_in_flight_elsewhere_bring_the_ser
     away), the harvest goes on then. (It used to sleep until the guessed midnight.)"""
     hour = datetime.now(timezone.utc).hour
     zone = timezone(timedelta(hours=((12 - hour + 12) % 24) - 12))  # local noon, about
-    store = tmp_path / "budget.db"
-    other = DailyBudget(8, timezone=zone, store=SqliteBudgetStore(store), scope="shared")
+    path = tmp_path / "budget.db"
+    async with SqliteBudgetStore(path) as elsewhere, SqliteBudgetStore(path) as here:
+        await _harvest_while_another_holds_the_last_calls(tmp_path, zone, elsewhere, here)
+
+
+async def _harvest_while_another_holds_the_last_calls(
+    tmp_path: Path, zone: tzinfo, elsewhere: SqliteBudgetStore, here: SqliteBudgetStore
+) -> None:
+    other = DailyBudget(8, timezone=zone, store=elsewhere, scope="shared")
     leases = [(await other.reserve()).lease for _ in range(8)]
     assert other.remaining == 0
     waits: list[HarvestEvent] = []
@@ -294,7 +301,7 @@ async def test_the_wait_looks_again_when_calls_in_flight_elsewhere_bring_the_ser
         await other.flush()
         answered.set()
 
-    budget = DailyBudget(8, timezone=zone, store=SqliteBudgetStore(store), scope="shared")
+    budget = DailyBudget(8, timezone=zone, store=here, scope="shared")
     with served(orders=2, pictures_per_order=2, daily_limit=None) as (fake, base):
         async with client(base, budget=budget) as zigna, anyio.create_task_group() as group:
             group.start_soon(answer_elsewhere)
