@@ -51,7 +51,11 @@ def register(holder: SecretHolder) -> None:
 
 def _registered() -> list[str]:
     with _lock:
-        holders = [ref() for ref in _holders.values()]
+        # A copy first: from Python 3.12 the garbage collector can run between two steps of
+        # a loop over the dict, and its `forget` callback (same thread: the lock re-enters)
+        # would change the dict under the loop ("dictionary changed size during iteration").
+        refs = list(_holders.values())
+    holders = [ref() for ref in refs]
     found: list[str] = []
     for holder in holders:
         if holder is not None:
