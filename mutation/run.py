@@ -63,10 +63,33 @@ MODULES: dict[str, list[str]] = {
         "tests/test_budget_properties.py",
         "tests/test_budget_deferred.py",
     ],
+    # And the deployments' tests on real TLS, Cluster and Sentinel servers, but for the two
+    # slowest (a failover, 28 s; two processes through a Cluster, 5 s), which test nothing of
+    # the store that the others do not.
     "zigziik/_redis_store.py": [
         "tests/test_budget_stores.py",
         "tests/test_budget_properties.py",
         "tests/test_budget_deferred.py",
+        "tests/test_budget_store_urls.py",
+        *(
+            f"tests/test_budget_deployments.py::{name}"
+            for name in [
+                "test_a_rediss_url_with_its_ca_in_the_query_shares_a_budget_over_tls",
+                "test_a_callers_tls_client_reserves_settles_and_stays_open",
+                "test_a_wrong_ca_fails_closed_naming_the_store_without_its_password",
+                "test_a_plain_redis_url_on_the_tls_port_fails_closed",
+                "test_a_callers_client_that_breaks_unexpectedly_fails_closed",
+                "test_an_unknown_or_bad_url_option_is_a_configuration_error",
+                "test_a_password_in_the_url_query_is_hidden_from_the_name",
+                "test_a_cluster_keeps_each_scope_on_its_node_and_counts_each_exactly",
+                "test_a_cluster_runs_the_script_again_after_a_script_flush_and_a_node_restart",
+                "test_a_sentinels_master_for_client_counts_exactly_and_its_replica_has_the_count",
+                "test_replicas_fails_closed_on_a_server_without_replicas",
+                "test_replicas_grants_once_the_replica_has_the_reservation",
+                "test_replicas_runs_the_script_once_again_after_a_script_flush",
+                "test_replicas_is_checked",
+            ]
+        ),
     ],
     "zigziik/_pending.py": [
         "tests/test_pending.py",

@@ -601,6 +601,34 @@ async def test_replicas_grants_once_the_replica_has_the_reservation(
         await close(sentinel, client)
 
 
+@pytest.mark.parametrize("own", [True, False], ids=["url", "sentinel-client"])
+async def test_replicas_runs_the_script_once_again_after_a_script_flush(
+    sentinels: SentinelSet, own: bool
+) -> None:
+    """After NOSCRIPT (a restarted or flushed master) the script is loaded, then run once and
+    WAITed for; with the script there, it runs once."""
+    master = sentinels.by_port(sentinels.sentinel.master())
+    sentinel = client = None
+    if own:
+        store = RedisBudgetStore(master.url, replicas=1)
+    else:
+        sentinel, client = sentinels.client()
+        store = RedisBudgetStore(client, replicas=1)
+    replica = sentinels.replica if master is sentinels.master else sentinels.master
+    scope = f"flushed-{own}"
+    budget = DailyBudget(10, store=store, scope=scope)
+    for reservations, flush in [(1, True), (2, False), (3, True), (4, False)]:
+        if flush:
+            assert master.command("SCRIPT", "FLUSH").startswith(b"+OK")
+        assert (await budget.reserve()).granted
+        # Counted once on the master, and on the replica before the grant (WAIT).
+        for server in (master, replica):
+            assert int(server.command("HGET", store.key(scope), "used")[4:-2]) == reservations
+    await store.aclose()
+    if sentinel is not None and client is not None:
+        await close(sentinel, client)
+
+
 def test_replicas_is_checked() -> None:
     with pytest.raises(ValueError, match="replicas"):
         RedisBudgetStore("redis://cache:6379/0", replicas=-1)

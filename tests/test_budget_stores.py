@@ -10,12 +10,14 @@ locked or holds garbage; never a password in a message. Several OS processes are
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,6 +27,7 @@ import redis.asyncio as aioredis
 from _redis import RedisServer, free_port
 
 import zigziik._redis_lua
+import zigziik._redis_store
 from zigziik import (
     BudgetExhaustedError,
     BudgetSnapshot,
@@ -40,6 +43,7 @@ from zigziik import (
     budget_store_from_url,
 )
 from zigziik._redis_lua import EXCHANGE
+from zigziik._redis_store import _hide_query_secrets, _within
 from zigziik._sqlite_store import _use_wal
 from zigziik.ratelimit import (
     BudgetStore,
@@ -518,20 +522,77 @@ async def test_redis_unreachable_fails_closed_without_the_password(
     await store.aclose()
 
 
+@pytest.mark.parametrize("own", [True, False], ids=["url", "callers-client"])
 async def test_redis_that_does_not_answer_fails_closed_within_the_timeout(
-    flushed: RedisServer, served: tuple[FakeZigna, str]
+    flushed: RedisServer, served: tuple[FakeZigna, str], own: bool
 ) -> None:
-    store = RedisBudgetStore(flushed.url, timeout=0.5)
+    # A caller's client has no socket timeout of its own: only the store's bounds the call.
+    client = None if own else aioredis.Redis(host="127.0.0.1", port=flushed.port)
+    store = RedisBudgetStore(flushed.url if client is None else client, timeout=0.5)
     assert (await DailyBudget(store=store, scope="s").reserve()).granted  # connected
     flushed.pause()
     try:
         started = anyio.current_time()
         error = await client_call_fails_closed(store, served)
         assert anyio.current_time() - started < 3
-        assert "nothing was sent" in str(error)
+        assert str(error) == f"budget store {store.name}: no answer within 0.5 s; nothing was sent"
     finally:
         flushed.resume()
     await store.aclose()
+    if client is not None:
+        await client.aclose()
+
+
+# On 3.10 the only bound there is; from 3.11 asyncio.timeout, half the cost of anyio's cancel
+# scope per operation (this Python offers both paths to the test, 3.10 only the first).
+WITHIN_PATHS = [((3, 10, 14), "anyio")]
+if sys.version_info >= (3, 11):
+    WITHIN_PATHS.append(((3, 11, 0), "asyncio"))
+
+
+@pytest.mark.parametrize(("version", "bound_by"), WITHIN_PATHS, ids=lambda v: str(v))
+async def test_redis_operations_are_bounded_by_asyncio_timeout_from_python_3_11(
+    version: tuple[int, ...], bound_by: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Either way an operation ends in TimeoutError after its seconds, and only then."""
+    monkeypatch.setattr(zigziik._redis_store, "sys", SimpleNamespace(version_info=version))
+    cancel_scopes: list[float] = []
+    fail_after = anyio.fail_after
+
+    def counted(seconds: float) -> Any:
+        cancel_scopes.append(seconds)
+        return fail_after(seconds)
+
+    monkeypatch.setattr(zigziik._redis_store.anyio, "fail_after", counted)
+    assert await _within(5.0, asyncio.sleep(0.01, "answered")) == "answered"
+    started = anyio.current_time()
+    with pytest.raises(TimeoutError):
+        await _within(0.05, asyncio.sleep(30))
+    assert anyio.current_time() - started < 10
+    assert cancel_scopes == ([5.0, 0.05] if bound_by == "anyio" else [])
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["url", "callers-client"])
+async def test_redis_replica_that_refuses_writes_fails_closed_naming_its_error(
+    flushed: RedisServer, served: tuple[FakeZigna, str], own: bool
+) -> None:
+    """A URL or client that points at a read-only replica: Redis's own error, by name."""
+    client = None if own else aioredis.Redis(host="127.0.0.1", port=flushed.port)
+    store = RedisBudgetStore(flushed.url if client is None else client)
+    # A replica of a master that is not there: it refuses writes, and never syncs (or flushes).
+    assert flushed.command("REPLICAOF", "127.0.0.1", str(free_port())).startswith(b"+OK")
+    try:
+        text = str(await client_call_fails_closed(store, served))
+    finally:
+        assert flushed.command("REPLICAOF", "NO", "ONE").startswith(b"+OK")
+    assert text.startswith(
+        f"budget store {store.name}: ReadOnlyError: You can't write against a read only replica."
+    )
+    assert text.endswith("; nothing was sent")
+    assert (await DailyBudget(store=store, scope="s").reserve()).granted, "a master again"
+    await store.aclose()
+    if client is not None:
+        await client.aclose()
 
 
 @pytest.mark.parametrize(
@@ -618,6 +679,23 @@ async def test_redis_store_connection_never_retries_and_bounds_its_connect(
     connection = store._connection  # type: ignore[attr-defined]
     assert connection.retry.get_retries() == 0 and connection.retry_on_timeout is False
     assert (connection.socket_connect_timeout, connection.socket_timeout) == (1.5, None)
+    await store.aclose()
+
+
+async def test_redis_store_sends_its_script_without_a_health_check_ping(
+    flushed: RedisServer,
+) -> None:
+    """One round trip per call, even when the URL asks redis-py for a health check (a PING
+    before a command sent after a second idle)."""
+    store = RedisBudgetStore(flushed.url + "?health_check_interval=1")
+    budget = DailyBudget(5, store=store, scope="s")
+    await budget.reserve()
+    assert flushed.command("CONFIG", "RESETSTAT").startswith(b"+OK")
+    await anyio.sleep(1.3)
+    assert (await budget.reserve()).granted
+    stats = flushed.info("commandstats")
+    assert "cmdstat_ping" not in stats, stats
+    assert stats["cmdstat_evalsha"].startswith("calls=1,")
     await store.aclose()
 
 
@@ -870,6 +948,48 @@ def test_redis_store_takes_its_urls_password_as_a_secret() -> None:
     assert store.name == "redis://u:***@cache:6379/0"
     assert tuple(store.secrets()) == ("p%40ss", "p@ss")
     assert tuple(RedisBudgetStore("redis://cache:6379/0").secrets()) == ()
+
+
+@pytest.mark.parametrize(
+    ("url", "name", "hidden"),
+    [
+        ("redis://cache/0", "redis://cache/0", ()),
+        # a '?' or '=' inside a value is the value's: all of it is hidden
+        ("redis://cache/0?password=pa?ss&db=0", "redis://cache/0?password=***&db=0", ("pa?ss",)),
+        ("redis://cache/0?password=YWJj=&db=1", "redis://cache/0?password=***&db=1", ("YWJj=",)),
+        # the query ends at its first '#', as redis-py reads it: the rest is no password
+        ("redis://cache/0?password=se#cr#et", "redis://cache/0?password=***#cr#et", ("se",)),
+        # the name in any case, percent-encoded or '+' for a space, is still a password's
+        (
+            "redis://cache/0?Sentinel_PASSWORD=p%40ss+w",
+            "redis://cache/0?Sentinel_PASSWORD=***",
+            ("p%40ss+w", "p@ss w"),
+        ),
+        # nothing to hide: a password option without a value, or without '='
+        ("redis://cache/0?password=&ssl_password", "redis://cache/0?password=&ssl_password", ()),
+    ],
+)
+def test_redis_url_query_passwords_are_hidden_whole(
+    url: str, name: str, hidden: tuple[str, ...]
+) -> None:
+    assert _hide_query_secrets(url) == (name, hidden)
+
+
+@pytest.mark.parametrize(
+    ("query", "named"), [("ssl_ca_cert=/ca.pem", "'ssl_ca_cert'"), ("db=first", "'db'")]
+)
+def test_a_bad_redis_url_option_is_refused_with_redis_pys_reason_and_a_hint(
+    query: str, named: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        RedisBudgetStore(f"redis://u:hunter2-secret@cache:6379/0?{query}")
+    name = f"redis://u:***@cache:6379/0?{query}"
+    text = str(info.value)
+    head = f"bad Redis URL {name!r}: "
+    hint = " (the query takes redis-py's connection options, such as ssl_ca_certs=/path/ca.pem)"
+    assert text.startswith(head) and text.endswith(hint), text
+    assert named in text[len(head) : -len(hint)], "redis-py's reason names the option"
+    assert "hunter2" not in text
 
 
 class _NotRedis:
