@@ -143,6 +143,62 @@ async def test_a_deleted_file_is_fetched_again_alone(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("change", ["shorter", "longer", "emptied", "a link of the right size"])
+async def test_a_recorded_file_changed_on_disk_is_fetched_again_alone(
+    tmp_path: Path, change: str
+) -> None:
+    dest = tmp_path / "dest"
+    with served(picture_size=(2_000, 3_000)) as (fake, base):
+        async with client(base) as zigna:
+            await zigna.harvest(dest)
+            victim = sorted(expected_files(fake))[3]
+            path = dest / victim
+            content = path.read_bytes()
+            outside = tmp_path / "outside.jpg"
+            if change == "a link of the right size":
+                outside.write_bytes(content)
+                path.unlink()
+                # The link itself of the file's size too: its target padded with slashes.
+                target = str(outside)
+                path.symlink_to("/" * (len(content) - len(target)) + target)
+                assert path.lstat().st_size == len(content) == path.stat().st_size
+            else:
+                path.write_bytes(
+                    {"shorter": content[:-1], "longer": content + b"x", "emptied": b""}[change]
+                )
+            fake.reset_stats()
+            report = await zigna.harvest(dest)
+        assert report.written == 1
+        assert report.skipped == fake.picture_count - 1
+        assert report.calls == 3  # orders, that order's pictures, the picture
+        assert files_on_disk(dest) == expected_files(fake)
+        assert not path.is_symlink()
+        if outside.exists():
+            assert outside.read_bytes() == content  # not written through
+
+
+@pytest.mark.anyio
+async def test_an_order_folder_swapped_for_a_link_to_its_copy_is_not_complete(
+    tmp_path: Path,
+) -> None:
+    dest = tmp_path / "dest"
+    with served() as (fake, base):
+        async with client(base) as zigna:
+            await zigna.harvest(dest)
+            victim = fake.order_ids[1]
+            folder = dest / sanitize_component(victim)
+            copy = tmp_path / "copy"
+            folder.rename(copy)
+            folder.symlink_to(copy, target_is_directory=True)
+            before = files_on_disk(copy)
+            report = await zigna.harvest(dest)
+        assert [f.order_id for f in report.failures] == [victim]
+        assert "symbolic link" in report.failures[0].reason
+        assert report.skipped == fake.picture_count - len(fake.pictures(victim))
+        assert files_on_disk(copy) == before
+
+
+@pytest.mark.anyio
 async def test_concurrency_bounds_requests_in_flight(tmp_path: Path) -> None:
     # Enough latency that a second request arrives while the first is held, under load too.
     with served(orders=6, pictures_per_order=6, latency=0.1) as (fake, base):

@@ -55,6 +55,20 @@ async def test_a_harvest_and_its_resume_by_path(tmp_path: Path) -> None:
         assert files_on_disk(dest) == expected_files(fake)
 
 
+async def test_a_resumed_file_of_the_wrong_size_is_fetched_again_by_path(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    with served(orders=3) as (fake, base):
+        async with client(base) as zigna:
+            await zigna.harvest(dest, strategy="pictures")
+            victim = dest / sorted(expected_files(fake))[1]
+            victim.write_bytes(victim.read_bytes()[:-1])
+            downloads = len(fetched(fake))
+            again = await zigna.harvest(dest, strategy="pictures")
+        assert again.ok and again.written == 1 and again.skipped == fake.picture_count - 1
+        assert len(fetched(fake)) == downloads + 1
+        assert files_on_disk(dest) == expected_files(fake)
+
+
 async def test_zips_are_unpacked_by_path(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     with served(orders=3) as (fake, base):

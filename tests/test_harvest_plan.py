@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -9,6 +10,7 @@ import os
 import sqlite3
 import stat
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from zigziik.zigna.harvest._manifest import (
     ManifestStore,
     ManifestWriter,
     OrderRecord,
+    OrderSummary,
     ZipRecord,
     assign_folders,
     load_manifest,
@@ -60,6 +63,9 @@ class FakeDisk:
     def has(self, folder: str, name: str, size: int) -> bool:
         self.asked.append((folder, name))
         return self.files.get(folder, {}).get(name) == size
+
+    def has_all(self, folder: str, names: Sequence[str], sizes: Sequence[int]) -> bool:
+        return all([self.has(folder, name, size) for name, size in zip(names, sizes, strict=True)])
 
     def find(self, folder: str, stem: str, size: int | None) -> str | None:
         for name, actual in self.files.get(folder, {}).items():
@@ -1537,3 +1543,150 @@ def test_a_picture_of_a_dropped_order_does_not_hide_the_next_orders_files(
         store.close()
     # load_manifest reads the pictures table in one pass: the dropped order's row comes first.
     assert load_manifest(tmp_path).orders == expected
+
+
+# -- the resume's summaries (one row per complete order) ----------------------------------------
+
+
+def _complete_order(store: ManifestStore, order_id: str, files: dict[str, int]) -> None:
+    store.claim_folders([order_id])
+    store.apply(
+        [
+            ("begin", order_id),
+            *(
+                ("file", order_id, str(n), name, size)
+                for n, (name, size) in enumerate(files.items())
+            ),
+            ("done", order_id, "fp"),
+        ]
+    )
+
+
+def _summarised(path: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(path / MANIFEST_NAME)) as db:
+        return {order_id for (order_id,) in db.execute("SELECT order_id FROM order_files")}
+
+
+def test_a_complete_orders_summary_is_its_files_the_zip_last(tmp_path: Path) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        _complete_order(store, "A", {"a.jpg": 5, "b b.jpg": 60})
+        _complete_order(store, "E", {})  # an empty order: a summary of no files
+        store.claim_folders(["Z", "N"])
+        store.apply([("zip", "Z", "Z.zip", 7), ("done", "Z", None), ("file", "N", "1", "n.jpg", 1)])
+        assert _summarised(tmp_path) == {"A", "E", "Z"}  # N is not complete
+        summaries = store.summaries(["A", "E", "Z", "N", "unknown"])
+        assert summaries == {
+            "A": OrderSummary("A", True, "fp", ("a.jpg", "b b.jpg"), (5, 60)),
+            "E": OrderSummary("E", True, "fp", (), ()),
+            "Z": OrderSummary("Z", True, None, ("Z.zip",), (7,), ZipRecord("Z.zip", 7)),
+            "N": OrderSummary("N", False),
+        }
+        assert all(type(size) is int for size in summaries["A"].sizes)
+        for order_id in ("A", "E", "Z", "N"):  # the same as the per-picture record says
+            record = store.record(order_id)
+            assert record is not None
+            assert summaries[order_id] == record.summary()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "touched"),
+    [
+        ("INSERT INTO pictures VALUES ('A', '9', 'new.jpg', 9)", {"A"}),
+        ("UPDATE pictures SET size = 6 WHERE order_id = 'A' AND picture_id = '0'", {"A"}),
+        ("UPDATE pictures SET order_id = 'A', picture_id = '7' WHERE order_id = 'B'", {"A", "B"}),
+        ("UPDATE pictures SET name = 'd.jpg' WHERE order_id = 'B'", {"B"}),
+        ("DELETE FROM pictures WHERE order_id = 'A' AND picture_id = '1'", {"A"}),
+    ],
+)
+def test_any_change_to_an_orders_picture_rows_forgets_its_summary(
+    tmp_path: Path, change: str, touched: set[str]
+) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        _complete_order(store, "A", {"a.jpg": 5, "b.jpg": 6})
+        _complete_order(store, "B", {"c.jpg": 7})
+        with contextlib.closing(sqlite3.connect(tmp_path / MANIFEST_NAME)) as other:
+            other.execute(change)  # another process, of any version
+            other.commit()
+        assert _summarised(tmp_path) == {"A", "B"} - touched
+        for order_id in ("A", "B"):  # read from the rows where the summary is gone
+            record = store.record(order_id)
+            assert record is not None
+            assert store.summaries([order_id])[order_id] == record.summary()
+    finally:
+        store.close()
+
+
+def test_a_database_without_summaries_gets_them_when_opened(tmp_path: Path) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        _complete_order(store, "A", {"a.jpg": 5})
+        store.claim_folders(["N"])
+        store.apply([("file", "N", "1", "n.jpg", 1)])
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / MANIFEST_NAME)) as db:
+        for event in ("insert", "update", "delete"):
+            db.execute(f"DROP TRIGGER pictures_{event}_forgets_files")
+        db.execute("DELETE FROM order_files")
+        db.commit()
+    store = ManifestStore(tmp_path)
+    try:
+        assert _summarised(tmp_path) == {"A"}
+        assert store.summaries(["A"])["A"] == OrderSummary("A", True, "fp", ("a.jpg",), (5,))
+        store.apply([("file", "A", "2", "b.jpg", 2)])  # the triggers are back
+        assert _summarised(tmp_path) == set()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        "a.jpg/5/b.jpg",  # a name without a size
+        "a.jpg/5/",
+        "../5",
+        "a.jpg/5/./1",
+        "a.jpg/-5",
+        "a.jpg/05",  # not as SQLite writes a number
+        "a.jpg/5.0",
+        "a.jpg/\u0665",  # a digit, but not an ASCII one
+        "a\\b/5",
+        "a\x00b/5",
+        "/5",
+        "a.jpg/ 5",
+    ],
+)
+def test_a_malformed_summary_is_read_from_the_picture_rows(tmp_path: Path, summary: str) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        _complete_order(store, "A", {"a.jpg": 5, "b.jpg": 6})
+        with contextlib.closing(sqlite3.connect(tmp_path / MANIFEST_NAME)) as db:
+            db.execute("UPDATE order_files SET files = ?", (summary,))
+            db.commit()
+        expected = OrderSummary("A", True, "fp", ("a.jpg", "b.jpg"), (5, 6))
+        assert store.summaries(["A"]) == {"A": expected}
+    finally:
+        store.close()
+
+
+def test_a_replaced_manifest_keeps_only_its_own_summaries(tmp_path: Path) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        _complete_order(store, "old", {})
+        _complete_order(store, "A", {"a.jpg": 5})
+    finally:
+        store.close()
+    manifest = Manifest()
+    manifest.orders["A"] = complete_record("A", **{"b.jpg": 6})
+    manifest.orders["N"] = OrderRecord("N", pictures={"1": FileRecord("n.jpg", 1)})
+    save_manifest(tmp_path, manifest)
+    assert _summarised(tmp_path) == {"A"}
+    store = ManifestStore(tmp_path)
+    try:
+        assert store.summaries(["A"])["A"] == OrderSummary("A", True, "fp", ("b.jpg",), (6,))
+    finally:
+        store.close()

@@ -43,6 +43,7 @@ __all__ = [
     "ManifestStore",
     "ManifestWriter",
     "OrderRecord",
+    "OrderSummary",
     "ZipRecord",
     "assign_folders",
     "load_manifest",
@@ -110,6 +111,38 @@ class OrderRecord:
         if self.zip is not None:
             files.append(FileRecord(self.zip.name, self.zip.size))
         return files
+
+    def summary(self) -> OrderSummary:
+        """The record as a resume looks at it (`OrderSummary`)."""
+        files = self.files() if self.complete else []
+        return OrderSummary(
+            self.folder,
+            self.complete,
+            self.fingerprint,
+            tuple(f.name for f in files),
+            tuple(f.size for f in files),
+            self.zip,
+        )
+
+
+@attrs.frozen
+class OrderSummary:
+    """An order's record as a resume looks at it first: its files as plain pairs.
+
+    What `ManifestStore.summaries` reads for every order of a run, from one row per order
+    (no object per picture); the per-picture record (`OrderRecord`) is read only for an
+    order that is fetched.
+    """
+
+    folder: str
+    complete: bool
+    fingerprint: str | None = None
+    names: tuple[str, ...] = ()
+    """Every file recorded for a complete order, the zip last; empty when the order is not
+    complete."""
+    sizes: tuple[int, ...] = ()
+    """Their sizes, in the same order."""
+    zip: ZipRecord | None = None
 
 
 @attrs.define
@@ -306,7 +339,33 @@ CREATE TABLE IF NOT EXISTS pictures (
     size INTEGER NOT NULL,
     PRIMARY KEY (order_id, picture_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS order_files (
+    order_id TEXT PRIMARY KEY,
+    files TEXT NOT NULL
+) WITHOUT ROWID;
 """
+
+# ``order_files``: a complete order's picture files in one string, ``name/size/name/size``
+# (a name is one path component: never a "/"), made when the order is recorded complete.
+# A resume reads it (one row per order) instead of a row per picture. The database keeps it
+# true: any change to an order's picture rows, by any process of any version, deletes it
+# (the triggers), and an order without one is read from its picture rows.
+_SUMMARISE = (
+    "INSERT OR REPLACE INTO order_files SELECT o.order_id, coalesce(group_concat(p.name || "
+    "'/' || p.size, '/'), '') FROM orders o LEFT JOIN pictures p ON p.order_id = o.order_id "
+)
+_TRIGGER_NAMES = frozenset(
+    f"pictures_{event}_forgets_files" for event in ("insert", "update", "delete")
+)
+_TRIGGERS = tuple(
+    f"CREATE TRIGGER IF NOT EXISTS pictures_{event.lower()}_forgets_files AFTER {event} ON "
+    f"pictures BEGIN DELETE FROM order_files WHERE order_id IN ({rows}); END"
+    for event, rows in (
+        ("INSERT", "NEW.order_id"),
+        ("UPDATE", "OLD.order_id, NEW.order_id"),
+        ("DELETE", "OLD.order_id"),
+    )
+)
 
 
 def _refuse_links(dest: Path) -> None:
@@ -419,6 +478,17 @@ class ManifestStore:
                 else:
                     version = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
                     _check_version(row[0], version[0] if version is not None else None)
+                triggers = {
+                    name
+                    for (name,) in db.execute(
+                        "SELECT name FROM sqlite_master WHERE type = ?", ("trigger",)
+                    )
+                }
+                if not triggers.issuperset(_TRIGGER_NAMES):
+                    for trigger in _TRIGGERS:
+                        db.execute(trigger)
+                    # A database of an earlier version: its complete orders' summaries.
+                    db.execute(_SUMMARISE + "WHERE o.complete = 1 GROUP BY o.order_id")
         except BaseException:
             db.close()
             raise
@@ -516,6 +586,41 @@ class ManifestStore:
                         record.complete = False
         return found
 
+    def summaries(self, order_ids: Sequence[str]) -> dict[str, OrderSummary]:
+        """The records of these orders as a resume looks at them (`OrderSummary`): one row
+        per order (its files' summary), the picture rows only where it has none."""
+        found: dict[str, OrderSummary] = {}
+        unsummarised: list[str] = []
+        with self._lock:
+            db = self._db
+            for start in range(0, len(order_ids), _QUERY_CHUNK):
+                chunk = list(order_ids[start : start + _QUERY_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                for row in db.execute(
+                    "SELECT o.order_id, folder, complete, fingerprint, zip_name, zip_size, "
+                    "zip_extracted, files FROM orders o LEFT JOIN order_files f "
+                    f"ON f.order_id = o.order_id WHERE o.order_id IN ({marks})",
+                    chunk,
+                ):
+                    record = _row_record(row[:7])
+                    if record is None:
+                        continue
+                    summary = record.summary()
+                    if summary.complete:
+                        files = _parse_files(row[7])
+                        if files is None:
+                            unsummarised.append(row[0])
+                            continue
+                        names, sizes = files
+                        if summary.names:  # the zip, last
+                            names += summary.names
+                            sizes += summary.sizes
+                        summary = attrs.evolve(summary, names=names, sizes=sizes)
+                    found[row[0]] = summary
+        for order_id, record in self.records(unsummarised).items():
+            found[order_id] = record.summary()
+        return found
+
     def record(self, order_id: str) -> OrderRecord | None:
         return self.records([order_id]).get(order_id)
 
@@ -546,8 +651,40 @@ class ManifestStore:
     def replace_all(self, manifest: Manifest) -> None:
         with self._lock, _immediate(self._db) as db:
             db.execute("DELETE FROM pictures")
+            db.execute("DELETE FROM order_files")
             db.execute("DELETE FROM orders")
             _write_manifest(db, manifest)
+
+
+def _parse_files(text: object) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
+    """``order_files.files`` (``name/size/...``) as names and sizes; ``None`` when missing
+    or malformed.
+
+    Checked and converted as a whole (a few calls in C, not a few per file): every name one
+    path component (`_is_one_component`), every size plain decimal digits.
+    """
+    if type(text) is not str:
+        return None
+    if not text:
+        return (), ()
+    parts = text.split("/")
+    names, sizes = parts[0::2], parts[1::2]
+    digits = "".join(sizes)
+    if (
+        len(names) != len(sizes)
+        or "\\" in text
+        or "\x00" in text
+        or not _NOT_ONE_COMPONENT.isdisjoint(names)
+        or not digits.isdigit()  # no sign, point, exponent or space
+    ):
+        return None
+    # Every size in one call in C. JSON refuses what isdigit lets through: an empty size,
+    # a leading zero, a digit that is not ASCII.
+    try:
+        numbers = json.loads(f"[{','.join(sizes)}]")
+    except ValueError:
+        return None
+    return tuple(names), tuple(numbers)
 
 
 def _row_record(row: tuple[Any, ...]) -> OrderRecord | None:
@@ -575,7 +712,8 @@ def _write_manifest(db: sqlite3.Connection, manifest: Manifest) -> None:
         known.add(fold(record.folder))
         zip_record = record.zip
         db.execute(
-            "INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO orders (order_id, folder, folder_key, complete, fingerprint,"
+            " zip_name, zip_size, zip_extracted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 order_id,
                 record.folder,
@@ -591,6 +729,10 @@ def _write_manifest(db: sqlite3.Connection, manifest: Manifest) -> None:
             "INSERT OR REPLACE INTO pictures VALUES (?, ?, ?, ?)",
             [(order_id, pid, f.name, f.size) for pid, f in record.pictures.items()],
         )
+    db.execute(
+        _SUMMARISE + "WHERE o.complete = 1 AND o.order_id NOT IN (SELECT order_id FROM "
+        "order_files) GROUP BY o.order_id"
+    )
 
 
 # Operations, as tuples (cheap to make on the event loop's thread):
@@ -633,6 +775,7 @@ def _apply(db: sqlite3.Connection, op: tuple[Any, ...]) -> None:
             "UPDATE orders SET complete = 1, fingerprint = ? WHERE order_id = ?",
             (op[2], order_id),
         )
+        db.execute(_SUMMARISE + "WHERE o.order_id = ? GROUP BY o.order_id", (order_id,))
     elif kind == "zip":
         db.execute(
             "UPDATE orders SET zip_name = ?, zip_size = ?, zip_extracted = 0 WHERE order_id = ?",

@@ -18,7 +18,7 @@ import attrs
 
 from ..._filenames import fixed_picture_file_name, picture_file_name
 from ..models import Order, Picture
-from ._manifest import FileRecord, Manifest, OrderRecord, assign_folders
+from ._manifest import FileRecord, Manifest, OrderRecord, OrderSummary, assign_folders
 from ._report import Route, Strategy
 
 __all__ = [
@@ -49,6 +49,10 @@ class Disk(Protocol):
 
     def has(self, folder: str, name: str, size: int) -> bool:
         """Whether ``folder/name`` is a file (not a link) of exactly ``size`` bytes."""
+
+    def has_all(self, folder: str, names: Sequence[str], sizes: Sequence[int]) -> bool:
+        """Whether `has` holds for every name and size of ``names`` and ``sizes`` (and
+        ``folder`` is a folder, not a link to one)."""
 
     def find(self, folder: str, stem: str, size: int | None) -> str | None:
         """The name of a complete file for a picture whose name is ``stem`` (+ any extension)."""
@@ -130,22 +134,21 @@ class HarvestPlan:
     """For ``"auto"``: calls left beyond the one held back per job (``None``: no budget)."""
 
 
-def _complete_files(record: OrderRecord | None, order: OrderInput, disk: Disk) -> bool:
-    if record is None or not record.complete:
+def _complete_files(record: OrderSummary, order: OrderInput, disk: Disk) -> bool:
+    if not record.complete:
         return False
-    files = record.files()
     if order.listed and order.fingerprint is not None:
         if record.fingerprint != order.fingerprint:
             return False
-    elif not files:
+    elif not record.names:
         return False  # an empty order, and no way to tell whether it changed: look again
-    return all(disk.has(record.folder, f.name, f.size) for f in files)
+    return not record.names or disk.has_all(record.folder, record.names, record.sizes)
 
 
 def classify_order(
     order: OrderInput,
     folder: str,
-    record: OrderRecord | None,
+    record: OrderSummary | OrderRecord | None,
     *,
     strategy: Strategy,
     extract: bool,
@@ -155,17 +158,18 @@ def classify_order(
     """Done (the manifest has it complete, its files are on disk with their sizes, and, when
     the listing told us, it has not changed since), else a job. ``recheck``: a complete
     order is a job too (its picture list is fetched again; only new pictures are)."""
+    if isinstance(record, OrderRecord):
+        record = record.summary()
     if (
         not recheck
         and record is not None
         and record.folder == folder
         and _complete_files(record, order, disk)
     ):
-        files = record.files()
         unpack = None
         if extract and record.zip is not None and not record.zip.extracted:
             unpack = record.zip.name
-        return DoneOrder(order.order_id, folder, len(files), sum(f.size for f in files), unpack)
+        return DoneOrder(order.order_id, folder, len(record.names), sum(record.sizes), unpack)
     return OrderJob(order.order_id, folder, strategy, order.fingerprint)
 
 

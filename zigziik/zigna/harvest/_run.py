@@ -12,7 +12,7 @@ in worker threads; the event loop's thread only moves bytes and makes decisions.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
+import itertools
 import logging
 import math
 import os
@@ -26,6 +26,7 @@ import anyio
 import attrs
 from anyio.lowlevel import checkpoint
 
+from ... import _safedir
 from ..._calls import CallCounter
 from ..._extract import extract_into
 from ..._safedir import SafeFolder, UnsafePathError
@@ -126,6 +127,14 @@ def _reason(exc: BaseException) -> str:
     return _one_line(f"{type(exc).__name__}: {exc}")
 
 
+_FOLDER_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_DIRECTORY", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
 class _RealDisk:
     """Answers the planner from the disk, never through a link."""
 
@@ -140,6 +149,27 @@ class _RealDisk:
         except OSError:
             return False
         return stat.S_ISREG(info.st_mode) and info.st_size == size
+
+    def has_all(self, folder: str, names: Sequence[str], sizes: Sequence[int]) -> bool:
+        # Once per file of a resume: through the folder opened once (never a link), each
+        # file looked at relative to it (no path made, no path walked again).
+        if not _safedir.DIR_FDS:
+            return all(map(self.has, itertools.repeat(folder), names, sizes))
+        try:
+            fd = os.open(f"{self._prefix}{folder}", _FOLDER_FLAGS)
+        except OSError:
+            return False
+        try:
+            look = os.stat
+            for name, size in zip(names, sizes, strict=True):
+                info = look(name, dir_fd=fd, follow_symlinks=False)
+                if info.st_size != size or not stat.S_ISREG(info.st_mode):
+                    return False
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return True
 
     def find(self, folder: str, stem: str, size: int | None) -> str | None:
         path = existing_complete_file(self.root / folder, stem, size)
@@ -411,21 +441,22 @@ class Harvest:
     def classify(self, orders: Sequence[OrderInput]) -> tuple[list[DoneOrder], list[OrderJob]]:
         """Folders for every order (claimed in the manifest), then done or a job (a thread).
 
-        Chunk by chunk: while a helper thread looks at one chunk's files on disk (system
-        calls, the GIL released), this one reads the next chunk's records from the manifest.
+        Chunk by chunk, so that what is in memory at once stays bounded: the chunk's
+        summaries (one row per order), then a look at their files on disk.
         """
         assert self.store is not None
         ids = [o.order_id for o in orders]
         folders = self.store.claim_folders(ids)
         done: list[DoneOrder] = []
         todo: list[OrderJob] = []
-
-        def decide(chunk: Sequence[OrderInput], records: dict[str, OrderRecord]) -> None:
+        for start in range(0, len(orders), _CLASSIFY_CHUNK):
+            chunk = orders[start : start + _CLASSIFY_CHUNK]
+            summaries = self.store.summaries([o.order_id for o in chunk])
             for order in chunk:
                 decision = classify_order(
                     order,
                     folders[order.order_id],
-                    records.get(order.order_id),
+                    summaries.get(order.order_id),
                     strategy=self.strategy,
                     extract=self.options.extract,
                     recheck=self.options.recheck,
@@ -435,21 +466,6 @@ class Harvest:
                     done.append(decision)
                 else:
                     todo.append(decision)
-
-        chunks = [orders[i : i + _CLASSIFY_CHUNK] for i in range(0, len(orders), _CLASSIFY_CHUNK)]
-        if len(chunks) <= 1:
-            for chunk in chunks:
-                decide(chunk, self.store.records([o.order_id for o in chunk]))
-            return done, todo
-        with concurrent.futures.ThreadPoolExecutor(1, "zigziik-classify") as helper:
-            previous: concurrent.futures.Future[None] | None = None
-            for chunk in chunks:
-                records = self.store.records([o.order_id for o in chunk])
-                if previous is not None:
-                    previous.result()  # one chunk at a time: the order stays, memory bounded
-                previous = helper.submit(decide, chunk, records)
-            if previous is not None:
-                previous.result()
         return done, todo
 
     async def remaining(self) -> int | None:
