@@ -17,7 +17,7 @@ import pytest
 from zigziik import RetryPolicy, ZignaClient
 from zigziik._filenames import picture_file_name, sanitize_component
 from zigziik.testing import DEMO_API_KEY, FakeZigna, serve
-from zigziik.zigna.harvest import HarvestEvent, HarvestFailure, HarvestReport
+from zigziik.zigna.harvest import HarvestEvent, HarvestFailure, HarvestReport, _manifest
 from zigziik.zigna.harvest._manifest import MANIFEST_NAME, load_manifest
 
 MANIFEST_PREFIX = ".zigziik-manifest"  # the database, its WAL files, a migrated JSON one
@@ -196,6 +196,61 @@ async def test_an_order_folder_swapped_for_a_link_to_its_copy_is_not_complete(
         assert "symbolic link" in report.failures[0].reason
         assert report.skipped == fake.picture_count - len(fake.pictures(victim))
         assert files_on_disk(copy) == before
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("given", [False, True], ids=["listed", "given"])
+async def test_a_resume_in_chunks_looks_at_every_order_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: bool
+) -> None:
+    from zigziik.zigna.harvest import _run
+
+    # Chunks of 2 orders (looked at on disk while the listing goes on), 4 per listing page.
+    monkeypatch.setattr(_run, "_CLASSIFY_CHUNK", 2)
+    monkeypatch.setattr(_run, "ORDER_PAGE_SIZE", 4)
+    monkeypatch.setattr(_manifest, "_QUERY_CHUNK", 3)
+    with served(orders=9, pictures_per_order=(1, 3)) as (fake, base):
+        async with client(base) as zigna:
+            first = await zigna.harvest(tmp_path)
+            victim = sorted(expected_files(fake))[-1]  # of the last order, the last chunk
+            (tmp_path / victim).unlink()
+            fake.reset_stats()
+            events: list[HarvestEvent] = []
+            again = await zigna.harvest(
+                tmp_path, order_ids=fake.order_ids if given else None, progress=events.append
+            )
+        assert first.ok and again.ok
+        assert again.written == 1 and again.skipped == fake.picture_count - 1
+        skipped = Counter(e.order_id for e in events if e.kind == "skip" and e.picture_id is None)
+        last = victim.split("/")[0]
+        # Given, not listed: an empty order is looked at again (nothing says it is unchanged).
+        expected = [o for o in fake.order_ids if o != last and (fake.pictures(o) or not given)]
+        assert skipped == Counter(expected)
+        assert files_on_disk(tmp_path) == expected_files(fake)
+
+
+@pytest.mark.anyio
+async def test_an_order_complete_only_in_a_folder_it_no_longer_has_is_looked_at_again(
+    tmp_path: Path,
+) -> None:
+    with served(orders=4, pictures_per_order=(2, 3)) as (fake, base):
+        first, second = [o for o in fake.order_ids if fake.pictures(o)][:2]
+        async with client(base) as zigna:
+            await zigna.harvest(tmp_path)
+            # A damaged manifest gives the second order the first one's folder, where copies
+            # of its files are: the first keeps its folder, the second gets its own again.
+            for name, data in expected_files(fake, [second]).items():
+                (tmp_path / first / name.split("/")[1]).write_bytes(data)
+            with closing(sqlite3.connect(tmp_path / MANIFEST_NAME)) as db:
+                db.execute("UPDATE orders SET folder = ? WHERE order_id = ?", (first, second))
+                db.commit()
+            fake.reset_stats()
+            report = await zigna.harvest(tmp_path)
+        assert report.ok and report.written == 0
+        assert fake.requests == [
+            ("GET", "/v2/orders?take=50&skip=0"),
+            ("GET", f"/v2/orders/{second}/pictures"),
+        ]
 
 
 @pytest.mark.anyio

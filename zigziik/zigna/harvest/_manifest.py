@@ -605,18 +605,20 @@ class ManifestStore:
                     record = _row_record(row[:7])
                     if record is None:
                         continue
-                    summary = record.summary()
-                    if summary.complete:
+                    names: tuple[str, ...] = ()
+                    sizes: tuple[int, ...] = ()
+                    if record.complete:
                         files = _parse_files(row[7])
                         if files is None:
                             unsummarised.append(row[0])
                             continue
                         names, sizes = files
-                        if summary.names:  # the zip, last
-                            names += summary.names
-                            sizes += summary.sizes
-                        summary = attrs.evolve(summary, names=names, sizes=sizes)
-                    found[row[0]] = summary
+                        if record.zip is not None:  # the zip, last
+                            names += (record.zip.name,)
+                            sizes += (record.zip.size,)
+                    found[row[0]] = OrderSummary(
+                        record.folder, record.complete, record.fingerprint, names, sizes, record.zip
+                    )
         for order_id, record in self.records(unsummarised).items():
             found[order_id] = record.summary()
         return found

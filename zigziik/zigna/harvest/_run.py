@@ -415,12 +415,10 @@ class Harvest:
             store.close()
 
     async def run(self, order_ids: list[str] | None) -> None:
-        orders = await self.list_orders(order_ids)
+        orders, done, todo = await self.plan(order_ids)
         self.orders = len(orders)
         if not orders:
             return
-        await self.open_manifest()
-        done, todo = await anyio.to_thread.run_sync(self.classify, orders)
         for finished in done:
             self.skipped += finished.files
             self.emit(
@@ -438,34 +436,75 @@ class Harvest:
             self.deferred = []
             await self.wait_for_reset(pending)
 
-    def classify(self, orders: Sequence[OrderInput]) -> tuple[list[DoneOrder], list[OrderJob]]:
-        """Folders for every order (claimed in the manifest), then done or a job (a thread).
+    async def plan(
+        self, order_ids: list[str] | None
+    ) -> tuple[list[OrderInput], list[DoneOrder], list[OrderJob]]:
+        """The orders (listed, unless given), and which are done and which are jobs.
 
-        Chunk by chunk, so that what is in memory at once stays bounded: the chunk's
-        summaries (one row per order), then a look at their files on disk.
+        Each chunk of listed orders is looked at on disk (`look`, a worker thread, system
+        calls with the GIL released) while the listing's next pages come in; the folders are
+        claimed once every order is known (`claim`).
         """
+        send, receive = anyio.create_memory_object_stream[list[OrderInput]](2)
+        complete: dict[str, DoneOrder] = {}
+
+        async def look() -> None:
+            async with receive:
+                async for chunk in receive:
+                    if self.store is None:
+                        await self.open_manifest()
+                    complete.update(await anyio.to_thread.run_sync(self.look, chunk))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(look)
+            async with send:
+                orders = await self.list_orders(order_ids, send)
+        if not orders:
+            return orders, [], []
+        done, todo = await anyio.to_thread.run_sync(self.claim, orders, complete)
+        return orders, done, todo
+
+    def look(self, chunk: Sequence[OrderInput]) -> dict[str, DoneOrder]:
+        """The orders of ``chunk`` complete on disk in the folders the manifest gives them:
+        their summaries (one row per order), then a look at their files (a thread)."""
         assert self.store is not None
-        ids = [o.order_id for o in orders]
-        folders = self.store.claim_folders(ids)
+        if self.options.recheck:
+            return {}
+        summaries = self.store.summaries([o.order_id for o in chunk])
+        found: dict[str, DoneOrder] = {}
+        for order in chunk:
+            summary = summaries.get(order.order_id)
+            if summary is None:
+                continue
+            decision = classify_order(
+                order,
+                summary.folder,
+                summary,
+                strategy=self.strategy,
+                extract=self.options.extract,
+                recheck=False,
+                disk=self.disk,
+            )
+            if isinstance(decision, DoneOrder):
+                found[order.order_id] = decision
+        return found
+
+    def claim(
+        self, orders: Sequence[OrderInput], complete: dict[str, DoneOrder]
+    ) -> tuple[list[DoneOrder], list[OrderJob]]:
+        """Folders for every order (claimed in the manifest, for other processes too), then
+        done where `look` found the order complete in that folder, else a job (a thread)."""
+        assert self.store is not None
+        folders = self.store.claim_folders([o.order_id for o in orders])
         done: list[DoneOrder] = []
         todo: list[OrderJob] = []
-        for start in range(0, len(orders), _CLASSIFY_CHUNK):
-            chunk = orders[start : start + _CLASSIFY_CHUNK]
-            summaries = self.store.summaries([o.order_id for o in chunk])
-            for order in chunk:
-                decision = classify_order(
-                    order,
-                    folders[order.order_id],
-                    summaries.get(order.order_id),
-                    strategy=self.strategy,
-                    extract=self.options.extract,
-                    recheck=self.options.recheck,
-                    disk=self.disk,
-                )
-                if isinstance(decision, DoneOrder):
-                    done.append(decision)
-                else:
-                    todo.append(decision)
+        for order in orders:
+            folder = folders[order.order_id]
+            finished = complete.get(order.order_id)
+            if finished is not None and finished.folder == folder:
+                done.append(finished)
+            else:
+                todo.append(OrderJob(order.order_id, folder, self.strategy, order.fingerprint))
         return done, todo
 
     async def remaining(self) -> int | None:
@@ -604,17 +643,27 @@ class Harvest:
                 tg.start_soon(picture_worker)
             jobs_receive.close()
 
-    async def list_orders(self, order_ids: list[str] | None) -> list[OrderInput]:
+    async def list_orders(
+        self,
+        order_ids: list[str] | None,
+        found: anyio.abc.ObjectSendStream[list[OrderInput]],
+    ) -> list[OrderInput]:
+        """Every order to harvest (listed, unless given), each chunk of them also sent to
+        ``found`` as soon as it is known."""
         shard = self.options.shard
         if order_ids is not None:
-            return [
+            given = [
                 OrderInput(order_id)
                 for order_id in dict.fromkeys(order_ids)
                 if in_shard(order_id, shard)
             ]
+            for start in range(0, len(given), _CLASSIFY_CHUNK):
+                await found.send(given[start : start + _CLASSIFY_CHUNK])
+            return given
         select = self.options.select
         inputs: dict[str, OrderInput] = {}
         seen: set[str] = set()
+        chunk: list[OrderInput] = []
         received = 0  # orders the listing gave so far: where it resumes after a wait
         while True:
             try:
@@ -630,12 +679,19 @@ class Harvest:
                         continue
                     if select is not None and not self.selected(select, order):
                         continue
-                    inputs[order.id] = OrderInput(order.id, order_fingerprint(order), listed=True)
+                    listed = OrderInput(order.id, order_fingerprint(order), listed=True)
+                    inputs[order.id] = listed
+                    chunk.append(listed)
+                    if len(chunk) >= _CLASSIFY_CHUNK:
+                        await found.send(chunk)
+                        chunk = []
             except Exception as exc:
                 if self.refused(exc) is not None:  # until_complete: on after the reset
                     await self.wait_for_reset([])
                     continue
                 self.fail(None, None, f"listing the orders failed: {_reason(exc)}")
+            if chunk:
+                await found.send(chunk)
             return list(inputs.values())
 
     def selected(self, select: Callable[[Order], bool], order: Order) -> bool:
@@ -879,13 +935,8 @@ class Harvest:
 
     async def estimate(self, order_ids: list[str] | None, assumed: int) -> HarvestEstimate:
         before = self.counter.count
-        orders = await self.list_orders(order_ids)
+        orders, done, todo = await self.plan(order_ids)
         listing_calls = self.counter.count - before
-        done: list[DoneOrder] = []
-        todo: list[OrderJob] = []
-        if orders:
-            await self.open_manifest()
-            done, todo = await anyio.to_thread.run_sync(self.classify, orders)
         budget = self.source.budget
         remaining = await self.remaining()
         limit = budget.limit if budget is not None else None
