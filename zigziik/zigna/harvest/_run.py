@@ -447,18 +447,26 @@ class Harvest:
         """
         send, receive = anyio.create_memory_object_stream[list[OrderInput]](2)
         complete: dict[str, DoneOrder] = {}
+        failed: list[Exception] = []
+        orders: list[OrderInput] = []
 
         async def look() -> None:
             async with receive:
-                async for chunk in receive:
-                    if self.store is None:
-                        await self.open_manifest()
-                    complete.update(await anyio.to_thread.run_sync(self.look, chunk))
+                try:
+                    async for chunk in receive:
+                        if self.store is None:
+                            await self.open_manifest()
+                        complete.update(await anyio.to_thread.run_sync(self.look, chunk))
+                except Exception as exc:  # the manifest cannot be used: stop the listing too
+                    failed.append(exc)
+                    tg.cancel_scope.cancel()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(look)
             async with send:
                 orders = await self.list_orders(order_ids, send)
+        if failed:
+            raise failed[0]
         if not orders:
             return orders, [], []
         done, todo = await anyio.to_thread.run_sync(self.claim, orders, complete)
