@@ -8,18 +8,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import socket
 import ssl
+import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import _servers as raw_servers
 import httpx
 import pytest
 import trustme
-from test_net import KeepAlive, _answer, _read_request, _serve_answers, raw_server
+from test_net import Handler, KeepAlive, _answer, _read_request, _serve_answers, raw_server
 
 from zigziik import _http11
 from zigziik._http11 import _HIGH_WATER, _MAX_HEAD, Connection
@@ -519,3 +521,252 @@ async def test_a_bodiless_answer_left_unread_still_frees_its_connection() -> Non
             assert connection.is_idle()
             assert (await client.get(origin + "/")).content == b"x" * 10
             assert lean(client) == [connection]
+
+
+# -- uploads that meet a slow or vanishing server ------------------------------------------------
+
+
+async def test_a_large_upload_to_a_slow_reader_waits_for_room_and_arrives_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = bytes(range(256)) * (64 * 1024)  # 16 MiB: more than the socket buffers hold
+    received: list[bytes] = []
+    paused: list[bool] = []
+    pause_writing = _http11._Protocol.pause_writing
+
+    def spy(protocol: _http11._Protocol) -> None:
+        paused.append(True)
+        pause_writing(protocol)
+
+    monkeypatch.setattr(_http11._Protocol, "pause_writing", spy)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await _read_request(reader):
+            await asyncio.sleep(0.2)  # the client's writes back up meanwhile
+            received.append(await reader.readexactly(len(body)))
+            writer.write(_answer(b"ok"))
+            await writer.drain()
+            await reader.read()
+
+    async with raw_server(handler) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            response = await client.post(origin + "/", content=body)
+            assert response.content == b"ok"
+            (connection,) = lean(client)
+            assert connection.is_idle() and not connection.protocol.writing_paused
+    assert paused  # the test is about waiting for room: it must have had to
+    assert received == [body]
+
+
+def _go_away(how: str) -> Handler:
+    """A handler that reads a request's head, then ends its side cleanly ("end": a FIN, and
+    it reads on) or resets the connection ("reset"), without answering."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not await _read_request(reader):
+            return
+        if how == "end":
+            writer.write_eof()
+            while await reader.read(65536):
+                pass
+        else:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("how", "content", "message"),
+    [
+        ("end", "stream", "^the connection is closed$"),
+        ("reset", "stream", "Connection reset by peer|Broken pipe"),
+        # 64 MiB at once: the reset comes while the write waits for room in the socket.
+        ("reset", "bytes", "Connection reset by peer|Broken pipe"),
+    ],
+)
+async def test_a_server_that_goes_away_mid_upload_is_a_write_error_that_says_how(
+    how: str, content: str, message: str
+) -> None:
+    sent = 0
+
+    async def pieces() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(300):  # 3 s at most: an upload into the void must not go on
+            sent += 1
+            yield b"u" * 1000
+            await asyncio.sleep(0.01)
+
+    body = pieces() if content == "stream" else b"u" * (64 << 20)
+    async with raw_server(_go_away(how)) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            with pytest.raises(httpx.WriteError, match=message):
+                await client.post(origin + "/", content=body)
+            assert lean(client) == []
+    assert sent < 300
+
+
+async def test_a_malformed_chunk_in_a_body_says_what_was_wrong() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n"
+    async with raw_server(_serve_answers(answer)) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            with pytest.raises(
+                httpx.RemoteProtocolError, match=r"^bad chunk size line: b'zz\\r\\n'$"
+            ):
+                await client.get(origin + "/")
+            assert lean(client) == []
+
+
+# -- the end of the stream, and errors that come with it -----------------------------------------
+
+
+async def test_the_protocol_notes_the_end_of_the_stream_at_once_and_asks_for_the_close() -> None:
+    protocol = _http11._Protocol()
+    protocol.read_waiter = asyncio.get_running_loop().create_future()
+    assert protocol.eof_received() is False  # False: asyncio closes the transport
+    assert protocol.eof is True  # before connection_lost: release() reads it
+    assert protocol.read_waiter.done()
+
+
+async def test_an_idle_connection_the_server_ends_is_closed_on_this_side_too() -> None:
+    """Not left half-closed (CLOSE_WAIT) until a request for its origin comes along."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await _read_request(reader):
+            writer.write(_answer(b"ok"))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write_eof()
+            await reader.read()
+
+    async with raw_server(handler) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            assert (await client.get(origin + "/")).content == b"ok"
+            (connection,) = lean(client)
+            for _ in range(200):
+                if connection.protocol.lost:
+                    break
+                await asyncio.sleep(0.01)
+            assert connection.protocol.lost and connection.transport.is_closing()
+
+
+class _Transport:
+    """Just enough of an asyncio transport for a `Connection` that never touches a socket."""
+
+    def __init__(self, protocol: _http11._Protocol) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> _http11._Protocol:
+        return self.protocol
+
+    def abort(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (
+            ConnectionResetError(104, "Connection reset by peer"),
+            "[Errno 104] Connection reset by peer",
+        ),
+        (ConnectionResetError(), "ConnectionResetError"),  # no text: its type says what
+        (None, None),  # a clean end: b""
+    ],
+)
+async def test_reading_at_the_end_of_a_broken_stream_says_what_broke_it(
+    error: BaseException | None, message: str | None
+) -> None:
+    protocol = _http11._Protocol()
+    protocol.connection_lost(error)  # type: ignore[arg-type]
+    pool = transport().lean_pool
+    connection = Connection(pool, (b"http", b"example.test", 80), _Transport(protocol))  # type: ignore[arg-type]
+    if message is None:
+        assert await connection.read(1.0) == b""
+    else:
+        with pytest.raises(ConnectionError, match=f"^{re.escape(message)}$"):
+            await connection.read(1.0)
+    await pool.aclose()
+
+
+def _reset_after(data: bytes) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await _read_request(reader):
+            writer.write(data)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _answer(b"y" * 100_000)[:50_000],
+        b"HTTP/1.1 200 OK\r\n\r\n" + b"y" * 50_000,  # a body up to the close: a reset is no end
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n" + b"y" * 50_000,
+    ],
+    ids=["sized", "until-close", "chunked"],
+)
+async def test_a_reset_in_the_middle_of_a_body_is_a_read_error_that_says_so(answer: bytes) -> None:
+    async with raw_server(_reset_after(answer)) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            with pytest.raises(httpx.ReadError, match=r"^\[Errno 104\] Connection reset by peer$"):
+                await client.get(origin + "/")
+            assert lean(client) == []
+
+
+# -- chunked bodies that arrive in parts ---------------------------------------------------------
+
+
+def _in_parts(*parts: bytes, pause: float = 0.05) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await _read_request(reader):
+            for part in parts:
+                writer.write(part)
+                await writer.drain()
+                await asyncio.sleep(pause)
+
+    return handler
+
+
+async def test_a_chunked_body_that_arrives_in_parts_is_read_whole_and_its_connection_reused() -> (
+    None
+):
+    parts = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        b"lo\r\n6\r\n world\r",
+        b"\n0\r\n",
+        b"\r\n",
+    )
+    async with raw_server(_in_parts(*parts)) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            for _ in range(2):
+                assert (await client.get(origin + "/")).content == b"hello world"
+            (connection,) = lean(client)
+            assert connection.is_idle()
+
+
+async def test_a_chunked_body_that_stalls_is_a_read_timeout() -> None:
+    parts = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", b"lo\r\n0\r\n\r\n")
+    async with raw_server(_in_parts(*parts, pause=2.0)) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=0.2) as client:
+            with pytest.raises(httpx.ReadTimeout, match="^timed out while receiving data$"):
+                await client.get(origin + "/")
+            assert lean(client) == []
+
+
+async def test_a_chunked_body_cut_short_says_so_whole() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"
+    async with raw_server(_serve_answers(answer)) as origin:  # then it closes
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            with pytest.raises(
+                httpx.RemoteProtocolError,
+                match="^peer closed connection without sending complete message body: "
+                "incomplete chunked read$",
+            ):
+                await client.get(origin + "/")
