@@ -276,3 +276,10 @@ def test_a_chunk_end_split_after_its_cr_waits_for_the_lf() -> None:
     assert decoder.done and not decoder.leftover
     size_line = ChunkedDecoder()
     assert size_line.feed(b"5" * 1024) == []  # up to 1 KiB without its end: more may come
+
+
+def test_a_chunk_may_end_with_a_bare_line_feed() -> None:
+    """As h11 reads it: LF alone ends a chunk's data, and nothing after it is lost."""
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"5\r\nhello\n6\nworld!\n0\n\n") == [b"hello", b"world!"]
+    assert decoder.done and not decoder.leftover

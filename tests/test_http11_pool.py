@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import re
+import select
 import socket
 import ssl
 import struct
@@ -770,3 +772,135 @@ async def test_a_chunked_body_cut_short_says_so_whole() -> None:
                 "incomplete chunked read$",
             ):
                 await client.get(origin + "/")
+
+
+async def test_an_idle_connection_that_receives_bytes_nobody_asked_for_is_not_reused() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        first = connections == 1
+        while await _read_request(reader):
+            writer.write(_answer(b"ok" if first else b"fresh"))
+            await writer.drain()
+            if first:
+                await asyncio.sleep(0.05)
+                writer.write(_answer(b"junk"))  # while the connection is idle
+                await writer.drain()
+
+    async with raw_server(handler) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            assert (await client.get(origin + "/")).content == b"ok"
+            (idle,) = lean(client)
+            for _ in range(200):  # until the junk has arrived (the loop has read it)
+                if idle.protocol.chunks:
+                    break
+                await asyncio.sleep(0.01)
+            assert idle.protocol.chunks and not idle.transport.is_closing()
+            assert (await client.get(origin + "/")).content == b"fresh"
+            assert idle.is_closed()
+    assert connections == 2
+
+
+# -- whether an idle socket was closed: the check itself -----------------------------------------
+
+
+class _Fd:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+@contextmanager
+def _idle_socket_at(fd: int) -> Iterator[socket.socket]:
+    """A connected socket with nothing to read whose descriptor is ``fd`` (whatever was at
+    ``fd`` is put back after); yields its peer."""
+    ours, peer = socket.socketpair()
+    saved = None
+    try:
+        saved = os.dup(fd)
+    except OSError:
+        pass
+    os.dup2(ours.fileno(), fd)
+    try:
+        yield peer
+    finally:
+        if saved is not None:
+            os.dup2(saved, fd)
+            os.close(saved)
+        else:
+            os.close(fd)
+        ours.close()
+        peer.close()
+
+
+async def test_no_socket_or_a_closed_one_is_never_reused() -> None:
+    assert _http11._socket_readable(None) is True
+    closed = socket.socket()
+    closed.close()  # fileno() is -1 now
+    assert _http11._socket_readable(closed) is True
+
+
+@pytest.mark.parametrize(
+    ("fd", "poll"),
+    [(0, True), (0, False), (1, True), (1, False), (1500, True)],
+    ids=["stdin's-poll", "stdin's-select", "stdout's-poll", "stdout's-select", "beyond-1024"],
+)
+async def test_an_idle_socket_is_readable_only_once_its_peer_sends_or_closes(
+    fd: int, poll: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any descriptor is a socket's (a daemon without stdin hands out 0); poll() takes
+    descriptors beyond select()'s 1,024, so select() is only where poll() is missing."""
+    if not poll:  # as on a platform without poll()
+        monkeypatch.delattr(_http11.select, "poll")
+    real_select = select.select
+
+    def select_(readable: list[int], writable: list[int], errors: list[int], *_: object) -> object:
+        return real_select(readable, writable, errors, 0)  # whether it waits: the next test
+
+    monkeypatch.setattr(_http11.select, "select", select_)
+    with _idle_socket_at(fd) as peer:
+        assert _http11._socket_readable(_Fd(fd)) is False  # type: ignore[arg-type]
+        if fd == 1:
+            assert _http11._socket_readable(None) is True  # not stdout's socket instead
+        peer.send(b"x")
+        assert _http11._socket_readable(_Fd(fd)) is True  # type: ignore[arg-type]
+    with _idle_socket_at(fd) as peer:
+        peer.close()
+        assert _http11._socket_readable(_Fd(fd)) is True  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("poll", [True, False], ids=["poll", "select"])
+async def test_the_check_never_waits(poll: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It runs on the event loop before every reuse: a timeout of 0, never a wait."""
+    timeouts: list[object] = []
+    real_select, real_poll = select.select, getattr(select, "poll", None)
+
+    def select_(*args: object) -> object:
+        timeouts.append(args[3] if len(args) > 3 else "none")
+        return real_select(*args[:3], 0)  # type: ignore[call-overload]
+
+    class Poll:
+        def __init__(self) -> None:
+            assert real_poll is not None
+            self.poller = real_poll()
+
+        def register(self, fd: int, events: int) -> None:
+            self.poller.register(fd, events)
+
+        def poll(self, *args: object) -> object:
+            timeouts.append(args[0] if args else "none")
+            return self.poller.poll(0)
+
+    monkeypatch.setattr(_http11.select, "select", select_)
+    if poll:
+        monkeypatch.setattr(_http11.select, "poll", Poll)
+    else:
+        monkeypatch.delattr(_http11.select, "poll")
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        assert _http11._socket_readable(ours) is False
+    assert timeouts == [0]
