@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zigziik._http11 import (
+    _MAX_HEAD,
     CHUNKED,
     UNTIL_CLOSE,
     ChunkedDecoder,
@@ -283,3 +284,28 @@ def test_a_chunk_may_end_with_a_bare_line_feed() -> None:
     decoder = ChunkedDecoder()
     assert decoder.feed(b"5\r\nhello\n6\nworld!\n0\n\n") == [b"hello", b"world!"]
     assert decoder.done and not decoder.leftover
+
+
+def test_empty_list_elements_of_transfer_encoding_are_ignored() -> None:
+    """RFC 9110 section 5.6.1: a recipient accepts empty elements of a list."""
+    head = _head(200, (b"Transfer-Encoding", b" chunked , "))
+    assert body_length("GET", head) == CHUNKED
+
+
+def test_a_chunk_size_line_that_is_empty_is_refused_and_says_only_its_line() -> None:
+    with pytest.raises(ValueError, match=whole("bad chunk size line: b'\\n'")):
+        ChunkedDecoder().feed(b"\nmore")
+    with pytest.raises(ValueError, match=whole("bad chunk size line: b'zz\\r\\n'")):
+        ChunkedDecoder().feed(b"zz\r\nmore")
+
+
+def test_trailers_up_to_the_longest_head_wait_for_their_end_and_only_a_blank_line_ends_them() -> (
+    None
+):
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"0\r\n" + b"T" * _MAX_HEAD) == []  # not too long: more may come
+    assert not decoder.done
+    for line in (b"X", b" ", b"XX\r", b"\r X"):  # not blank, whatever they hold
+        decoder = ChunkedDecoder()
+        assert decoder.feed(b"0\r\n" + line + b"\r\n\r\n") == []
+        assert decoder.done and not decoder.leftover

@@ -736,6 +736,19 @@ def _in_parts(*parts: bytes, pause: float = 0.05) -> Handler:
     return handler
 
 
+def _stall_then_close(first: bytes) -> Handler:
+    """Send ``first``, stall for a second, close (a read without its timeout ends at the
+    close, not in a read timeout)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await _read_request(reader):
+            writer.write(first)
+            await writer.drain()
+            await asyncio.sleep(1.0)
+
+    return handler
+
+
 async def test_a_chunked_body_that_arrives_in_parts_is_read_whole_and_its_connection_reused() -> (
     None
 ):
@@ -754,8 +767,8 @@ async def test_a_chunked_body_that_arrives_in_parts_is_read_whole_and_its_connec
 
 
 async def test_a_chunked_body_that_stalls_is_a_read_timeout() -> None:
-    parts = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", b"lo\r\n0\r\n\r\n")
-    async with raw_server(_in_parts(*parts, pause=2.0)) as origin:
+    first = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"
+    async with raw_server(_stall_then_close(first)) as origin:
         async with httpx.AsyncClient(transport=transport(), timeout=0.2) as client:
             with pytest.raises(httpx.ReadTimeout, match="^timed out while receiving data$"):
                 await client.get(origin + "/")
@@ -904,3 +917,159 @@ async def test_the_check_never_waits(poll: bool, monkeypatch: pytest.MonkeyPatch
     with ours, peer:
         assert _http11._socket_readable(ours) is False
     assert timeouts == [0]
+
+
+# -- reading a body as it comes -------------------------------------------------------------------
+
+
+async def test_the_socket_pauses_once_exactly_the_high_water_mark_is_waiting() -> None:
+    class Transport:
+        paused = 0
+
+        def pause_reading(self) -> None:
+            self.paused += 1
+
+    protocol = _http11._Protocol()
+    protocol.connection_made(Transport())  # type: ignore[arg-type]
+    protocol.data_received(b"x" * (_HIGH_WATER - 1))
+    assert not protocol.reading_paused
+    protocol.data_received(b"x")
+    assert protocol.reading_paused and protocol.transport.paused == 1  # type: ignore[union-attr]
+    protocol.data_received(b"x")  # already paused: not again
+    assert protocol.transport.paused == 1  # type: ignore[union-attr]
+
+
+async def test_a_sized_body_whose_last_byte_comes_late_is_read_to_its_last_byte() -> None:
+    body = b"0123456789" * 1000
+    answer = _answer(body)
+    async with raw_server(_in_parts(answer[:-1], answer[-1:])) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            for _ in range(2):
+                assert (await client.get(origin + "/")).content == body
+            (connection,) = lean(client)  # complete: reused
+            assert connection.is_idle()
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        _answer(b"y" * 100_000)[:50_000],
+        b"HTTP/1.1 200 OK\r\n\r\n" + b"y" * 50_000,  # a body up to the close
+    ],
+    ids=["sized", "until-close"],
+)
+async def test_a_body_that_stalls_is_a_read_timeout(first: bytes) -> None:
+    async with raw_server(_stall_then_close(first)) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=0.2) as client:
+            with pytest.raises(httpx.ReadTimeout, match="^timed out while receiving data$"):
+                await client.get(origin + "/")
+            assert lean(client) == []
+
+
+async def test_a_connection_the_server_ended_while_its_body_waited_is_not_put_back() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await _read_request(reader):
+            writer.write(_answer(b"ok"))  # keep-alive promised
+            await writer.drain()
+            writer.write_eof()  # but ended: nothing more comes
+            await reader.read()
+
+    async with raw_server(handler) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            async with client.stream("GET", origin + "/") as response:
+                (connection,) = lean(client)
+                for _ in range(200):
+                    if connection.protocol.eof:
+                        break
+                    await asyncio.sleep(0.01)
+                assert connection.protocol.eof and not connection.protocol.chunks
+                assert await response.aread() == b"ok"
+            assert lean(client) == []
+
+
+# -- the pool's count of its connections ----------------------------------------------------------
+
+
+async def test_connections_closed_after_their_answer_leave_room_for_new_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        if await _read_request(reader):
+            writer.write(_answer(b"bye", close=True))
+            await writer.drain()
+
+    async with raw_server(handler) as origin:
+        name = "http://" + origin.removeprefix("http://")
+        pool = transport(max_connections=1)
+        with caplog.at_level(logging.DEBUG, logger="zigziik.http11"):
+            async with httpx.AsyncClient(transport=pool, timeout=httpx.Timeout(5.0, pool=1.0)) as c:
+                for _ in range(3):  # never a PoolTimeout: each closed one is forgotten
+                    assert (await c.get(origin + "/")).content == b"bye"
+                assert lean(c) == [] and pool.lean_pool._all == set()
+    assert connections == 3
+    closed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("closed")]
+    assert closed == [f"closed <Connection {name} closed>"] * 3
+
+
+# -- every error names the request it is about ----------------------------------------------------
+
+
+async def _stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_request(reader)
+    await asyncio.sleep(2)
+
+
+async def _never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(2)
+
+
+@pytest.mark.parametrize(
+    ("handler", "content", "error"),
+    [
+        (_stall, None, httpx.ReadTimeout),
+        (_never_read, b"x" * (64 << 20), httpx.WriteTimeout),
+        (_serve_answers(b"ICY 200 OK\r\n\r\n"), None, httpx.RemoteProtocolError),
+        (
+            _serve_answers(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
+            None,
+            httpx.RemoteProtocolError,
+        ),
+        (_in_parts(_answer(b"y" * 1000)[:100], pause=2.0), None, httpx.ReadTimeout),
+        (_serve_answers(_answer(b"y" * 1000)[:100]), None, httpx.RemoteProtocolError),
+        (_reset_after(_answer(b"y" * 1000)[:100]), None, httpx.ReadError),
+    ],
+    ids=[
+        "head timeout",
+        "write timeout",
+        "bad head",
+        "bad length",
+        "body timeout",
+        "body cut",
+        "body reset",
+    ],
+)
+async def test_every_error_names_its_request(
+    handler: Handler, content: bytes | None, error: type[Exception]
+) -> None:
+    pool = transport().lean_pool
+    async with raw_server(handler) as origin:
+        request = httpx.Request(
+            "GET" if content is None else "POST",
+            origin + "/",
+            content=content,
+            extensions={"timeout": {"read": 0.2, "write": 0.2}},
+        )
+
+        async def exchange() -> None:
+            response = await pool.handle_async_request(request)
+            await response.aread()
+
+        with pytest.raises(error) as caught:
+            await exchange()
+        assert type(caught.value) is error
+        assert caught.value.request is request  # type: ignore[attr-defined]
+    await pool.aclose()
