@@ -309,3 +309,23 @@ def test_trailers_up_to_the_longest_head_wait_for_their_end_and_only_a_blank_lin
         decoder = ChunkedDecoder()
         assert decoder.feed(b"0\r\n" + line + b"\r\n\r\n") == []
         assert decoder.done and not decoder.leftover
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\r\nX: a\r\n \x0b",  # a folded line of a control character alone
+        b"HTTP/1.1 200 OK\r\nX: a\x0c",  # at the end of a value
+        b"HTTP/1.1 200 OK\r\nX: \x0ba",  # at its start
+    ],
+)
+def test_a_control_character_at_either_end_of_a_value_is_refused_not_stripped(data: bytes) -> None:
+    with pytest.raises(ValueError, match=whole("a header value holds a control character")):
+        parse_head(data)
+
+
+def test_only_spaces_and_tabs_are_stripped_from_values_and_folded_lines() -> None:
+    head = parse_head(b"HTTP/1.1 200 OK\r\nX-A: XoneX\r\n\tXtwoX \r\nX-B: \t XbX\t ")
+    assert head.headers == [(b"X-A", b"XoneX XtwoX"), (b"X-B", b"XbX")]
+    empty = parse_head(b"HTTP/1.1 200 OK\r\nX-A:\r\n  two")  # folded onto an empty value
+    assert empty.headers == [(b"X-A", b"two")]

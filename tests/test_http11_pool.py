@@ -656,11 +656,26 @@ async def test_an_idle_connection_the_server_ends_is_closed_on_this_side_too() -
 class _Transport:
     """Just enough of an asyncio transport for a `Connection` that never touches a socket."""
 
-    def __init__(self, protocol: _http11._Protocol) -> None:
+    def __init__(self, protocol: _http11._Protocol, *, closing: bool = False) -> None:
         self.protocol = protocol
+        self.closing = closing
+        self.written: list[bytes] = []
+        self.resumed = 0
 
     def get_protocol(self) -> _http11._Protocol:
         return self.protocol
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        self.resumed += 1
 
     def abort(self) -> None:
         pass
@@ -1073,3 +1088,77 @@ async def test_every_error_names_its_request(
         assert type(caught.value) is error
         assert caught.value.request is request  # type: ignore[attr-defined]
     await pool.aclose()
+
+
+def _connection(protocol: _http11._Protocol, **kwargs: bool) -> tuple[Connection, _Transport]:
+    fake = _Transport(protocol, **kwargs)
+    protocol.connection_made(fake)  # type: ignore[arg-type]
+    pool = _http11.Http11Pool(ssl_context=default_ssl_context(), limits=httpx.Limits())
+    return Connection(pool, (b"http", b"example.test", 80), fake), fake  # type: ignore[arg-type]
+
+
+async def test_a_protocol_nobody_waits_on_takes_data_the_end_and_the_loss() -> None:
+    protocol = _http11._Protocol()
+    protocol.data_received(b"early")
+    protocol.eof_received()
+    protocol.connection_lost(None)
+    assert (protocol.chunks, protocol.eof, protocol.lost) == ([b"early"], True, True)
+
+
+async def test_a_write_to_a_connection_that_is_closing_is_refused_before_it_is_lost() -> None:
+    connection, fake = _connection(_http11._Protocol(), closing=True)
+    with pytest.raises(ConnectionError, match="^the connection is closed$"):
+        await connection.write(b"GET / HTTP/1.1\r\n\r\n", 1.0)
+    assert fake.written == []
+
+
+async def test_a_read_takes_everything_waiting_and_starts_the_count_again() -> None:
+    protocol = _http11._Protocol()
+    connection, fake = _connection(protocol)
+    protocol.data_received(b"one")
+    protocol.data_received(b"two")  # two pieces waiting: both are the read's
+    assert await connection.read(1.0) == b"onetwo"
+    protocol.data_received(b"x" * (_HIGH_WATER - 1))
+    assert not protocol.reading_paused  # the count starts from nothing after each read
+    protocol.data_received(b"x")
+    assert protocol.reading_paused
+    assert await connection.read(1.0) == b"x" * _HIGH_WATER
+    assert not protocol.reading_paused and fake.resumed == 1
+
+
+async def test_a_client_without_timeouts_reads_and_writes_without_them() -> None:
+    async with raw_server(KeepAlive(b"untimed")) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=None) as client:
+            for _ in range(2):
+                assert (await client.post(origin + "/", content=b"x")).content == b"untimed"
+
+
+async def test_a_server_that_closes_without_answering_says_so_whole() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)  # then it closes
+
+    async with raw_server(handler) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            with pytest.raises(
+                httpx.RemoteProtocolError,
+                match=r"^Server disconnected without sending a response\.$",
+            ):
+                await client.get(origin + "/")
+
+
+async def test_an_answer_that_starts_with_a_blank_line_is_refused_at_once() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await _read_request(reader):
+            writer.write(b"\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(1.0)  # not an answer that more bytes could complete
+            writer.write(_answer(b"late"))
+            await writer.drain()
+            await reader.read()
+
+    async with raw_server(handler) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            with pytest.raises(
+                httpx.RemoteProtocolError, match=r"^not an HTTP/1\.x status line: b''$"
+            ):
+                await client.get(origin + "/")
