@@ -10,6 +10,7 @@ import collections
 import logging
 import os
 import re
+import resource
 import select
 import socket
 import ssl
@@ -846,6 +847,9 @@ class _Fd:
 def _idle_socket_at(fd: int) -> Iterator[socket.socket]:
     """A connected socket with nothing to read whose descriptor is ``fd`` (whatever was at
     ``fd`` is put back after); yields its peer."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if fd >= soft:  # a descriptor that high needs room for it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fd + 1, hard))
     ours, peer = socket.socketpair()
     saved = None
     try:
@@ -863,6 +867,7 @@ def _idle_socket_at(fd: int) -> Iterator[socket.socket]:
             os.close(fd)
         ours.close()
         peer.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 async def test_no_socket_or_a_closed_one_is_never_reused() -> None:
