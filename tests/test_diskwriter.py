@@ -354,7 +354,9 @@ def test_a_forked_child_gets_its_own_thread() -> None:
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        ok = _diskwriter.default_disk_thread() is not parent
+        own = _diskwriter.default_disk_thread()
+        ok = isinstance(own, DiskThread) and own is not parent
+        ok = ok and own is _diskwriter.default_disk_thread()
         os.write(write, b"1" if ok else b"0")
         os._exit(0)
     os.close(write)
@@ -362,6 +364,29 @@ def test_a_forked_child_gets_its_own_thread() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert answer == b"1"
+
+
+def test_after_a_fork_the_shared_thread_and_its_lock_are_made_anew(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the fork hook does, run in this process (mutmut sees no call made in a child).
+    monkeypatch.setattr(_diskwriter, "_default", _diskwriter.default_disk_thread())
+    monkeypatch.setattr(_diskwriter, "_default_lock", _diskwriter._default_lock)
+    parent, parent_lock = _diskwriter._default, _diskwriter._default_lock
+    _diskwriter._forget_after_fork()
+    assert _diskwriter._default is None
+    assert _diskwriter._default_lock is not parent_lock
+    with _diskwriter._default_lock:  # a fresh lock, free: the parent's may be held forever
+        pass
+    fresh = _diskwriter.default_disk_thread()
+    assert type(fresh) is DiskThread
+    assert fresh is not parent
+    assert _diskwriter.default_disk_thread() is fresh
+
+
+def test_the_queue_markers_say_what_they_are() -> None:
+    assert repr(_diskwriter._CLOSE) == "<close>"
+    assert repr(_diskwriter._ABORT) == "<abort>"
 
 
 @pytest.mark.anyio
