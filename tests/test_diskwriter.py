@@ -384,11 +384,6 @@ def test_after_a_fork_the_shared_thread_and_its_lock_are_made_anew(
     assert _diskwriter.default_disk_thread() is fresh
 
 
-def test_the_queue_markers_say_what_they_are() -> None:
-    assert repr(_diskwriter._CLOSE) == "<close>"
-    assert repr(_diskwriter._ABORT) == "<abort>"
-
-
 @pytest.mark.anyio
 async def test_a_received_file_is_finished_under_its_final_name(
     tmp_path: Path, disk: DiskThread
@@ -557,12 +552,34 @@ def test_the_water_marks_are_checked_exactly() -> None:
     assert (same.high_water, same.low_water, same.idle_seconds) == (10, 10, 10.0)
     assert DiskThread(high_water=0, low_water=0).low_water == 0
     assert repr(_diskwriter._CLOSE) == "<close>" and repr(_diskwriter._ABORT) == "<abort>"
+    # One made here too: the module's own were made at import, before any mutant was active.
+    assert repr(_diskwriter._Marker("close")) == "<close>"
 
 
 def test_the_thread_is_woken_every_half_high_water_at_most_a_mebibyte() -> None:
     assert DiskThread()._wake_bytes == 1 << 20
     assert DiskThread(high_water=1000, low_water=0)._wake_bytes == 500
     assert DiskThread(high_water=1, low_water=0)._wake_bytes == 1
+    odd = DiskThread(high_water=1001, low_water=0)._wake_bytes  # half, rounded down: a count
+    assert type(odd) is int and odd == 500
+
+
+@pytest.mark.anyio
+async def test_the_thread_is_woken_by_exactly_the_wake_up_amount_counted_from_zero(
+    tmp_path: Path,
+) -> None:
+    """The first bytes queued count towards a wake-up like any others, and the thread wakes
+    when the bytes queued since its last wake-up reach the amount (half of 65: 32), not later."""
+    disk = DiskThread(high_water=65, low_water=0, idle_seconds=30)
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"a" * 31)  # starts the thread, which writes it and waits: 31 since a wake-up
+    await wait_until(lambda: disk._waiting and disk.queued_bytes == 0)
+    file.write(b"b")  # the 32nd: wakes it
+    with anyio.fail_after(10):  # long before the thread would look again by itself (30 s)
+        while disk.queued_bytes:  # noqa: ASYNC110
+            await anyio.sleep(0.005)
+    await file.close()
+    assert (tmp_path / "x").read_bytes() == b"a" * 31 + b"b"
 
 
 @pytest.mark.anyio
