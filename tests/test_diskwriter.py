@@ -524,6 +524,39 @@ async def test_the_thread_is_woken_by_close_and_by_a_drain_not_only_by_bulk(
     await wait_until(lambda: disk.queued_bytes == 0)
 
 
+@pytest.mark.anyio
+async def test_the_thread_says_it_waits_only_while_it_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_waiting`, which the tests above rely on to know the thread is asleep, is false again
+    as soon as it wakes: here while it is held in a write."""
+    entered, release = threading.Event(), threading.Event()
+    real = _diskwriter._write
+
+    def held(fd: int, data: bytes | memoryview) -> int:
+        entered.set()
+        release.wait(10)
+        return real(fd, data)
+
+    monkeypatch.setattr(_diskwriter, "_write", held)
+    monkeypatch.setattr(_diskwriter, "_writev", None)
+    disk = DiskThread(high_water=2, low_water=0, idle_seconds=30)
+    first = BackgroundFile(tmp_path / "first", disk)
+    with anyio.fail_after(45):
+        await first.close()  # the thread has started, done this, and now waits
+    await wait_until(lambda: disk._waiting)
+    file = BackgroundFile(tmp_path / "x", disk)
+    try:
+        file.write(b"ab")  # the wake-up amount (1 here): wakes it, and it writes
+        await wait_until(entered.is_set)
+        assert not disk._waiting
+    finally:
+        release.set()
+    with anyio.fail_after(45):
+        await file.close()
+    assert (tmp_path / "x").read_bytes() == b"ab"
+
+
 # -- exact messages and boundaries (from the disk writer's mutants) ----------------------------
 
 
