@@ -7,6 +7,7 @@ import gzip
 import os
 import random
 import stat
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -651,3 +652,94 @@ async def test_a_gzip_encoded_body_arriving_in_pieces_is_saved_decoded(
             path = await zigna.pictures.download("1", picture, tmp_path)
     assert path.read_bytes() == body
     assert everything(tmp_path) == [path.name]
+
+
+# -- where a body goes, and when a long one looks for a cancellation -------------------------
+
+
+class _Chunks:
+    """Chunks handed over without ever waiting (no await: as from a full socket buffer);
+    ``each`` is called before each one is."""
+
+    def __init__(self, pieces: list[bytes], each: Any = None) -> None:
+        self._pieces = iter(pieces)
+        self._each = each
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        piece = next(self._pieces, None)
+        if piece is None:
+            raise StopAsyncIteration
+        if self._each is not None:
+            self._each()
+        return piece
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_a_body_of_exactly_inline_bytes_is_written_at_once_one_more_by_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body declared at most 256 KiB is complete on disk (under its temporary name) when it
+    is received; one byte more goes to the disk thread (held here, so not yet written)."""
+    from zigziik import _diskwriter
+
+    held = threading.Event()
+    real = _diskwriter._write
+
+    def gated(fd: int, data: Any) -> int:
+        held.wait(30)
+        return real(fd, data)
+
+    monkeypatch.setattr(_diskwriter, "_write", gated)
+    monkeypatch.setattr(_diskwriter, "_writev", None)
+    monkeypatch.setattr(_diskwriter, "_default", _diskwriter.DiskThread(idle_seconds=0.2))
+    folder = SafeFolder.open(tmp_path)
+    try:
+        for size, at_once in [(256 * 1024, True), (256 * 1024 + 1, False)]:
+            body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+            receiver = download.FileReceiver(folder, lambda _type, size=size: f"{size}.jpg")
+            received = await receiver._receive(
+                "u", {"content-length": str(size)}, _Chunks([body[:1000], body[1000:]]), None
+            )
+            on_disk = [p for p in tmp_path.iterdir() if p.name.startswith(f".{size}.jpg.")]
+            assert (sum(p.stat().st_size for p in on_disk) == size) is at_once, size
+            if not at_once:
+                held.set()
+            assert await received.finish() == tmp_path / f"{size}.jpg"
+            assert (tmp_path / f"{size}.jpg").read_bytes() == body
+    finally:
+        held.set()
+    assert everything(tmp_path) == ["262144.jpg", "262145.jpg"]
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+@pytest.mark.parametrize("cancel_after", [0, 9], ids=["before", "after-the-first-check"])
+async def test_a_body_that_never_waits_looks_for_a_cancellation_every_8_mib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cancel_after: int
+) -> None:
+    """Chunks that arrive without the connection ever waiting: the receiver stops for a
+    cancellation once 8 MiB have been written since it last looked (at 8 MiB, then 16),
+    not at every chunk and not later, and leaves no file."""
+    from zigziik import _diskwriter
+
+    monkeypatch.setattr(_diskwriter, "_default", _diskwriter.DiskThread(high_water=1 << 30))
+    given = 0
+
+    def count() -> None:
+        nonlocal given
+        given += 1
+        if given == cancel_after + 1:
+            scope.cancel()
+
+    receiver = download.FileReceiver(SafeFolder.open(tmp_path), lambda _type: "big.jpg")
+    with anyio.CancelScope() as scope:
+        await receiver._receive("u", {}, _Chunks([b"m" * (1 << 20)] * 40, count), None)
+    assert scope.cancelled_caught
+    assert given == (8 if not cancel_after else 16)
+    with anyio.fail_after(30):
+        while everything(tmp_path):  # noqa: ASYNC110 - the disk thread deletes it
+            await anyio.sleep(0.01)
