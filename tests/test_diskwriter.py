@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -555,6 +558,151 @@ async def test_the_thread_says_it_waits_only_while_it_does(
     with anyio.fail_after(45):
         await file.close()
     assert (tmp_path / "x").read_bytes() == b"ab"
+
+
+@pytest.mark.anyio
+async def test_a_new_file_gets_the_usual_permissions(tmp_path: Path, disk: DiskThread) -> None:
+    """rw for all, less the umask, like any file a program makes: never executable."""
+    old = os.umask(0)
+    try:
+        file = BackgroundFile(tmp_path / "x", disk)
+        file.write(b"data")
+        await file.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x").stat().st_mode) == 0o666
+
+
+@pytest.mark.anyio
+async def test_an_empty_file_whose_name_is_taken_fails_its_close(
+    tmp_path: Path, disk: DiskThread
+) -> None:
+    """No chunk: the file is made by close, and close raises when it cannot be."""
+    there = tmp_path / "there"
+    there.write_bytes(b"keep me")
+    file = BackgroundFile(there, disk)
+    with pytest.raises(FileExistsError):
+        await file.close()
+    file.abort()
+    await wait_until(lambda: disk.queued_bytes == 0)
+    assert there.read_bytes() == b"keep me"
+
+
+@pytest.mark.anyio
+async def test_a_file_that_could_not_be_made_is_not_tried_again_at_close(
+    tmp_path: Path, disk: DiskThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "x"
+    real_open = os.open
+    tries: list[str] = []
+
+    def fails_once(path: Any, flags: int, mode: int = 0o777, **kwargs: Any) -> int:
+        if Path(path) == target:
+            tries.append("open")
+            if len(tries) == 1:
+                raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, mode, **kwargs)
+
+    monkeypatch.setattr(os, "open", fails_once)
+    file = BackgroundFile(target, disk)
+    file.write(b"data")
+    with pytest.raises(OSError, match="Too many open files"):
+        await file.close()
+    assert tries == ["open"]
+    assert not target.exists()
+    file.abort()
+
+
+@pytest.mark.anyio
+async def test_a_drain_ends_as_soon_as_exactly_low_water_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = threading.Event(), threading.Event()
+    entered: list[int] = []
+    real = _diskwriter._write
+
+    def held(fd: int, data: bytes | memoryview) -> int:
+        entered.append(len(data))
+        (first if len(entered) == 1 else second).wait(30)
+        return real(fd, data)
+
+    monkeypatch.setattr(_diskwriter, "_write", held)
+    monkeypatch.setattr(_diskwriter, "_writev", None)
+    disk = DiskThread(high_water=10, low_water=4, idle_seconds=0.2)
+    file = BackgroundFile(tmp_path / "x", disk)
+    try:
+        file.write(b"a" * 10)  # the thread takes it and is held in its write
+        await wait_until(lambda: len(entered) == 1)
+        file.write(b"b" * 4)  # 14 queued, over the bound; this one is held when written
+        assert file.must_drain
+        async with anyio.create_task_group() as group:
+            group.start_soon(file.drain)
+            await wait_until(lambda: bool(disk._below_low_water._waiters))  # type: ignore[attr-defined]
+            first.set()  # the 10 bytes are written: exactly low water (4) is left
+            with anyio.fail_after(10):  # long before the held write is let go
+                await wait_until(lambda: not disk._below_low_water._waiters)  # type: ignore[attr-defined]
+        assert disk.queued_bytes == 4
+    finally:
+        first.set()
+        second.set()
+    await file.close()
+    assert (tmp_path / "x").read_bytes() == b"a" * 10 + b"b" * 4
+    await wait_until(lambda: disk.queued_bytes == 0)
+
+
+def test_one_chunk_takes_one_write_and_several_one_vectored_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if _diskwriter._writev is None:  # pragma: no cover - every POSIX system has writev
+        pytest.fail("no os.writev here")
+    real_writev = _diskwriter._writev
+    calls: list[tuple[str, int]] = []
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        calls.append(("write", len(data)))
+        return os.write(fd, data)
+
+    def writev(fd: int, chunks: list[bytes]) -> int:
+        calls.append(("writev", len(chunks)))
+        return real_writev(fd, chunks)
+
+    monkeypatch.setattr(_diskwriter, "_write", write)
+    monkeypatch.setattr(_diskwriter, "_writev", writev)
+    fd = os.open(tmp_path / "x", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        _diskwriter._write_all(fd, [b"ab"])
+        _diskwriter._write_all(fd, [b"cd", b"e"])
+    finally:
+        os.close(fd)
+    assert calls == [("write", 2), ("writev", 2)]
+    assert (tmp_path / "x").read_bytes() == b"abcde"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_close_whose_event_loop_has_ended_does_not_kill_the_thread(
+    tmp_path: Path, gate: threading.Event, backend: str
+) -> None:
+    """The thread finishes a file whose closer gave up and whose event loop is gone since:
+    waking that loop fails, and the thread lives on for the next loop's files."""
+    disk = DiskThread(idle_seconds=5)
+
+    async def abandoned() -> None:
+        file = BackgroundFile(tmp_path / "abandoned", disk)
+        file.write(b"x")  # the thread is held in its write until the loop has ended
+        with anyio.move_on_after(0.1):
+            await file.close()
+
+    async def later() -> None:
+        file = BackgroundFile(tmp_path / "later", disk)
+        file.write(b"y")
+        with anyio.fail_after(10):
+            await file.close()
+
+    anyio.run(abandoned, backend=backend)
+    gate.set()
+    anyio.run(later, backend=backend)
+    assert (tmp_path / "later").read_bytes() == b"y"
+    assert (tmp_path / "abandoned").read_bytes() == b"x"
 
 
 # -- exact messages and boundaries (from the disk writer's mutants) ----------------------------
