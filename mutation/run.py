@@ -113,9 +113,11 @@ MODULES: dict[str, list[str]] = {
     "zigziik/_extract.py": ["tests/test_extract.py"],
     "zigziik/_redact.py": ["tests/test_redact.py", "tests/test_secrets.py"],
     # Its own tests over real sockets, and the download tests of the client, fault and
-    # cancellation suites on one backend and one stack (the file logic is the same on all).
+    # cancellation suites on one backend and one stack (the file logic is the same on all),
+    # and the aiohttp extra's direct path (FileReceiver.direct, FileWriter.direct: 4 s).
     "zigziik/download.py": [
         "tests/test_download.py",
+        "tests/test_aiohttp_direct.py",
         "tests/test_faults.py::test_headers_then_stall_leaves_no_file_and_the_next_download_completes[asyncio-httpx]",
         "tests/test_faults.py::test_a_reset_mid_body_leaves_no_file_and_the_next_download_completes[asyncio-httpx]",
         "tests/test_faults.py::test_content_length_longer_than_the_body[asyncio-httpx]",
