@@ -436,6 +436,8 @@ def test_a_pictures_name_waits_for_the_responses_type() -> None:
     assert name("image/jpeg") == picture_file_name(42, "Facade", "image/jpeg")
     assert name("application/pdf").endswith(".pdf")
     assert name(None) == picture_file_name(42, "Facade", None)
+    made = download.picture_name_for(42, "Facade.png", known="42-Facade.png")
+    assert made("application/pdf") == made(None) == "42-Facade.png"  # made once, kept
 
 
 def new_file(path: Path, chunks: list[bytes]) -> Any:
@@ -477,6 +479,28 @@ def test_short_system_writes_are_completed(tmp_path: Path, monkeypatch: pytest.M
     assert several.path.read_bytes() == b"hello world!"
     one = new_file(tmp_path / "b.part", [b"single chunk"])
     assert one.path.read_bytes() == b"single chunk"
+
+
+def test_a_small_body_of_one_chunk_takes_one_write_and_of_several_one_vectored_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write, real_writev = os.write, os.writev
+    calls: list[tuple[str, int]] = []
+
+    def write(fd: int, data: Any) -> int:
+        calls.append(("write", len(data)))
+        return real_write(fd, data)
+
+    def writev(fd: int, chunks: list[bytes]) -> int:
+        calls.append(("writev", len(chunks)))
+        return real_writev(fd, chunks)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(download, "_writev", writev)
+    new_file(tmp_path / "one.part", [b"ab"])
+    new_file(tmp_path / "two.part", [b"cd", b"e"])
+    assert calls == [("write", 2), ("writev", 2)]
+    assert (tmp_path / "two.part").read_bytes() == b"cde"
 
 
 def test_a_failing_small_write_leaves_no_file_and_never_touches_an_existing_one(
