@@ -705,6 +705,83 @@ def test_a_close_whose_event_loop_has_ended_does_not_kill_the_thread(
     assert (tmp_path / "abandoned").read_bytes() == b"x"
 
 
+@pytest.mark.anyio
+async def test_an_aborted_file_is_closed_by_the_thread(tmp_path: Path, disk: DiskThread) -> None:
+    """Its descriptor is released, not only its name deleted: a long harvest that aborts
+    many downloads must not run out of descriptors."""
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"data")
+    await wait_until(lambda: file._fd is not None)
+    fd = file._fd
+    assert fd is not None
+    file.abort()
+    assert not (tmp_path / "x").exists()
+    with anyio.fail_after(10):
+        while file._fd is not None:  # noqa: ASYNC110 - the thread releases it
+            await anyio.sleep(0.005)
+    with pytest.raises(OSError, match="Bad file descriptor") as closed:
+        os.fstat(fd)
+    assert closed.value.errno == errno.EBADF
+
+
+@pytest.mark.anyio
+async def test_a_failing_close_of_an_aborted_file_harms_no_other_file(
+    tmp_path: Path, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error closing an aborted file's descriptor (EIO) is the aborted file's alone: the
+    next file in the same round is written and closed as if nothing happened."""
+    disk = DiskThread(idle_seconds=0.2)
+    aborted = BackgroundFile(tmp_path / "aborted", disk)
+    aborted.write(b"a")  # created, then held in its write by the gate
+    await wait_until(lambda: aborted._fd is not None)
+    broken = aborted._fd
+    real_close = os.close
+    failed: list[int] = []
+
+    def close(fd: int) -> None:
+        real_close(fd)
+        if fd == broken and not failed:  # once: the number is free for the next file then
+            failed.append(fd)
+            raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "close", close)
+    aborted.abort()
+    other = BackgroundFile(tmp_path / "other", disk)
+    other.write(b"b")
+    async with anyio.create_task_group() as group:
+        group.start_soon(other.close)  # queued with the abort, in the round after the gate
+        await wait_until(lambda: disk._items and disk._items[-1][1] is _diskwriter._CLOSE)
+        gate.set()
+    assert failed == [broken]
+    assert (tmp_path / "other").read_bytes() == b"b"
+    assert not (tmp_path / "aborted").exists()
+
+
+@pytest.mark.anyio
+async def test_chunks_queued_before_a_write_failed_are_not_written_after_it(
+    tmp_path: Path, disk: DiskThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    calls: list[bytes] = []
+
+    def fails(fd: int, data: bytes | memoryview) -> int:
+        calls.append(bytes(data))
+        release.wait(10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_diskwriter, "_write", fails)
+    monkeypatch.setattr(_diskwriter, "_writev", None)
+    file = BackgroundFile(tmp_path / "x", disk)
+    file.write(b"1")  # the thread is held in its write
+    await wait_until(lambda: calls == [b"1"])
+    file.write(b"2")  # queued before the write fails: a round of its own
+    release.set()
+    with pytest.raises(OSError, match="No space"):
+        await file.close()
+    assert calls == [b"1"]
+    file.abort()
+
+
 # -- exact messages and boundaries (from the disk writer's mutants) ----------------------------
 
 
