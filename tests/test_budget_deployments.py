@@ -550,15 +550,19 @@ async def test_a_sentinel_failover_while_the_budget_is_in_use_never_sends_more_t
         servers.stop()
 
 
-@pytest.mark.parametrize("own", [True, False], ids=["url", "callers-client"])
+@pytest.mark.parametrize("own", ["url", "url-options", "callers-client"])
 async def test_replicas_fails_closed_on_a_server_without_replicas(
-    tls_flushed: RedisServer, served: tuple[FakeZigna, str], own: bool
+    tls_flushed: RedisServer, served: tuple[FakeZigna, str], own: str
 ) -> None:
     assert tls_flushed.tls is not None
     client = None
-    if own:
-        url = f"rediss://127.0.0.1:{tls_flushed.port}/0?ssl_ca_certs={tls_flushed.tls.ca}"
+    url = f"rediss://127.0.0.1:{tls_flushed.port}/0?ssl_ca_certs={tls_flushed.tls.ca}"
+    if own == "url":
         store = RedisBudgetStore(url, timeout=2.0, replicas=1)
+    elif own == "url-options":  # what $ZIGZIIK_BUDGET_STORE can say
+        made = budget_store_from_url(f"{url}&zigziik_timeout=2&zigziik_replicas=1")
+        assert isinstance(made, RedisBudgetStore)
+        store = made
     else:
         client = aioredis.Redis(
             host="127.0.0.1", port=tls_flushed.port, ssl=True, ssl_ca_certs=str(tls_flushed.tls.ca)

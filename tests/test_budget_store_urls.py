@@ -17,6 +17,7 @@ from zigziik import (
 )
 from zigziik.zigna._settings import budget_settings, open_budget
 
+NO_QUERY = "a sqlite budget store URL takes no query but zigziik_lease and zigziik_timeout"
 SHAPES = (
     "use memory:, sqlite:///abs/path.db, sqlite:relative.db, redis://host:port/db or rediss://..."
 )
@@ -73,9 +74,9 @@ def test_redis_urls(url: str, name: str) -> None:
         ),
         (
             "sqlite:///x.db?mode=ro",
-            "a sqlite budget store URL takes no query: 'sqlite:///x.db?mode=ro'",
+            f"{NO_QUERY}: 'sqlite:///x.db?mode=ro'",
         ),
-        ("sqlite:x.db#top", "a sqlite budget store URL takes no query: 'sqlite:x.db#top'"),
+        ("sqlite:x.db#top", f"{NO_QUERY}: 'sqlite:x.db#top'"),
         (
             "sqlite://host/x.db",
             "'sqlite://host/x.db' names a host; a SQLite store is a local file: "
