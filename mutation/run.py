@@ -55,6 +55,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "zigziik/_stores.py": [
         "tests/test_budget_store_urls.py",
+        "tests/test_budget_store_url_options.py",
         "tests/test_budget_stores.py",
         "tests/test_ratelimit.py",
     ],
