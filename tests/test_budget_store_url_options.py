@@ -103,3 +103,19 @@ def test_bad_options_are_named_exactly(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         budget_store_from_url(url)
     assert str(info.value) == message
+
+
+def test_option_values_keep_what_only_ends_a_name_or_a_query_elsewhere() -> None:
+    """The first ``=`` ends an option's name, the first ``?`` the URL's path, and the first
+    ``#`` its query; a path may hold a colon; half a second is a timeout."""
+    store = budget_store_from_url(
+        "rediss://127.0.0.1:6390/0?zigziik_prefix=a=b?c:&zigziik_timeout=0.5#frag"
+    )
+    assert isinstance(store, RedisBudgetStore)
+    assert store.prefix == "a=b?c:"
+    assert store.timeout == 0.5
+    assert store._url == "rediss://127.0.0.1:6390/0#frag"
+    sqlite = budget_store_from_url("sqlite:///var/tmp/a:b.db?zigziik_lease=0.5")
+    assert isinstance(sqlite, SqliteBudgetStore)
+    assert str(sqlite.path) == "/var/tmp/a:b.db"
+    assert sqlite.lease == 0.5

@@ -95,14 +95,14 @@ def _store_options(
 
 def _whole_number(text: str) -> int:
     if not text.isdigit() or not text.isascii():
-        raise ValueError(text)
+        raise ValueError
     return int(text)
 
 
 def _seconds(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(text)
+        raise ValueError
     return value
 
 
