@@ -605,32 +605,33 @@ async def test_replicas_grants_once_the_replica_has_the_reservation(
         await close(sentinel, client)
 
 
-@pytest.mark.parametrize("own", [True, False], ids=["url", "sentinel-client"])
+@pytest.mark.parametrize("own", [True, False], ids=["url", "callers-client"])
 async def test_replicas_runs_the_script_once_again_after_a_script_flush(
-    sentinels: SentinelSet, own: bool
+    tls_flushed: RedisServer, own: bool
 ) -> None:
-    """After NOSCRIPT (a restarted or flushed master) the script is loaded, then run once and
-    WAITed for; with the script there, it runs once."""
-    master = sentinels.by_port(sentinels.sentinel.master())
-    sentinel = client = None
+    """After NOSCRIPT (a restarted or flushed server) the script is loaded, then run once and
+    WAITed for; with the script there, it runs once. (No replica here: each reservation is
+    counted, then refused for want of one.)"""
+    assert tls_flushed.tls is not None
+    client = None
     if own:
-        store = RedisBudgetStore(master.url, replicas=1)
+        url = f"rediss://127.0.0.1:{tls_flushed.port}/0?ssl_ca_certs={tls_flushed.tls.ca}"
+        store = RedisBudgetStore(url, timeout=1.6, replicas=1)
     else:
-        sentinel, client = sentinels.client()
-        store = RedisBudgetStore(client, replicas=1)
-    replica = sentinels.replica if master is sentinels.master else sentinels.master
-    scope = f"flushed-{own}"
-    budget = DailyBudget(10, store=store, scope=scope)
+        client = aioredis.Redis(
+            host="127.0.0.1", port=tls_flushed.port, ssl=True, ssl_ca_certs=str(tls_flushed.tls.ca)
+        )
+        store = RedisBudgetStore(client, timeout=1.6, replicas=1)
+    budget = DailyBudget(10, store=store, scope="flushed")
     for reservations, flush in [(1, True), (2, False), (3, True), (4, False)]:
         if flush:
-            assert master.command("SCRIPT", "FLUSH").startswith(b"+OK")
-        assert (await budget.reserve()).granted
-        # Counted once on the master, and on the replica before the grant (WAIT).
-        for server in (master, replica):
-            assert int(server.command("HGET", store.key(scope), "used")[4:-2]) == reservations
+            assert tls_flushed.command("SCRIPT", "FLUSH").startswith(b"+OK")
+        with pytest.raises(BudgetStoreError, match="reached 0 of the 1 replica"):
+            await budget.reserve()
+        assert tls_used(tls_flushed, store.key("flushed")) == reservations
     await store.aclose()
-    if sentinel is not None and client is not None:
-        await close(sentinel, client)
+    if client is not None:
+        await client.aclose()
 
 
 def test_replicas_is_checked() -> None:

@@ -25,6 +25,8 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 from _redis import RedisServer, free_port
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
 import zigziik._redis_lua
 import zigziik._redis_store
@@ -1006,6 +1008,27 @@ async def test_redis_store_names_a_callers_client_without_its_password() -> None
         assert RedisBudgetStore(client).name == name
         await client.aclose()
     assert RedisBudgetStore(_NotRedis()).name == "<_NotRedis>"
+
+
+async def test_redis_store_names_sentinel_and_cluster_clients_without_a_server() -> None:
+    """Built as users build them, never connected: the name reads only the client."""
+    sentinel = Sentinel([("127.0.0.1", free_port())])
+    masters = {
+        # master_for keeps no db unless given one: the default database, 0
+        "redis+sentinel://svc/0": sentinel.master_for("svc"),
+        "redis+sentinel://svc/3": sentinel.master_for("svc", db=3),
+        "rediss+sentinel://svc/0": sentinel.master_for("svc", ssl=True, password="pw"),
+    }
+    for name, client in masters.items():
+        assert RedisBudgetStore(client).name == name
+        await client.aclose()
+    clusters = {
+        "redis+cluster://cache:7000": RedisCluster(host="cache", port=7000),
+        "rediss+cluster://cache:7001": RedisCluster(host="cache", port=7001, ssl=True),
+    }
+    for name, cluster in clusters.items():
+        assert RedisBudgetStore(cluster).name == name
+        await cluster.aclose()
 
 
 @pytest.mark.parametrize("lease", [30.0, 0.0004])  # at least a millisecond
