@@ -720,6 +720,30 @@ async def test_redis_reply_that_is_not_the_scripts_fails_closed(
 # -- Redis specifics ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("own", "replicas"), [(True, 0), (True, 1), (False, 1)], ids=["url", "url-wait", "client-wait"]
+)
+async def test_redis_that_answers_noscript_after_loading_fails_closed(
+    flushed: RedisServer, monkeypatch: pytest.MonkeyPatch, own: bool, replicas: int
+) -> None:
+    """The script loaded once after NOSCRIPT, then tried once more: a server that still has
+    no script under its SHA is an error, not a loop, and nothing ran."""
+    monkeypatch.setattr(zigziik._redis_lua, "EXCHANGE_SHA", "0" * 40)
+    client = None if own else aioredis.Redis(host="127.0.0.1", port=flushed.port)
+    store = RedisBudgetStore(
+        flushed.url if client is None else client, timeout=1.2, replicas=replicas
+    )
+    with pytest.raises(BudgetStoreError) as info:
+        await DailyBudget(5, store=store, scope="s").reserve()
+    text = str(info.value)
+    assert text.startswith(f"budget store {store.name}: NoScriptError: ")
+    assert text.endswith("; nothing was sent")
+    assert flushed.command("EXISTS", store.key("s")) == b":0\r\n", "the script never ran"
+    await store.aclose()
+    if client is not None:
+        await client.aclose()
+
+
 async def test_redis_reloads_its_scripts_after_a_flush(flushed: RedisServer) -> None:
     store = RedisBudgetStore(flushed.url)
     budget = DailyBudget(5, store=store, scope="s")
