@@ -499,6 +499,29 @@ async def test_a_broken_batch_fails_its_files_and_the_thread_lives_on(
 
 
 @pytest.mark.anyio
+async def test_a_broken_batch_that_holds_a_close_wakes_its_closer(
+    tmp_path: Path, disk: DiskThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The close itself in the broken round (an empty file: nothing else of it is queued)."""
+    real = _diskwriter._write_batch
+    file = BackgroundFile(tmp_path / "x", disk)
+    broke: list[list[object]] = []
+
+    def broken_with_the_close(batch: list[tuple[BackgroundFile, object]]) -> int:
+        if not broke and any(f is file for f, _ in batch):
+            broke.append([d for _, d in batch])
+            raise RuntimeError("broken batch")
+        return real(batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_diskwriter, "_write_batch", broken_with_the_close)
+    with anyio.fail_after(10), pytest.raises(RuntimeError, match="broken batch"):
+        await file.close()
+    assert broke == [[_diskwriter._CLOSE]]
+    file.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
 @pytest.mark.both_backends
 async def test_the_thread_is_woken_by_close_and_by_a_drain_not_only_by_bulk(
     tmp_path: Path,
