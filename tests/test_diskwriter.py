@@ -17,6 +17,7 @@ import pytest
 
 from zigziik import _diskwriter
 from zigziik._diskwriter import BackgroundFile, DiskThread
+from zigziik._safedir import SafeFolder
 
 
 @pytest.fixture
@@ -803,6 +804,34 @@ async def test_chunks_queued_before_a_write_failed_are_not_written_after_it(
         await file.close()
     assert calls == [b"1"]
     file.abort()
+
+
+@pytest.mark.anyio
+async def test_a_file_in_a_folder_is_made_through_the_folder_even_once_it_is_swapped_for_a_link(
+    tmp_path: Path, disk: DiskThread
+) -> None:
+    """Given an open folder, the file is made in that folder (through its descriptor), never
+    through its path: a folder swapped for a link meanwhile is not written through."""
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    folder = SafeFolder.open(tmp_path / "dest")
+    file = BackgroundFile("x.part", disk, folder=folder)
+    assert file.folder is folder
+    assert (file.path, file.name) == (tmp_path / "dest" / "x.part", "x.part")
+    (tmp_path / "dest").rename(tmp_path / "moved")
+    (tmp_path / "dest").symlink_to(tmp_path / "elsewhere")
+    file.write(b"data")
+    await file.close()
+    assert (tmp_path / "moved" / "x.part").read_bytes() == b"data"
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    gone = BackgroundFile("y.part", disk, folder=folder)
+    gone.write(b"data")
+    await wait_until(lambda: (tmp_path / "moved" / "y.part").exists())
+    gone.abort()
+    assert sorted(p.name for p in (tmp_path / "moved").iterdir()) == ["x.part"]
+    with pytest.raises(ValueError, match="^write to a closed file: ") as refused:
+        gone.write(b"more")
+    assert str(refused.value) == f"write to a closed file: {tmp_path / 'dest' / 'y.part'}"
 
 
 # -- exact messages and boundaries (from the disk writer's mutants) ----------------------------
