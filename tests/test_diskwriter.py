@@ -888,8 +888,16 @@ async def test_the_thread_is_woken_by_exactly_the_wake_up_amount_counted_from_ze
     with anyio.fail_after(10):  # long before the thread would look again by itself (30 s)
         while disk.queued_bytes:  # noqa: ASYNC110
             await anyio.sleep(0.005)
+    await wait_until(lambda: disk._waiting)
+    file.write(b"c" * 31)  # counted from zero again since that wake-up: 31, it sleeps on
+    await anyio.sleep(0.3)
+    assert disk.queued_bytes == 31
+    file.write(b"d")  # the 32nd since
+    with anyio.fail_after(10):
+        while disk.queued_bytes:  # noqa: ASYNC110
+            await anyio.sleep(0.005)
     await file.close()
-    assert (tmp_path / "x").read_bytes() == b"a" * 31 + b"b"
+    assert (tmp_path / "x").read_bytes() == b"a" * 31 + b"b" + b"c" * 31 + b"d"
 
 
 @pytest.mark.anyio
