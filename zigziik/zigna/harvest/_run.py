@@ -4,7 +4,7 @@ One feeder hands the planned orders, one at a time, to ``concurrency`` order wor
 memory object stream without buffer); each lists its order's pictures and hands them on to
 ``concurrency`` picture workers (a stream buffered ``concurrency`` deep). Tasks, buffers and
 open orders are in proportion to ``concurrency``, never to the harvest: a worker waits for
-room before it takes more. Every request passes one `anyio.CapacityLimiter`, so at most
+room before it takes more. Every request passes one `_Slot` (a limiter), so at most
 ``concurrency`` are in flight. Records go to the manifest's writer thread; disk checks run
 in worker threads; the event loop's thread only moves bytes and makes decisions.
 """
@@ -187,23 +187,63 @@ class _OrderState:
 
 
 class _Slot:
-    """``async with``: one of the limiter's tokens. A free token is taken without a trip
-    through the event loop (anyio's limiter yields on every acquisition: a cost per
-    picture); what follows is a request, which yields anyway."""
+    """``async with``: one of ``total`` tokens (at most that many requests in flight).
 
-    __slots__ = ("_limiter",)
+    anyio's `CapacityLimiter` looks up the current task on every acquisition and release
+    (under Python 3.11, a ``getpid`` system call each) and yields even when a token is free:
+    a cost per picture. Here a free token is taken at once; waiters queue in order, and a
+    released token is handed straight to the first of them. ``total`` may change any time
+    (`Harvest.tune`); holders beyond a lowered total keep their tokens until they release.
+    """
 
-    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
-        self._limiter = limiter
+    __slots__ = ("_held", "_total", "_waiters")
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._held = 0
+        self._waiters: collections.deque[anyio.Event] = collections.deque()
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self._total = value
+        self._hand_on()
+
+    @property
+    def held(self) -> int:
+        """Tokens taken and not yet released."""
+        return self._held
 
     async def __aenter__(self) -> None:
+        if self._held < self._total:  # (never so while others wait: see _hand_on)
+            self._held += 1
+            return
+        given = anyio.Event()
+        self._waiters.append(given)
         try:
-            self._limiter.acquire_nowait()
-        except anyio.WouldBlock:
-            await self._limiter.acquire()
+            await given.wait()
+        except BaseException:
+            if given.is_set():  # handed a token, but cancelled before it could use it
+                self._release()
+            else:
+                self._waiters.remove(given)
+            raise
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter.release()
+        self._release()
+
+    def _release(self) -> None:
+        self._held -= 1
+        self._hand_on()
+
+    def _hand_on(self) -> None:
+        waiters = self._waiters
+        while waiters and self._held < self._total:
+            self._held += 1
+            waiters.popleft().set()
 
 
 _Item = tuple["_OrderState", Picture, str | None]
@@ -302,8 +342,7 @@ class Harvest:
         self.progress = progress
         self.counter = counter
         self.concurrency = options.concurrency
-        self.limiter = anyio.CapacityLimiter(options.concurrency)
-        self.slot = _Slot(self.limiter)
+        self.slot = _Slot(options.concurrency)
         self.root = SafeFolder.open(dest)
         self.disk = _RealDisk(dest)
         self.store: ManifestStore | None = None
@@ -365,8 +404,8 @@ class Harvest:
         """
         spare = self.allowance.spare
         tokens = self.concurrency if spare is None else max(1, min(self.concurrency, spare))
-        if self.limiter.total_tokens != tokens:
-            self.limiter.total_tokens = tokens
+        if self.slot.total != tokens:
+            self.slot.total = tokens
 
     def bytes_callback(self, order_id: str, picture_id: int | None) -> Callable[[int], None] | None:
         if self.progress is None:
