@@ -29,6 +29,7 @@ from anyio.lowlevel import checkpoint
 from ... import _safedir
 from ..._calls import CallCounter
 from ..._extract import extract_into
+from ..._filenames import has_extension
 from ..._safedir import SafeFolder, UnsafePathError
 from ...download import Progress, ReceivedFile, existing_complete_file
 from ...errors import BudgetExhaustedError, RateLimitedError, ZigziikError
@@ -174,6 +175,33 @@ class _RealDisk:
     def find(self, folder: str, stem: str, size: int | None) -> str | None:
         path = existing_complete_file(self.root / folder, stem, size)
         return path.name if path is not None else None
+
+
+class _FolderView(_RealDisk):
+    """`_RealDisk` for the pictures of one order, from one listing of its folder: only a
+    name the folder has is looked at (`lstat`), and a folder that does not exist yet (a
+    fresh harvest) costs no system call per picture at all."""
+
+    def __init__(self, root: Path, folder: str) -> None:
+        super().__init__(root)
+        try:
+            self.names = frozenset(os.listdir(f"{self._prefix}{folder}"))
+        except OSError:  # missing (or not a folder): nothing of the order is there
+            self.names = frozenset()
+
+    def has(self, folder: str, name: str, size: int) -> bool:
+        return name in self.names and super().has(folder, name, size)
+
+    def find(self, folder: str, stem: str, size: int | None) -> str | None:
+        if size is None:
+            return None
+        if has_extension(stem):
+            return stem if self.has(folder, stem, size) else None
+        prefix = stem + "."
+        for name in sorted(self.names):
+            if name.startswith(prefix) and super().has(folder, name, size):
+                return name
+        return None
 
 
 @attrs.define(eq=False)
@@ -827,7 +855,8 @@ class Harvest:
 
         def plan() -> tuple[PicturesPlan, OrderRecord | None]:
             record = store.record(job.order_id)
-            return plan_pictures(listed, record, job.folder, self.disk), record
+            disk = _FolderView(self.dest, job.folder)
+            return plan_pictures(listed, record, job.folder, disk), record
 
         plan_result, record = await anyio.to_thread.run_sync(plan)
         if auto:
