@@ -329,3 +329,20 @@ def test_only_spaces_and_tabs_are_stripped_from_values_and_folded_lines() -> Non
     assert head.headers == [(b"X-A", b"XoneX XtwoX"), (b"X-B", b"XbX")]
     empty = parse_head(b"HTTP/1.1 200 OK\r\nX-A:\r\n  two")  # folded onto an empty value
     assert empty.headers == [(b"X-A", b"two")]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\nA: b\n\n",
+        b"HTTP/1.1 200 OK\nA: b\n\r\n",
+        b"HTTP/1.1 200 OK\r\nA: b\r\n\n",
+        b"HTTP/1.1 200 OK\r\nA: b\n\r\n",
+    ],
+)
+def test_a_head_ended_by_bare_line_feeds_ends_there_whatever_crlfs_the_body_holds(
+    head: bytes,
+) -> None:
+    """As h11 reads it: the first blank line, not the first CRLF CRLF (in the body here)."""
+    end = head.rstrip(b"\r\n")
+    assert find_head_end(head + b"ab\r\n\r\ncd") == (len(end), len(head))

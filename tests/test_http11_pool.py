@@ -1167,3 +1167,10 @@ async def test_an_answer_that_starts_with_a_blank_line_is_refused_at_once() -> N
                 httpx.RemoteProtocolError, match=r"^not an HTTP/1\.x status line: b''$"
             ):
                 await client.get(origin + "/")
+
+
+async def test_a_head_with_bare_line_feeds_and_a_body_with_crlfs_is_read_as_h11_reads_it() -> None:
+    answer = b"HTTP/1.1 200 OK\nContent-Length: 8\n\nab\r\n\r\ncd"  # one read: head and body
+    async with raw_server(_serve_answers(answer)) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            assert (await client.get(origin + "/")).content == b"ab\r\n\r\ncd"

@@ -214,8 +214,8 @@ class Head:
 def find_head_end(buffer: bytes | bytearray) -> tuple[int, int]:
     """(where the head ends, where the body starts) in ``buffer``, or (-1, -1)."""
     end = buffer.find(b"\r\n\r\n")
-    if end >= 0:
-        return end, end + 4
+    if end >= 0 and buffer.count(b"\n", 0, end) == buffer.count(b"\r\n", 0, end):
+        return end, end + 4  # no bare LF before it, so no blank line before it either
     match = _HEAD_END.search(buffer)  # bare LF line ends, as h11 accepts
     if match is None:
         return -1, -1
