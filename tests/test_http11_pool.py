@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import _servers as raw_servers
 import httpx
@@ -1174,3 +1175,151 @@ async def test_a_head_with_bare_line_feeds_and_a_body_with_crlfs_is_read_as_h11_
     async with raw_server(_serve_answers(answer)) as origin:
         async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
             assert (await client.get(origin + "/")).content == b"ab\r\n\r\ncd"
+
+
+# -- connecting: happy eyeballs only where it can help ---------------------------------------------
+
+
+async def test_happy_eyeballs_only_for_a_name_with_addresses_of_both_families(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Racing IPv6 and IPv4 only helps a name that has both (asyncio's race can leak a
+    socket when it is cancelled); the name and port asked for are the ones connected to."""
+    loop = asyncio.get_running_loop()
+    resolved: list[tuple[object, ...]] = []
+    connected: list[tuple[object, object, object]] = []
+    real_getaddrinfo, real_connect = loop.getaddrinfo, loop.create_connection
+
+    async def getaddrinfo(host: str, port: int, **kwargs: object) -> list[Any]:
+        resolved.append((host, port, kwargs))
+        if host == "dual.test":
+            return [
+                (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+            ]
+        return await real_getaddrinfo(host, port, **kwargs)  # type: ignore[arg-type]
+
+    async def create_connection(factory: Any, host: str, port: int, **kwargs: Any) -> Any:
+        connected.append((host, port, kwargs.get("happy_eyeballs_delay", "missing")))
+        if host == "dual.test":
+            raise ConnectionRefusedError(111, "no dual.test here")
+        return await real_connect(factory, host, port, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(loop, "create_connection", create_connection)
+    async with raw_server(KeepAlive()) as origin:
+        port = int(origin.rsplit(":", 1)[1])
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            assert (await client.get(origin + "/")).content == b"ok"
+            with pytest.raises(httpx.ConnectError, match="no dual.test here"):
+                await client.get("http://dual.test:8080/")
+    stream = {"type": socket.SOCK_STREAM}
+    assert resolved == [("127.0.0.1", port, stream), ("dual.test", 8080, stream)]
+    assert connected == [("127.0.0.1", port, None), ("dual.test", 8080, 0.25)]
+
+
+# -- sending: how the request goes out --------------------------------------------------------------
+
+
+async def test_a_body_shorter_than_one_write_goes_out_with_its_head_in_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writes: list[int] = []
+    write = Connection.write
+
+    async def spy(self: Connection, data: bytes, timeout: float | None) -> None:
+        writes.append(len(data))
+        await write(self, data, timeout)
+
+    monkeypatch.setattr(Connection, "write", spy)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            writer.write(_answer(b"ok"))
+            await writer.drain()
+
+    async with raw_server(handler) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            for size in (_http11._ONE_WRITE - 1, _http11._ONE_WRITE):
+                writes.clear()
+                await client.post(origin + "/", content=b"b" * size)
+                assert len(writes) == (1 if size < _http11._ONE_WRITE else 2)
+                assert writes[-1] >= size
+
+
+async def test_a_streamed_body_with_a_content_length_goes_out_as_it_is() -> None:
+    received: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b"transfer-encoding" not in head.lower()
+        received.append(await reader.readexactly(6))
+        writer.write(_answer(b"ok"))
+        await writer.drain()
+        await reader.read()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b"abc"
+        yield b"def"
+
+    async with raw_server(handler) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            response = await client.post(
+                origin + "/", content=pieces(), headers={"Content-Length": "6"}
+            )
+            assert response.content == b"ok"
+    assert received == [b"abcdef"]
+
+
+async def _read_nothing_then_close(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    await asyncio.sleep(1.0)  # a write without its timeout ends at the close, not in a timeout
+
+
+_HUGE = 32 << 20  # more than the socket buffers take
+
+
+async def _one_huge_piece() -> AsyncIterator[bytes]:
+    yield b"p" * _HUGE
+
+
+@pytest.mark.parametrize(
+    ("method", "header", "content"),
+    [
+        ("GET", _HUGE, None),  # the head and its empty body in one write
+        ("POST", _HUGE, b"b" * (1 << 20)),  # the head, then the body
+        ("POST", _HUGE, "stream"),  # the head of a streamed body
+        ("POST", 0, "huge piece"),  # a piece of a streamed body
+    ],
+    ids=["head and body", "head before a body", "head before a stream", "a piece"],
+)
+async def test_every_write_of_a_request_has_the_write_timeout(
+    method: str, header: int, content: object
+) -> None:
+    headers = {"X-Big": "h" * header} if header else {}
+    body: object = content
+    if content == "stream":
+        body = pieces_of(b"s")
+    elif content == "huge piece":
+        body = _one_huge_piece()
+    async with raw_server(_read_nothing_then_close) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            with pytest.raises(httpx.WriteTimeout):
+                await client.request(
+                    method,
+                    origin + "/",
+                    headers=headers,
+                    content=body,  # type: ignore[arg-type]
+                    timeout=httpx.Timeout(5.0, write=0.2),
+                )
+
+
+async def pieces_of(data: bytes) -> AsyncIterator[bytes]:
+    yield data
