@@ -1323,3 +1323,50 @@ async def test_every_write_of_a_request_has_the_write_timeout(
 
 async def pieces_of(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def test_a_tls_body_nobody_reads_stops_the_socket_at_about_a_mebibyte() -> None:
+    """Backpressure through TLS too: the protocol pauses the TLS transport it reads from."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    body = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    handlers: list[asyncio.Task[None]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if await _read_request(reader):
+                writer.write(_answer(body))
+                await writer.drain()
+                await reader.read()
+        finally:
+            writer.close()
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.ensure_future(handler(reader, writer)))
+
+    server = await asyncio.start_server(run, "127.0.0.1", 0, ssl=server_context)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    try:
+        async with httpx.AsyncClient(transport=transport(ssl_context=client_context)) as client:
+            async with client.stream("GET", url) as response:
+                (connection,) = lean(client)
+                protocol = connection.protocol
+                assert protocol.transport is connection.transport  # the TLS one
+                for _ in range(500):
+                    if protocol.reading_paused:
+                        break
+                    await asyncio.sleep(0.01)
+                assert protocol.reading_paused
+                waiting = protocol.size
+                await asyncio.sleep(0.1)
+                assert _HIGH_WATER <= protocol.size < _HIGH_WATER + (1 << 20)
+                assert protocol.size - waiting < (1 << 20)
+                received = b"".join([chunk async for chunk in response.aiter_raw()])
+        assert received == body
+    finally:
+        server.close()
+        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 10)
+        await server.wait_closed()
