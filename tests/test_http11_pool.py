@@ -1370,3 +1370,70 @@ async def test_a_tls_body_nobody_reads_stops_the_socket_at_about_a_mebibyte() ->
         server.close()
         await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 10)
         await server.wait_closed()
+
+
+# -- connecting: what its errors say, and a pool closed meanwhile ---------------------------------
+
+
+async def test_connect_errors_say_what_failed_and_name_their_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = raw_servers.closed_port()
+    pool = transport(max_connections=1).lean_pool
+    refused = httpx.Request("GET", f"http://127.0.0.1:{port}/")
+    with pytest.raises(httpx.ConnectError) as caught:
+        await pool.handle_async_request(refused)
+    assert str(caught.value) == f"[Errno 111] Connect call failed ('127.0.0.1', {port})"
+    assert caught.value.request is refused
+
+    async def silent_failure(*args: object) -> object:
+        raise OSError  # no text: its type says what
+
+    monkeypatch.setattr(_http11, "_open", silent_failure)
+    untold = httpx.Request("GET", "http://127.0.0.1:9/")
+    with pytest.raises(httpx.ConnectError, match="^OSError$") as caught:
+        await pool.handle_async_request(untold)
+    assert caught.value.request is untold
+    monkeypatch.undo()
+
+    with raw_servers.unaccepted_listener() as origin:
+        slow = httpx.Request("GET", origin + "/", extensions={"timeout": {"connect": 0.2}})
+        with pytest.raises(httpx.ConnectTimeout) as timed_out:
+            await pool.handle_async_request(slow)
+        assert timed_out.value.request is slow
+
+    await pool.aclose()
+    late = httpx.Request("GET", f"http://127.0.0.1:{port}/")
+    with pytest.raises(httpx.ConnectError, match="^the connection pool is closed$") as closed:
+        await pool.handle_async_request(late)
+    assert closed.value.request is late
+
+
+async def test_a_connection_made_after_its_pool_closed_is_closed_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    connecting, go_on = asyncio.Event(), asyncio.Event()
+    opened: list[asyncio.Transport] = []
+    real_open = _http11._open
+
+    async def slow_open(*args: Any) -> Any:
+        connecting.set()
+        await go_on.wait()
+        transport_, protocol = await real_open(*args)
+        opened.append(transport_)
+        return transport_, protocol
+
+    monkeypatch.setattr(_http11, "_open", slow_open)
+    async with raw_server(KeepAlive()) as origin:
+        pool = transport().lean_pool
+        request = httpx.Request("GET", origin + "/", extensions={"timeout": {"connect": 5.0}})
+        sending = asyncio.ensure_future(pool.handle_async_request(request))
+        await connecting.wait()
+        await pool.aclose()
+        go_on.set()
+        with pytest.raises(httpx.ConnectError, match="^the connection pool is closed$") as caught:
+            await sending
+        assert caught.value.request is request
+        (made,) = opened
+        assert made.is_closing()
+        assert pool.connections == [] and pool._all == set()
