@@ -1437,3 +1437,33 @@ async def test_a_connection_made_after_its_pool_closed_is_closed_at_once(
         (made,) = opened
         assert made.is_closing()
         assert pool.connections == [] and pool._all == set()
+
+
+async def test_the_end_of_a_chunked_upload_is_written_with_the_write_timeout_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Any write may have to wait for room (the socket's buffer can be just below its mark
+    when the last 5 bytes go): every one of them gets the request's write timeout."""
+    writes: list[tuple[bytes, float | None]] = []
+    write = Connection.write
+
+    async def spy(self: Connection, data: bytes, timeout: float | None) -> None:
+        writes.append((data[-5:], timeout))
+        await write(self, data, timeout)
+
+    monkeypatch.setattr(Connection, "write", spy)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"0\r\n\r\n")  # the head, the chunk, the end
+        writer.write(_answer(b"ok"))
+        await writer.drain()
+        await reader.read()
+
+    async with raw_server(handler) as origin:
+        async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
+            response = await client.post(
+                origin + "/", content=pieces_of(b"s"), timeout=httpx.Timeout(5.0, write=0.75)
+            )
+            assert response.content == b"ok"
+    assert writes[-1] == (b"0\r\n\r\n", 0.75)
+    assert [timeout for _, timeout in writes] == [0.75] * len(writes) and len(writes) == 3
