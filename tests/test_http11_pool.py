@@ -1467,3 +1467,27 @@ async def test_the_end_of_a_chunked_upload_is_written_with_the_write_timeout_too
             assert response.content == b"ok"
     assert writes[-1] == (b"0\r\n\r\n", 0.75)
     assert [timeout for _, timeout in writes] == [0.75] * len(writes) and len(writes) == 3
+
+
+async def test_without_a_pool_timeout_a_request_waits_for_a_connection_as_long_as_it_takes() -> (
+    None
+):
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await _read_request(reader):
+            await release.wait()
+            writer.write(_answer(b"ok"))
+            await writer.drain()
+
+    async with raw_server(handler) as origin:
+        pool = transport(max_connections=1)
+        timeout = httpx.Timeout(5.0, pool=None)
+        async with httpx.AsyncClient(transport=pool, timeout=timeout) as client:
+            busy = asyncio.ensure_future(client.get(origin + "/"))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.ensure_future(client.get(origin + "/"))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            release.set()
+            assert [(await busy).content, (await waiting).content] == [b"ok", b"ok"]
