@@ -1491,3 +1491,55 @@ async def test_without_a_pool_timeout_a_request_waits_for_a_connection_as_long_a
             assert not waiting.done()
             release.set()
             assert [(await busy).content, (await waiting).content] == [b"ok", b"ok"]
+
+
+async def test_connections_being_made_at_once_all_count_against_the_limit() -> None:
+    release = asyncio.Event()
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while await _read_request(reader):
+            await release.wait()
+            writer.write(_answer(b"ok"))
+            await writer.drain()
+
+    async with raw_server(handler) as origin:
+        pool = transport(max_connections=2)
+        async with httpx.AsyncClient(transport=pool, timeout=5.0) as client:
+            tasks = [asyncio.ensure_future(client.get(origin + "/")) for _ in range(3)]
+            for _ in range(500):
+                if connections == 2:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # time for a third connection, were one allowed
+            assert connections == 2
+            release.set()
+            assert [(await t).content for t in tasks] == [b"ok"] * 3
+    assert connections == 2
+
+
+async def test_a_pool_timeout_comes_when_it_is_due_and_names_its_request() -> None:
+    """Not a moment later: the busy connection is freed soon after the wait's timeout, and a
+    waiter still waiting then would get it."""
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await _read_request(reader):
+            await release.wait()
+            writer.write(_answer(b"ok"))
+            await writer.drain()
+
+    async with raw_server(handler) as origin:
+        pool = transport(max_connections=1)
+        async with httpx.AsyncClient(transport=pool, timeout=5.0) as client:
+            busy = asyncio.ensure_future(client.get(origin + "/"))
+            await asyncio.sleep(0.05)
+            request = httpx.Request("GET", origin + "/", extensions={"timeout": {"pool": 0.05}})
+            asyncio.get_running_loop().call_later(0.75, release.set)
+            with pytest.raises(httpx.PoolTimeout) as caught:  # the pool's own error
+                await pool.lean_pool.handle_async_request(request)
+            assert caught.value.request is request
+            assert not release.is_set()
+            assert (await busy).content == b"ok"
