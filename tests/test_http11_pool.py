@@ -1543,3 +1543,21 @@ async def test_a_pool_timeout_comes_when_it_is_due_and_names_its_request() -> No
             assert caught.value.request is request
             assert not release.is_set()
             assert (await busy).content == b"ok"
+
+
+async def test_a_request_that_would_break_the_message_is_refused_saying_why_before_connecting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def never(*args: object) -> object:
+        raise AssertionError("connected for a request that cannot be sent")  # pragma: no cover
+
+    pool = transport().lean_pool
+    monkeypatch.setattr(pool, "_acquire", never)
+    request = httpx.Request("GET", "http://example.test/", headers={"X-Bad": "a\r\nX-In: 1"})
+    with pytest.raises(
+        httpx.LocalProtocolError,
+        match="^a header value or the target holds a control character$",
+    ) as caught:
+        await pool.handle_async_request(request)
+    assert caught.value.request is request
+    await pool.aclose()
