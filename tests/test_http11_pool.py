@@ -1561,3 +1561,18 @@ async def test_a_request_that_would_break_the_message_is_refused_saying_why_befo
         await pool.handle_async_request(request)
     assert caught.value.request is request
     await pool.aclose()
+
+
+async def test_a_write_error_names_its_request() -> None:
+    async def pieces() -> AsyncIterator[bytes]:
+        for _ in range(300):
+            yield b"u" * 1000
+            await asyncio.sleep(0.01)
+
+    pool = transport().lean_pool
+    async with raw_server(_go_away("end")) as origin:
+        request = httpx.Request("POST", origin + "/", content=pieces())
+        with pytest.raises(httpx.WriteError, match="^the connection is closed$") as caught:
+            await pool.handle_async_request(request)
+        assert caught.value.request is request
+    await pool.aclose()
