@@ -1580,12 +1580,16 @@ async def test_a_write_error_names_its_request() -> None:
 
 async def test_an_http_1_0_answer_says_so_and_its_body_is_the_stacks_own_stream() -> None:
     answer = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    async with raw_server(_serve_answers(answer)) as origin:
+    async with raw_server(_serve_answers(answer, answer)) as origin:
         async with httpx.AsyncClient(transport=transport(), timeout=5.0) as client:
             response = await client.get(origin + "/")
             assert (response.http_version, response.content) == ("HTTP/1.0", b"ok")
             assert lean(client) == []  # HTTP/1.0: not kept alive
-    stream = type(response.stream)
-    assert stream.__name__ == "ResponseBody" and issubclass(stream, httpx.AsyncByteStream)
-    other = _http11.Http11Pool(ssl_context=default_ssl_context(), limits=httpx.Limits())
-    assert other._body is stream  # one class per stack, made once
+        pool = transport().lean_pool
+        raw = await pool.handle_async_request(httpx.Request("GET", origin + "/"))
+        stream = type(raw.stream)
+        assert stream.__name__ == "ResponseBody" and issubclass(stream, httpx.AsyncByteStream)
+        assert await raw.aread() == b"ok"
+        other = _http11.Http11Pool(ssl_context=default_ssl_context(), limits=httpx.Limits())
+        assert other._body is stream  # one class per stack, made once
+        await pool.aclose()
