@@ -857,3 +857,93 @@ def test_a_received_file_collected_at_shutdown_raises_nothing() -> None:
     received = download.ReceivedFile(Shutdown(), Path("x.jpg"))  # type: ignore[arg-type]
     received.__del__()  # no exception
     received._settled = True
+
+
+@pytest.mark.anyio
+async def test_the_direct_path_says_what_went_wrong_in_full_and_a_zip_answered_204_is_none(
+    tmp_path: Path,
+) -> None:
+    """The aiohttp extra's direct path (no httpx Response made): the same reasons, whole, with
+    the method and the URL, as the generic path's."""
+    from zigziik.transports import aiohttp_client
+
+    cut = len(SMALL_BODY) // 4
+    short = raw.short_body(SMALL_BODY[:cut], declared=len(SMALL_BODY))
+    script = raw.scripted(raw.respond(204), raw.respond(204), short)
+    with raw.RawServer(script) as server:
+        base = server.origin + "/v2"
+        async with (
+            aiohttp_client() as http,
+            ZignaClient(
+                DEMO_API_KEY, base_url=base, http_client=http, retry=RetryPolicy(max_attempts=1)
+            ) as zigna,
+        ):
+            with pytest.raises(DecodeError) as no_picture:
+                await zigna.pictures.download("1", 7, tmp_path)
+            assert await zigna.pictures.download_zip("1", tmp_path) is None
+            with pytest.raises(IncompleteBodyError) as cut_zip:
+                await zigna.pictures.download_zip("1", tmp_path)
+    assert str(no_picture.value) == (
+        f"GET {base}/orders/1/pictures/7: the server answered 204 No Content where a file "
+        "was expected"
+    )
+    assert str(cut_zip.value) == (
+        f"GET {base}/orders/1/pictures/zip: the connection ended after {cut} of "
+        f"{len(SMALL_BODY)} bytes (Content-Length)"
+    )
+    assert everything(tmp_path) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [10_000, 400_000], ids=["small", "big"])
+async def test_a_received_file_aborted_is_deleted_and_a_finished_one_is_left_alone(
+    tmp_path: Path, size: int
+) -> None:
+    receiver = download.FileReceiver(SafeFolder.open(tmp_path), lambda _type: "a.jpg")
+    headers = {"content-length": str(size)}
+    dropped = await receiver._receive("u", headers, _Chunks([b"a" * size]), None)
+    dropped.abort()
+    dropped.abort()  # idempotent
+    with anyio.fail_after(30):
+        while everything(tmp_path):  # noqa: ASYNC110 - the disk thread deletes a big one
+            await anyio.sleep(0.01)
+    kept = await receiver._receive("u", headers, _Chunks([b"k" * size]), None)
+    path = await kept.finish()
+    kept.abort()  # after the move: nothing to delete, nothing raised
+    assert everything(tmp_path) == ["a.jpg"]
+    assert path.read_bytes() == b"k" * size
+
+
+class _Stream(httpx.AsyncByteStream):
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def __aiter__(self) -> Any:
+        yield self._body
+
+
+def _response(status: int, body: bytes = b"") -> httpx.Response:
+    request = httpx.Request("GET", "https://api.zigna.test/v2/orders/1/zip")
+    headers = {"Content-Length": str(len(body))} if status != 204 else {}
+    return httpx.Response(status, headers=headers, stream=_Stream(body), request=request)
+
+
+@pytest.mark.anyio
+async def test_stream_to_file_passes_on_every_option(tmp_path: Path) -> None:
+    folder = SafeFolder.open(tmp_path)
+    with pytest.raises(DecodeError, match="204 No Content"):  # by default a 204 is an error
+        await download.stream_to_file(folder, lambda _type: "z.zip")(_response(204))
+    allowed = download.stream_to_file(folder, lambda _type: "z.zip", no_content_ok=True)
+    assert await allowed(_response(204)) is None
+    with pytest.raises(IntegrityError, match="the picture's size is 3; not saved as z.zip"):
+        await download.stream_to_file(folder, lambda _type: "z.zip", expected_size=3)(
+            _response(200, b"four")
+        )
+    seen: list[int] = []
+    writer = download.stream_to_file(
+        folder, lambda _type: "z.zip", expected_size=4, progress=seen.append
+    )
+    assert await writer(_response(200, b"four")) == tmp_path / "z.zip"
+    assert seen == [4]
+    assert (tmp_path / "z.zip").read_bytes() == b"four"
+    assert everything(tmp_path) == ["z.zip"]
