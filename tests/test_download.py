@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import gzip
 import os
@@ -947,3 +948,98 @@ async def test_stream_to_file_passes_on_every_option(tmp_path: Path) -> None:
     assert seen == [4]
     assert (tmp_path / "z.zip").read_bytes() == b"four"
     assert everything(tmp_path) == ["z.zip"]
+
+
+def test_a_failed_small_write_whose_cleanup_fails_too_raises_the_write_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def gone(self: SafeFolder, name: str) -> None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", name)
+
+    monkeypatch.setattr(os, "write", full)
+    monkeypatch.setattr(download, "_writev", full)
+    monkeypatch.setattr(SafeFolder, "unlink", gone)
+    with pytest.raises(OSError, match="No space left on device"):
+        new_file(tmp_path / "new.part", [b"one"])
+
+
+@pytest.mark.anyio
+async def test_a_small_body_in_a_reused_buffer_is_copied_before_it_is_kept(
+    tmp_path: Path,
+) -> None:
+    """A transport may hand over the same buffer again, refilled: each piece is kept as it
+    was when handed over."""
+    buffer = bytearray(b"a" * 100)
+
+    class Refilled:
+        def __init__(self) -> None:
+            self.given = 0
+
+        def __aiter__(self) -> Refilled:
+            return self
+
+        async def __anext__(self) -> bytearray:
+            if self.given == 2:
+                raise StopAsyncIteration
+            if self.given == 1:
+                buffer[:] = b"b" * 100
+            self.given += 1
+            return buffer
+
+    receiver = download.FileReceiver(SafeFolder.open(tmp_path), lambda _type: "r.jpg")
+    received = await receiver._receive("u", {"content-length": "200"}, Refilled(), None)
+    assert (await received.finish()).read_bytes() == b"a" * 100 + b"b" * 100
+
+
+def cut_encoded(encoded: bytes, sent: int) -> raw.Behaviour:
+    """A gzip body's first ``sent`` bytes (its Content-Length says all of it), then a FIN."""
+
+    async def behaviour(connection: raw.Connection, request: raw.RawRequest) -> None:
+        fields = [
+            ("Content-Type", "image/jpeg"),
+            ("Content-Encoding", "gzip"),
+            ("Content-Length", str(len(encoded))),
+        ]
+        await connection.send(raw.head(200, fields) + encoded[:sent])
+        connection.close()
+
+    return behaviour
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [100_000, 600_000], ids=["small", "big"])
+async def test_a_compressed_body_cut_short_counts_the_bytes_that_came_on_the_wire(
+    tmp_path: Path, size: int
+) -> None:
+    """Cut after half of its encoded bytes, which decode to more than Content-Length says:
+    still incomplete, and the reason counts the bytes as they came."""
+    alphabet = b"abcd" if size < 500_000 else b"abcdefghijklmnop"
+    encoded = gzip.compress(bytes(random.Random(size).choices(alphabet, k=size)))
+    half = len(encoded) // 2
+    with raw.RawServer(cut_encoded(encoded, half)) as server:
+        async with ZignaClient(
+            DEMO_API_KEY, base_url=server.origin + "/v2", retry=RetryPolicy(max_attempts=1)
+        ) as zigna:
+            with pytest.raises(IncompleteBodyError) as caught:
+                await zigna.pictures.download("1", 7, tmp_path)
+    assert str(caught.value) == (
+        f"GET {server.origin}/v2/orders/1/pictures/7: the connection ended after {half} of "
+        f"{len(encoded)} bytes (Content-Length)"
+    )
+    assert everything(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_small_bodies_read_to_their_end_leave_the_connection_for_the_next(
+    tmp_path: Path,
+) -> None:
+    with raw.RawServer(raw.respond(200, SMALL_BODY, content_type="image/jpeg")) as server:
+        async with ZignaClient(DEMO_API_KEY, base_url=server.origin + "/v2") as zigna:
+            for picture_id in (7, 8, 9):
+                await zigna.pictures.download("1", picture_id, tmp_path)
+    assert server.calls == 3
+    assert server.connections == 1
+    assert everything(tmp_path) == ["7.jpg", "8.jpg", "9.jpg"]
