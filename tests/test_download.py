@@ -1043,3 +1043,38 @@ async def test_small_bodies_read_to_their_end_leave_the_connection_for_the_next(
     assert server.calls == 3
     assert server.connections == 1
     assert everything(tmp_path) == ["7.jpg", "8.jpg", "9.jpg"]
+
+
+@pytest.mark.anyio
+async def test_a_body_that_needs_no_decoding_is_read_from_the_transports_stream(
+    tmp_path: Path,
+) -> None:
+    """Not through httpx's decoding iterators (two layers per chunk, for nothing)."""
+
+    class Undecoded(httpx.Response):
+        async def aiter_bytes(self, chunk_size: int | None = None) -> Any:
+            raise AssertionError("read through httpx's decoding iterators")
+            yield b""  # pragma: no cover
+
+    request = httpx.Request("GET", "https://api.zigna.test/v2/orders/1/pictures/7")
+    for name, body in (("small", SMALL_BODY), ("big", BIG_BODY)):
+        response = Undecoded(
+            200, headers={"Content-Length": str(len(body))}, stream=_Stream(body), request=request
+        )
+        receiver = download.FileReceiver(SafeFolder.open(tmp_path), picture_name_for_test(name))
+        received = await receiver(response)
+        assert received is not None
+        assert (await received.finish()).read_bytes() == body
+
+
+@pytest.mark.anyio
+async def test_a_received_file_given_a_path_is_named_by_its_last_part(tmp_path: Path) -> None:
+    received = download.ReceivedFile(new_file(tmp_path / "a.part", [b"a"]), tmp_path / "a.jpg")
+    assert received.name == "a.jpg"
+    name = await received.complete()
+    assert type(name) is str and name == "a.jpg"
+    assert (tmp_path / "a.jpg").read_bytes() == b"a"
+
+
+def picture_name_for_test(name: str) -> download.NameFor:
+    return lambda _content_type: name
