@@ -1078,3 +1078,31 @@ async def test_a_received_file_given_a_path_is_named_by_its_last_part(tmp_path: 
 
 def picture_name_for_test(name: str) -> download.NameFor:
     return lambda _content_type: name
+
+
+def cut_chunked(body: bytes) -> raw.Behaviour:
+    """A chunked body (no Content-Length) cut in the middle of its only chunk."""
+
+    async def behaviour(connection: raw.Connection, request: raw.RawRequest) -> None:
+        fields = [("Content-Type", "image/jpeg"), ("Transfer-Encoding", "chunked")]
+        await connection.send(raw.head(200, fields) + f"{len(body):x}\r\n".encode() + body[:1000])
+        connection.close()
+
+    return behaviour
+
+
+@pytest.mark.anyio
+async def test_a_chunked_body_cut_short_is_a_transport_error_not_an_incomplete_one(
+    tmp_path: Path,
+) -> None:
+    """Without Content-Length there is no declared length to be short of: the connection's
+    own error, as it is."""
+    with raw.RawServer(cut_chunked(BIG_BODY)) as server:
+        async with ZignaClient(
+            DEMO_API_KEY, base_url=server.origin + "/v2", retry=RetryPolicy(max_attempts=1)
+        ) as zigna:
+            with pytest.raises(TransportError) as caught:
+                await zigna.pictures.download("1", 7, tmp_path)
+    assert type(caught.value) is TransportError
+    assert "Content-Length" not in str(caught.value)
+    assert everything(tmp_path) == []
