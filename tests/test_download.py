@@ -934,6 +934,8 @@ async def test_stream_to_file_passes_on_every_option(tmp_path: Path) -> None:
     folder = SafeFolder.open(tmp_path)
     with pytest.raises(DecodeError, match="204 No Content"):  # by default a 204 is an error
         await download.stream_to_file(folder, lambda _type: "z.zip")(_response(204))
+    with pytest.raises(DecodeError, match="204 No Content"):
+        await download.FileReceiver(folder, lambda _type: "z.zip")(_response(204))
     allowed = download.stream_to_file(folder, lambda _type: "z.zip", no_content_ok=True)
     assert await allowed(_response(204)) is None
     with pytest.raises(IntegrityError, match="the picture's size is 3; not saved as z.zip"):
