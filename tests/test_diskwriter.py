@@ -862,7 +862,10 @@ def test_the_water_marks_are_checked_exactly() -> None:
     assert (same.high_water, same.low_water, same.idle_seconds) == (10, 10, 10.0)
     assert DiskThread(high_water=0, low_water=0).low_water == 0
     assert repr(_diskwriter._CLOSE) == "<close>" and repr(_diskwriter._ABORT) == "<abort>"
-    # One made here too: the module's own were made at import, before any mutant was active.
+
+
+def test_a_queue_marker_made_now_says_what_it_is() -> None:
+    # The module's own markers were made at import, before a mutant of _Marker is active.
     assert repr(_diskwriter._Marker("close")) == "<close>"
 
 
