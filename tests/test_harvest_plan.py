@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from zigziik._filenames import picture_file_name
 from zigziik.zigna.harvest import HarvestFailure, HarvestReport, ManifestError
 from zigziik.zigna.harvest._manifest import (
     LEGACY_MANIFEST_NAME,
@@ -455,6 +456,15 @@ def test_everything_missing_is_fetched() -> None:
     assert plan.fetch == pictures
     assert plan.missing == 3
     assert plan.present == []
+
+
+def test_pictures_to_fetch_are_named_when_the_name_needs_no_response() -> None:
+    """A name with an extension is final before the answer (no ``Content-Type`` can change
+    it): the plan hands it to the receiver; the others are named from the response."""
+    pictures = [pic(1), pic(2, "noext"), pic(3, None, None), pic(4, "../x/IMG 2.JPG")]
+    plan = plan_pictures(pictures, None, "o", FakeDisk())
+    assert plan.names == {1: "1-IMG.jpg", 4: picture_file_name(4, "../x/IMG 2.JPG")}
+    assert plan.fetch == pictures
 
 
 def test_recorded_files_of_the_right_size_are_present() -> None:
