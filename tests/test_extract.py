@@ -1220,3 +1220,108 @@ def test_a_ratio_exactly_at_the_limit_is_allowed(tmp_path: Path) -> None:
     assert path.stat().st_size == 2 * RATIO_CHECK_MIN_BYTES
     with pytest.raises(UnsafeArchiveError):
         safe_extract_sync(zip_path, tmp_path / "out2", max_ratio=ratio * 0.999)
+
+
+# -- extract_into: a zip in an open folder, into it (the harvest's zips) -----------------------
+
+
+def test_extract_into_sync_extracts_the_zip_in_its_open_folder_with_the_limits_given(
+    tmp_path: Path,
+) -> None:
+    from zigziik._safedir import SafeFolder
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    make_zip(dest / "o.zip", [("a.txt", b"alpha"), ("sub/b.txt", b"beta")])
+    folder = SafeFolder.open(dest)
+    paths = _extract.extract_into_sync(folder, "o.zip")
+    assert sorted(paths) == [dest / "a.txt", dest / "sub" / "b.txt"]
+    assert (dest / "sub" / "b.txt").read_bytes() == b"beta"
+    make_zip(dest / "n.zip", [(f"{i}.txt", b"") for i in range(11)])
+    with pytest.raises(UnsafeArchiveError) as members:
+        _extract.extract_into_sync(folder, "n.zip", max_members=10)
+    assert members.value.problems == ("11 members, more than the limit of 10",)
+    assert members.value.zip_path == str(dest / "n.zip")
+    make_zip(dest / "t.zip", [("c.bin", os.urandom(600)), ("d.bin", b"x" * 600)])
+    with pytest.raises(UnsafeArchiveError) as total:
+        _extract.extract_into_sync(folder, "t.zip", max_total_bytes=1000)
+    assert total.value.problems == ("declared total of 1200 bytes is over the limit of 1000",)
+    make_zip(dest / "r.zip", [("zeros.bin", bytes(8 * 1024 * 1024))])
+    with pytest.raises(UnsafeArchiveError, match="compression ratio"):
+        _extract.extract_into_sync(folder, "r.zip")
+    with pytest.raises(UnsafeArchiveError, match="over the limit of 10:1"):
+        _extract.extract_into_sync(folder, "r.zip", max_ratio=10)
+    (zeros,) = _extract.extract_into_sync(folder, "r.zip", max_ratio=100_000)
+    assert zeros == dest / "zeros.bin" and zeros.stat().st_size == 8 * 1024 * 1024
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "a.txt",
+        "n.zip",
+        "o.zip",
+        "r.zip",
+        "sub",
+        "t.zip",
+        "zeros.bin",
+    ]
+
+
+def test_extract_into_sync_stops_at_its_checkpoint_and_never_reads_a_linked_zip(
+    tmp_path: Path,
+) -> None:
+    from zigziik._safedir import SafeFolder
+
+    class Stop(Exception):
+        pass
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    big_zip(dest / "big.zip")
+    calls = 0
+
+    def checkpoint() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise Stop
+
+    folder = SafeFolder.open(dest)
+    with pytest.raises(Stop):
+        _extract.extract_into_sync(folder, "big.zip", checkpoint=checkpoint)
+    assert calls == 5
+    assert tree(dest) == ["big.zip"]
+    make_zip(tmp_path / "outside.zip", [("x.txt", b"x")])
+    (dest / "linked.zip").symlink_to(tmp_path / "outside.zip")
+    with pytest.raises(OSError):  # noqa: PT011 - ELOOP: the name is a link, never followed
+        _extract.extract_into_sync(folder, "linked.zip")
+    assert tree(dest) == ["big.zip", "linked.zip"]
+
+
+@pytest.mark.anyio
+@pytest.mark.both_backends
+async def test_extract_into_extracts_in_a_thread_and_stops_when_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zigziik._safedir import SafeFolder
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    make_zip(dest / "o.zip", [("a.txt", b"alpha")])
+    folder = SafeFolder.open(dest)
+    assert await _extract.extract_into(folder, "o.zip") == [dest / "a.txt"]
+    (dest / "a.txt").unlink()
+    big_zip(dest / "big.zip")
+    real_check: Callable[[], None] = anyio.from_thread.check_cancelled
+    calls = 0
+    with anyio.CancelScope() as scope:
+
+        def check() -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 8:
+                anyio.from_thread.run_sync(scope.cancel)
+            real_check()
+
+        monkeypatch.setattr(anyio.from_thread, "check_cancelled", check)
+        await _extract.extract_into(folder, "big.zip")
+    assert scope.cancelled_caught
+    assert calls == 8
+    assert tree(dest) == ["big.zip", "o.zip"]
