@@ -1325,3 +1325,38 @@ async def test_extract_into_extracts_in_a_thread_and_stops_when_cancelled(
     assert scope.cancelled_caught
     assert calls == 8
     assert tree(dest) == ["big.zip", "o.zip"]
+
+
+def test_the_folders_of_an_extraction_are_opened_once_made_when_asked_and_refused_clearly(
+    tmp_path: Path,
+) -> None:
+    from zigziik._safedir import SafeFolder
+
+    root = SafeFolder.open(tmp_path)
+    folders = _extract._Folders(root, "o.zip")
+    assert folders.root is root and folders.get((), "m", None) is root
+    created: list[tuple[str, ...]] = []
+    deep = folders.get(("a", "b"), "a/b/x.txt", created)
+    assert created == [("a",), ("a", "b")]
+    assert deep.path == tmp_path / "a" / "b" and (tmp_path / "a" / "b").is_dir()
+    assert folders.get(("a", "b"), "a/b/y.txt", created) is deep  # opened once
+    assert created == [("a",), ("a", "b")]
+    assert folders.find(("missing",)) is None
+    assert not (tmp_path / "missing").exists()  # looked for, never made
+    with pytest.raises(FileNotFoundError) as gone:
+        folders.get(("missing",), "missing/x.txt", None)
+    assert str(gone.value) == f"{tmp_path / 'missing'} disappeared"
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(IntegrityError) as not_a_folder:
+        folders.get(("file",), "file/x.txt", [])
+    assert str(not_a_folder.value) == (
+        "zip archive 'o.zip': 'file/x.txt' needs 'file' to be a directory"
+    )
+    with pytest.raises(IntegrityError) as deeper:  # the member named at every level
+        folders.get(("file", "deeper"), "file/deeper/x.txt", [])
+    assert str(deeper.value) == (
+        "zip archive 'o.zip': 'file/deeper/x.txt' needs 'file' to be a directory"
+    )
+    many = [folders.get((f"f{n}",), f"f{n}/x", []) for n in range(_extract._MAX_OPEN_FOLDERS + 2)]
+    assert [f.path for f in many] == [tmp_path / f"f{n}" for n in range(len(many))]
+    assert len(folders._open) <= _extract._MAX_OPEN_FOLDERS + 1  # a bounded number held
