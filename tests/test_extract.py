@@ -1360,3 +1360,21 @@ def test_the_folders_of_an_extraction_are_opened_once_made_when_asked_and_refuse
     many = [folders.get((f"f{n}",), f"f{n}/x", []) for n in range(_extract._MAX_OPEN_FOLDERS + 2)]
     assert [f.path for f in many] == [tmp_path / f"f{n}" for n in range(len(many))]
     assert len(folders._open) <= _extract._MAX_OPEN_FOLDERS + 1  # a bounded number held
+
+
+def test_a_cleanup_of_a_file_already_gone_is_quiet_and_a_vanished_destination_is_refused(
+    tmp_path: Path,
+) -> None:
+    from zigziik._safedir import SafeFolder
+
+    folders = _extract._Folders(SafeFolder.open(tmp_path), "o.zip")
+    _extract._remove_quietly(folders, (), "never-there.part")  # nothing raised
+    _extract._remove_quietly(folders, ("no-such-folder",), "x.part")
+    (tmp_path / "there.part").write_bytes(b"")
+    _extract._remove_quietly(folders, (), "there.part")
+    assert list(tmp_path.iterdir()) == []
+    identity = _extract._identity(os.stat(tmp_path))
+    _extract._check_dest(str(tmp_path), identity, "o.zip", "m.txt")  # the same folder
+    with pytest.raises(IntegrityError) as outside:
+        _extract._check_dest(str(tmp_path / "gone"), identity, "o.zip", "m.txt")
+    assert str(outside.value) == "zip archive 'o.zip': 'm.txt' would land outside the destination"
