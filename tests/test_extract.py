@@ -1378,3 +1378,20 @@ def test_a_cleanup_of_a_file_already_gone_is_quiet_and_a_vanished_destination_is
     with pytest.raises(IntegrityError) as outside:
         _extract._check_dest(str(tmp_path / "gone"), identity, "o.zip", "m.txt")
     assert str(outside.value) == "zip archive 'o.zip': 'm.txt' would land outside the destination"
+
+
+def test_a_folder_member_whose_place_is_taken_by_a_file_after_validation_is_named(
+    tmp_path: Path,
+) -> None:
+    zip_path = make_zip(tmp_path / "d.zip", [("d/", b""), ("x.txt", b"x")])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+
+    def take_its_place() -> None:
+        if not (dest / "d").exists():
+            (dest / "d").write_bytes(b"a file now")
+
+    with pytest.raises(IntegrityError) as caught:
+        safe_extract_sync(zip_path, dest, checkpoint=take_its_place)
+    assert str(caught.value) == f"zip archive {str(zip_path)!r}: 'd/' needs 'd' to be a directory"
+    assert tree(dest) == ["d"]
