@@ -744,6 +744,39 @@ async def test_redis_that_answers_noscript_after_loading_fails_closed(
         await client.aclose()
 
 
+@pytest.mark.parametrize("own", [True, False], ids=["url", "callers-client"])
+async def test_redis_replicas_grants_once_a_replica_has_each_reservation(
+    flushed: RedisServer, tmp_path: Path, own: bool
+) -> None:
+    """WAIT after the script, on the same connection and outside any MULTI (where WAIT
+    would answer at once, before the replica has anything): granted, and on the replica."""
+    # The master sends its data at once (by default it waits 5 s for more replicas to come).
+    assert flushed.command("CONFIG", "SET", "repl-diskless-sync-delay", "0").startswith(b"+OK")
+    replica = RedisServer(
+        tmp_path / "replica", args=("--replicaof", "127.0.0.1", str(flushed.port))
+    )
+    replica.start()
+    client = None
+    try:
+        deadline = anyio.current_time() + 30
+        while replica.info("replication").get("master_link_status") != "up":
+            assert anyio.current_time() < deadline, "the replica never followed"
+            await anyio.sleep(0.05)
+        client = None if own else aioredis.Redis(host="127.0.0.1", port=flushed.port)
+        store = RedisBudgetStore(flushed.url if client is None else client, replicas=1)
+        budget = DailyBudget(3, store=store, scope="s")
+        for used in (1, 2, 3):
+            assert (await budget.reserve()).granted
+            assert replica.command("HGET", store.key("s"), "used") == b"$1\r\n%d\r\n" % used
+        with pytest.raises(BudgetExhaustedError):
+            await budget.reserve()
+        await store.aclose()
+    finally:
+        if client is not None:
+            await client.aclose()
+        replica.stop()
+
+
 async def test_redis_reloads_its_scripts_after_a_flush(flushed: RedisServer) -> None:
     store = RedisBudgetStore(flushed.url)
     budget = DailyBudget(5, store=store, scope="s")
