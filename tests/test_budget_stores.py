@@ -687,8 +687,8 @@ async def test_redis_store_connection_never_retries_and_bounds_its_connect(
 async def test_redis_store_sends_its_script_without_a_health_check_ping(
     flushed: RedisServer,
 ) -> None:
-    """One round trip per call, even when the URL asks redis-py for a health check (a PING
-    before a command sent after a second idle)."""
+    """One command per call, even when the URL asks redis-py for a health check (a PING
+    before a command sent after a second idle): no PING, and no WAIT without replicas=."""
     store = RedisBudgetStore(flushed.url + "?health_check_interval=1")
     budget = DailyBudget(5, store=store, scope="s")
     await budget.reserve()
@@ -697,6 +697,7 @@ async def test_redis_store_sends_its_script_without_a_health_check_ping(
     assert (await budget.reserve()).granted
     stats = flushed.info("commandstats")
     assert "cmdstat_ping" not in stats, stats
+    assert "cmdstat_wait" not in stats, "no WAIT without replicas="
     assert stats["cmdstat_evalsha"].startswith("calls=1,")
     await store.aclose()
 
