@@ -643,5 +643,21 @@ def test_replicas_is_checked() -> None:
     with pytest.raises(ValueError, match="replicas"):
         RedisBudgetStore("redis://cache:6379/0", replicas=True)
     cluster = RedisCluster(host="127.0.0.1", port=7000)
-    with pytest.raises(ConfigurationError, match="RedisCluster"):
+    with pytest.raises(ConfigurationError) as info:
         RedisBudgetStore(cluster, replicas=1)
+    assert str(info.value) == (
+        "replicas= needs WAIT on the connection that ran the script, which a RedisCluster "
+        "client cannot promise; use it with a Redis or Sentinel client"
+    )
+
+
+@pytest.mark.parametrize(
+    ("timeout", "wait_ms"), [(5.0, 1250), (2.0, 500), (0.01, 2), (0.004, 1), (0.001, 1)]
+)
+def test_replicas_waits_a_quarter_of_the_timeout_and_at_least_a_millisecond(
+    timeout: float, wait_ms: int
+) -> None:
+    """WAIT's own timeout: twice it (after NOSCRIPT) stays within the operation's; never 0,
+    which would make WAIT block until the replicas answer, however long."""
+    store = RedisBudgetStore("redis://cache:6379/0", timeout=timeout, replicas=1)
+    assert store._wait_ms == wait_ms  # type: ignore[attr-defined]
