@@ -1395,3 +1395,39 @@ def test_a_folder_member_whose_place_is_taken_by_a_file_after_validation_is_name
         safe_extract_sync(zip_path, dest, checkpoint=take_its_place)
     assert str(caught.value) == f"zip archive {str(zip_path)!r}: 'd/' needs 'd' to be a directory"
     assert tree(dest) == ["d"]
+
+
+def test_extract_into_sync_names_the_zip_in_its_folder_and_checks_while_validating(
+    tmp_path: Path,
+) -> None:
+    from zigziik._safedir import SafeFolder
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    folder = SafeFolder.open(dest)
+    (dest / "bad.zip").write_bytes(b"not a zip at all")
+    with pytest.raises(IntegrityError) as bad:
+        _extract.extract_into_sync(folder, "bad.zip")
+    assert str(dest / "bad.zip") in str(bad.value)
+    make_zip(dest / "d.zip", [("d/", b""), ("x.txt", b"x")])
+
+    def take_its_place() -> None:
+        if not (dest / "d").exists():
+            (dest / "d").write_bytes(b"a file now")
+
+    with pytest.raises(IntegrityError) as taken:
+        _extract.extract_into_sync(folder, "d.zip", checkpoint=take_its_place)
+    assert str(taken.value) == (
+        f"zip archive {str(dest / 'd.zip')!r}: 'd/' needs 'd' to be a directory"
+    )
+    (dest / "d").unlink()
+    make_zip(dest / "many.zip", [(f"{i}.txt", b"") for i in range(256)])
+    counts = []
+    for extract in (
+        lambda check: _extract.extract_into_sync(folder, "many.zip", checkpoint=check),
+        lambda check: safe_extract_sync(dest / "many.zip", tmp_path / "out", checkpoint=check),
+    ):
+        calls: list[int] = []
+        extract(lambda calls=calls: calls.append(1))
+        counts.append(len(calls))
+    assert counts[0] == counts[1]  # the validation's checkpoint too (one per 256 members)
