@@ -1059,7 +1059,7 @@ async def _never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
             None,
             httpx.RemoteProtocolError,
         ),
-        (_in_parts(_answer(b"y" * 1000)[:100], pause=2.0), None, httpx.ReadTimeout),
+        (_stall_then_close(_answer(b"y" * 1000)[:100]), None, httpx.ReadTimeout),
         (_serve_answers(_answer(b"y" * 1000)[:100]), None, httpx.RemoteProtocolError),
         (_reset_after(_answer(b"y" * 1000)[:100]), None, httpx.ReadError),
     ],
