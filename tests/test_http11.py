@@ -346,3 +346,18 @@ def test_a_head_ended_by_bare_line_feeds_ends_there_whatever_crlfs_the_body_hold
     """As h11 reads it: the first blank line, not the first CRLF CRLF (in the body here)."""
     end = head.rstrip(b"\r\n")
     assert find_head_end(head + b"ab\r\n\r\ncd") == (len(end), len(head))
+
+
+@pytest.mark.parametrize(
+    ("buffer", "expected"),
+    [
+        (b"HTTP/1.1 200 OK\n\nab\r\n\r\ncd", (15, 17)),  # as many CRLFs after as LFs before
+        (b"HTTP/1.1 200 OK\n\nab\r\n\r\n\x00\x00", (15, 17)),  # a binary body's NULs
+        (b"\n\r\nHTTP/1.1 200 OK\r\n\r\n", (0, 3)),  # a blank line at the very start
+        (b"HTTP/1.1 200 OK\r\nA: XX\r\n\r\nXX", (22, 26)),  # what is around the CRLF CRLF
+    ],
+)
+def test_the_first_blank_line_ends_the_head_whatever_comes_around_or_after_it(
+    buffer: bytes, expected: tuple[int, int]
+) -> None:
+    assert find_head_end(buffer) == expected
