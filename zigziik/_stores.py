@@ -106,21 +106,16 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _text(text: str) -> str:
-    return text
-
-
 _OPTION_PREFIX = "zigziik_"
 _SQLITE_OPTIONS: dict[str, Callable[[str], object]] = {"lease": _seconds, "timeout": _seconds}
 _REDIS_OPTIONS: dict[str, Callable[[str], object]] = {
     **_SQLITE_OPTIONS,
-    "prefix": _text,
+    "prefix": str,
     "replicas": _whole_number,
 }
 _OPTION_HINTS = {
     "lease": "a positive number of seconds",
     "timeout": "a positive number of seconds",
-    "prefix": "any text",
     "replicas": "a whole number of replicas, 0 or more",
 }
 
