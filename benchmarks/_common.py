@@ -141,14 +141,19 @@ def alternate(
     series: dict[str, Series],
     *,
     between: Callable[[], None] | None = None,
+    rotate: bool = False,
 ) -> None:
     """Run each contender once per round, in the same order (A B C A B C ...).
 
     Each callable returns its figure for the round; ``between`` runs (untimed) after each.
     A full garbage collection before each run keeps one contender's garbage off the next.
+    ``rotate``: round ``r`` starts at contender ``r mod n`` (A B C, B C A, C A B, ...), so no
+    contender always follows the same one (whatever one leaves behind, such as the file
+    system's pending work, is not always paid by the same next one).
     """
-    for _ in range(rounds):
-        for label, run in contenders:
+    for number in range(rounds):
+        start = number % len(contenders) if rotate and contenders else 0
+        for label, run in [*contenders[start:], *contenders[:start]]:
             gc.collect()
             value = run()
             series[label].rounds.append(value)

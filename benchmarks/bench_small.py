@@ -9,10 +9,19 @@ file system's own work is shared by every contender), in one run, rounds alterna
 * ``zigziik[aiohttp]``: the same over ``zigziik.transports.aiohttp_client()``.
 * ``aiohttp``: raw aiohttp, what a careful user writes by hand: one session (``limit=8``), a
   semaphore of 8, ``open(path, "wb")`` and ``iter_chunked`` (no temporary name, no check).
+
+Every timed round starts from a flushed file system: the previous round's 2,000 files are
+deleted, the destination made again, and ``os.sync()`` called, all before the clock starts.
+Without it the deletion's journal commit (and, on a file system mounted with ``discard``,
+its discards) lands inside the next contender's timed window, so which contender pays for
+them is chance: disk rounds swung 2-3x from one to the next. The order of the contenders
+also rotates from round to round (``alternate(rotate=True)``), so no contender always
+follows the same one. Every contender is measured the same way.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -52,6 +61,7 @@ def run(servers: Servers, rounds: int) -> Result:
         places["tmpfs"] = Path(tempfile.mkdtemp(prefix="zzbench-", dir=TMPFS))
     result = Result(NAME, TITLE, UNIT, True, server=servers.nginx.describe())
     result.parameters = {
+        "flushed": "os.sync() before each timed round; contenders' order rotates per round",
         "orders": spec.orders,
         "pictures": pictures,
         "picture_bytes": spec.picture_size,
@@ -76,6 +86,7 @@ def run(servers: Servers, rounds: int) -> Result:
             def timed(make: object = make, work: Path = work, clean: object = clean) -> float:
                 clean()  # type: ignore[operator]
                 work.mkdir(parents=True)
+                os.sync()  # the deletion's journal commit and discards: before the clock
                 start = time.perf_counter()
                 got = anyio.run(make, origin, work)  # type: ignore[arg-type]
                 elapsed = time.perf_counter() - start
@@ -90,7 +101,7 @@ def run(servers: Servers, rounds: int) -> Result:
         once()
     log(f"{NAME}: {rounds} rounds of {pictures} files in each of {', '.join(places)}")
     try:
-        alternate(rounds, contenders, result.series)
+        alternate(rounds, contenders, result.series, rotate=True)
     finally:
         for place, root in places.items():
             shutil.rmtree(root / "small-dest", ignore_errors=True)

@@ -77,3 +77,28 @@ def test_the_plain_environment_refuses_what_a_plain_install_lacks() -> None:
     ]
     peers = {spec.split(">")[0] for spec in _env.PEERS}
     assert not peers & set(_env.FORBIDDEN)
+
+
+def test_alternate_rotates_the_contenders_order_per_round_when_asked() -> None:
+    from collections.abc import Callable
+
+    from benchmarks._common import Series, alternate
+
+    order: list[str] = []
+
+    def contender(label: str) -> tuple[str, Callable[[], float]]:
+        def once() -> float:
+            order.append(label)
+            return float(len(order))
+
+        return label, once
+
+    contenders = [contender(label) for label in "ABC"]
+    series = {label: Series(label) for label, _ in contenders}
+    alternate(4, contenders, series, rotate=True)
+    assert "".join(order) == "ABCBCACABABC"
+    assert series["B"].rounds == [2.0, 4.0, 9.0, 11.0]
+    assert all(type(x) is float for x in series["B"].rounds)
+    order.clear()
+    alternate(2, contenders, series)
+    assert "".join(order) == "ABCABC"
