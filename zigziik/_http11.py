@@ -492,6 +492,19 @@ class Http11Pool:
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and read the response's head; its body streams."""
+        answer, stream = await self.exchange(request)
+        response: httpx.Response = self._http.Response(
+            status_code=answer.status,
+            headers=answer.headers,
+            stream=stream,
+            extensions={"http_version": answer.version, "reason_phrase": answer.reason},
+        )
+        return response
+
+    async def exchange(self, request: httpx.Request) -> tuple[Head, _Body]:
+        """Send ``request`` and read the response's head: the head and the body to stream
+        (given back to the pool already when empty). `handle_async_request` without the
+        ``Response``, for a caller that needs none (`zigziik._request.LeanSender`)."""
         http = self._http
         timeouts = request.extensions.get("timeout") or {}
         try:
@@ -520,15 +533,9 @@ class Http11Pool:
                 raise
             raise mapped from exc
         stream = self._body(self, connection, request, rest, length, reusable, timeouts.get("read"))
-        response: httpx.Response = http.Response(
-            status_code=answer.status,
-            headers=answer.headers,
-            stream=stream,
-            extensions={"http_version": answer.version, "reason_phrase": answer.reason},
-        )
         if length == 0:
             stream.finish()
-        return response
+        return answer, stream
 
     async def _send(
         self,
@@ -768,7 +775,7 @@ class _Body:
                 async for piece in self._sized(connection, length):
                     yield piece
         except BaseException as exc:
-            self._close_now()
+            self.close()
             mapped = self._pool._mapped(exc, self._request)
             if mapped is exc:
                 raise
@@ -814,14 +821,16 @@ class _Body:
                     "incomplete chunked read"
                 )
 
-    def _close_now(self) -> None:
+    def close(self) -> None:
+        """Closed before its end: the connection goes (nothing half-read is reused); after
+        its end, nothing to do. Synchronous: safe while being cancelled."""
         connection, self._connection = self._connection, None
         if connection is not None:
             self._pool._discard(connection)
 
     async def aclose(self) -> None:
-        """Closed before its end: the connection goes (nothing half-read is reused)."""
-        self._close_now()
+        """`close`."""
+        self.close()
 
 
 _body_classes: dict[type, type[_Body]] = {}

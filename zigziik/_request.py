@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import platform
-from collections.abc import Mapping
+import re
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import anyio
 import attrs
@@ -20,7 +21,9 @@ import httpx
 
 from ._checks import is_int
 from ._compat import take_orphaned_connections
-from ._net import PoolTransport, default_ssl_context
+from ._http11 import Head, Http11Pool
+from ._loops import on_asyncio
+from ._net import PoolTransport, default_ssl_context, pool_untouched
 from ._stacks import HTTPX, Stack, timeout_types
 from ._version import __version__
 from .errors import ConfigurationError
@@ -30,6 +33,7 @@ __all__ = [
     "JSON",
     "USER_AGENT",
     "FileUpload",
+    "LeanSender",
     "RequestBuilder",
     "TimeoutArg",
     "default_client",
@@ -212,3 +216,219 @@ async def _close_connections(connections: list[Any]) -> None:
                 await connection.aclose()
             except Exception:
                 logger.debug("closing an orphaned connection failed", exc_info=True)
+
+
+# -- the direct GET of zigziik's own client (zigziik._direct) --------------------------------
+
+_PLAIN_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+"""A path httpx sends as it is: nothing to percent-encode, no query, no fragment."""
+_ORIGINS_KEPT = 16
+
+
+class LeanSender:
+    """A `zigziik._direct.DirectSender` for zigziik's own client: a download's GET straight
+    to the lean HTTP/1.1 pool (`zigziik._http11`), with no ``httpx.Request`` or
+    ``httpx.Response`` made for it.
+
+    The request sends the bytes httpx's would: the client's headers updated with the
+    request's, and ``Host``, exactly as an ``httpx.Request`` of the same origin has them
+    (made once per origin and set of headers). It goes direct only where the lean pool is
+    the one httpx's objects would reach (asyncio, the httpcore pool not patched) and the URL
+    is one httpx sends unchanged; anything else takes httpx's path. Errors are the stack's,
+    each with an ``httpx.Request`` of the GET attached, as the generic path's are.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, transport: PoolTransport, stack: Stack) -> None:
+        self._client = client
+        self._transport = transport
+        self._pool: Http11Pool = transport.lean_pool
+        self._stack = stack
+        self._http = stack.http
+        self._origins: dict[str, tuple[Any, ...]] = {}
+        self._heads: dict[tuple[Any, ...], list[tuple[bytes, bytes]]] = {}
+        self._timeout: tuple[Any, dict[str, Any]] | None = None
+
+    def direct_ready(self, url: str) -> bool:
+        client = self._client
+        return (
+            on_asyncio()
+            and pool_untouched(self._stack.core, self._transport.pool)
+            and not client.is_closed
+            and not client.params
+            and not client.cookies
+            and self._split(url) is not None
+        )
+
+    def _split(self, url: str) -> tuple[str, str] | None:
+        """(origin, path) of an absolute ``http(s)`` URL httpx sends as it is, else ``None``."""
+        if not url.isascii() or not url.startswith(("https://", "http://")):
+            return None
+        slash = url.find("/", url.index("://") + 3)
+        if slash < 0:
+            return None
+        origin, path = url[:slash], url[slash:]
+        if "@" in origin or _PLAIN_PATH.fullmatch(path) is None or "/." in path:
+            return None  # user info, or a path httpx would encode or normalise
+        return origin, path
+
+    def _origin(self, origin: str) -> tuple[Any, ...]:
+        """(scheme, host, port) of ``origin``, as httpx's URL has them."""
+        known = self._origins.get(origin)
+        if known is None:
+            parsed = self._http.URL(origin)
+            known = (parsed.raw_scheme, parsed.raw_host, parsed.port)
+            if len(self._origins) >= _ORIGINS_KEPT:
+                self._origins.clear()
+            self._origins[origin] = known
+        return known
+
+    def _head(self, origin: str, headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+        """The headers an ``httpx.Request`` to ``origin`` would send (made once per set)."""
+        client = self._client
+        key = (origin, tuple(client.headers.raw), tuple(headers.items()))
+        raw = self._heads.get(key)
+        if raw is None:
+            merged = self._http.Headers(client.headers)
+            merged.update(headers)
+            raw = list(self._http.Request("GET", origin + "/", headers=merged).headers.raw)
+            if len(self._heads) >= _MERGED_HEADERS_KEPT:
+                self._heads.clear()
+            self._heads[key] = raw
+        return raw
+
+    def _timeouts(self, timeout: Any) -> dict[str, Any]:
+        """httpx's ``timeout`` extension for ``timeout`` (``None``: the client's)."""
+        spec = self._client.timeout if timeout is None else timeout
+        kept = self._timeout
+        if kept is None or kept[0] is not spec:
+            kept = self._timeout = (spec, spec.as_dict())
+        return kept[1]
+
+    async def direct_get(self, url: str, headers: Mapping[str, str], timeout: Any) -> LeanReply:
+        """``GET url`` straight to the lean pool (see `zigziik._direct.DirectSender`)."""
+        split = self._split(url)
+        assert split is not None  # direct_ready said so
+        origin, path = split
+        scheme, host, port = self._origin(origin)
+        request = _LeanGet(
+            _LeanURL(scheme, host, port, path.encode("ascii")),
+            _LeanHeaders(self._head(origin, headers)),
+            {"timeout": self._timeouts(timeout)},
+        )
+        try:
+            head, body = await self._pool.exchange(cast("httpx.Request", request))
+        except self._http.TransportError as exc:
+            exc.request = self._request(url, request)
+            raise
+        return LeanReply(self, url, request, head, body)
+
+    def _request(self, url: str, lean: _LeanGet) -> httpx.Request:
+        """The ``httpx.Request`` of the same GET (for an error, an error status, a fallback)."""
+        made: httpx.Request = self._http.Request(
+            "GET", url, headers=lean.headers.raw, extensions=lean.extensions
+        )
+        return made
+
+
+class _LeanURL:
+    """What the lean pool reads of a request's URL."""
+
+    __slots__ = ("port", "raw_host", "raw_path", "raw_scheme")
+
+    def __init__(self, raw_scheme: bytes, raw_host: bytes, port: int | None, raw_path: bytes):
+        self.raw_scheme = raw_scheme
+        self.raw_host = raw_host
+        self.port = port
+        self.raw_path = raw_path
+
+
+class _LeanHeaders:
+    """What the lean pool reads of a request's headers."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+
+    def get(self, name: str, default: str = "") -> str:
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.raw:
+            if key.lower() == wanted:
+                return value.decode("latin-1")
+        return default
+
+
+class _LeanGet:
+    """What the lean pool reads of a request: a GET with no body."""
+
+    __slots__ = ("extensions", "headers", "url")
+    method = "GET"
+    content = b""
+
+    def __init__(self, url: _LeanURL, headers: _LeanHeaders, extensions: dict[str, Any]) -> None:
+        self.url = url
+        self.headers = headers
+        self.extensions = extensions
+
+
+class ReplyHeaders(dict[str, str]):
+    """A response's headers by lower-case name (repeated ones joined with ", ", as httpx
+    joins them); lookups ignore case."""
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        super().__init__()
+        for key, value in raw:
+            name, text = key.decode("latin-1").lower(), value.decode("latin-1")
+            had = dict.get(self, name)
+            dict.__setitem__(self, name, text if had is None else f"{had}, {text}")
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, name.lower(), default)
+
+
+class LeanReply:
+    """A `zigziik._direct.DirectReply` from the lean pool."""
+
+    __slots__ = ("_body", "_head", "_lean", "_sender", "_url", "headers", "status_code")
+
+    def __init__(
+        self, sender: LeanSender, url: str, lean: _LeanGet, head: Head, body: Any
+    ) -> None:
+        self._sender = sender
+        self._url = url
+        self._lean = lean
+        self._head = head
+        self._body = body
+        self.status_code = head.status
+        self.headers = ReplyHeaders(head.headers)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[bytes]:
+        try:
+            async for piece in self._body:
+                yield piece
+        except self._sender._http.TransportError as exc:
+            exc.request = self._sender._request(self._url, self._lean)
+            raise
+
+    def release(self) -> None:
+        self._body.close()
+
+    def as_response(self) -> httpx.Response:
+        head = self._head
+        response: httpx.Response = self._sender._http.Response(
+            status_code=head.status,
+            headers=head.headers,
+            stream=self._body,
+            extensions={"http_version": head.version, "reason_phrase": head.reason},
+        )
+        response.request = self._sender._request(self._url, self._lean)
+        return response

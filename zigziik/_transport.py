@@ -27,10 +27,12 @@ from ._compat import quiet_httpcore_detection
 from ._convert import ModelConverter
 from ._direct import DirectConsumer, DirectSender
 from ._loops import running_loop
+from ._net import PoolTransport
 from ._redact import register as register_secrets
 from ._request import (
     JSON,
     FileUpload,
+    LeanSender,
     RequestBuilder,
     TimeoutArg,
     default_client,
@@ -129,9 +131,13 @@ class Transport:
             {} if self._owns_client else {"Accept": JSON, "User-Agent": user_agent(stack)}
         )
         self._builder = RequestBuilder(self._client, self._timeout, stack)
-        # A caller's client that can send a plain GET past httpx's objects (the aiohttp
-        # extra's): downloads go that way (see zigziik._direct).
-        self._sender = http_client if isinstance(http_client, DirectSender) else None
+        # A client that can send a plain GET past httpx's objects (the aiohttp extra's, or
+        # zigziik's own over its lean pool): downloads go that way (see zigziik._direct).
+        self._sender: DirectSender | None = (
+            http_client if isinstance(http_client, DirectSender) else None
+        )
+        if isinstance(self._direct, PoolTransport):
+            self._sender = LeanSender(self._client, self._direct, stack)
         self.retry = retry if retry is not None else RetryPolicy()
         self.budget = budget
         self._now = now or (lambda: datetime.now(timezone.utc))
