@@ -304,17 +304,26 @@ class LeanSender:
             kept = self._timeout = (spec, spec.as_dict())
         return kept[1]
 
-    async def direct_get(self, url: str, headers: Mapping[str, str], timeout: Any) -> LeanReply:
-        """``GET url`` straight to the lean pool (see `zigziik._direct.DirectSender`)."""
+    def prepare(self, url: str, headers: Mapping[str, str], timeout: Any) -> _LeanGet:
+        """What the lean pool is handed for ``GET url`` (a URL `direct_ready` accepts)."""
         split = self._split(url)
         assert split is not None  # direct_ready said so
         origin, path = split
         scheme, host, port = self._origin(origin)
-        request = _LeanGet(
+        return _LeanGet(
             _LeanURL(scheme, host, port, path.encode("ascii")),
             _LeanHeaders(self._head(origin, headers)),
             {"timeout": self._timeouts(timeout)},
         )
+
+    async def direct_get(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        timeout: Any,  # noqa: ASYNC109 - an httpx.Timeout, as DirectSender's signature has it
+    ) -> LeanReply:
+        """``GET url`` straight to the lean pool (see `zigziik._direct.DirectSender`)."""
+        request = self.prepare(url, headers, timeout)
         try:
             head, body = await self._pool.exchange(cast("httpx.Request", request))
         except self._http.TransportError as exc:
@@ -397,9 +406,7 @@ class LeanReply:
 
     __slots__ = ("_body", "_head", "_lean", "_sender", "_url", "headers", "status_code")
 
-    def __init__(
-        self, sender: LeanSender, url: str, lean: _LeanGet, head: Head, body: Any
-    ) -> None:
+    def __init__(self, sender: LeanSender, url: str, lean: _LeanGet, head: Head, body: Any) -> None:
         self._sender = sender
         self._url = url
         self._lean = lean
