@@ -26,7 +26,7 @@ import stat
 import threading
 import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -417,6 +417,16 @@ def _immediate(connection: sqlite3.Connection) -> Any:
     connection.execute("COMMIT")
 
 
+def _rows_of(
+    connection: sqlite3.Connection, query: str, order_ids: Sequence[str]
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``query`` for these orders: its ``{marks}`` is filled with one ``?`` per
+    order id, _QUERY_CHUNK ids per statement (SQLite bounds a statement's parameters)."""
+    for start in range(0, len(order_ids), _QUERY_CHUNK):
+        chunk = list(order_ids[start : start + _QUERY_CHUNK])
+        yield from connection.execute(query.format(marks=",".join("?" * len(chunk))), chunk)
+
+
 def _one_line(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_REASON_CHARS else text[: _MAX_REASON_CHARS - 3] + "..."
@@ -551,39 +561,36 @@ class ManifestStore:
         """The records of these orders (with their files), those the manifest has."""
         found: dict[str, OrderRecord] = {}
         with self._lock:
-            db = self._db
-            for start in range(0, len(order_ids), _QUERY_CHUNK):
-                chunk = list(order_ids[start : start + _QUERY_CHUNK])
-                marks = ",".join("?" * len(chunk))
-                for row in db.execute(
-                    "SELECT order_id, folder, complete, fingerprint, zip_name, zip_size, "
-                    f"zip_extracted FROM orders WHERE order_id IN ({marks})",
-                    chunk,
+            for row in _rows_of(
+                self._db,
+                "SELECT order_id, folder, complete, fingerprint, zip_name, zip_size, "
+                "zip_extracted FROM orders WHERE order_id IN ({marks})",
+                order_ids,
+            ):
+                record = _row_record(row)
+                if record is not None:
+                    found[row[0]] = record
+            for order_id, pid, name, size in _rows_of(
+                self._db,
+                "SELECT order_id, picture_id, name, size FROM pictures WHERE order_id IN ({marks})",
+                order_ids,
+            ):
+                record = found.get(order_id)
+                if record is None:
+                    continue
+                # `_is_one_component` and `_is_size`, inline: once per file of a resume.
+                if (
+                    type(name) is str
+                    and name not in _NOT_ONE_COMPONENT
+                    and "/" not in name
+                    and "\\" not in name
+                    and "\x00" not in name
+                    and type(size) is int
+                    and size >= 0
                 ):
-                    record = _row_record(row)
-                    if record is not None:
-                        found[row[0]] = record
-                for order_id, pid, name, size in db.execute(
-                    "SELECT order_id, picture_id, name, size FROM pictures "
-                    f"WHERE order_id IN ({marks})",
-                    chunk,
-                ):
-                    record = found.get(order_id)
-                    if record is None:
-                        continue
-                    # `_is_one_component` and `_is_size`, inline: once per file of a resume.
-                    if (
-                        type(name) is str
-                        and name not in _NOT_ONE_COMPONENT
-                        and "/" not in name
-                        and "\\" not in name
-                        and "\x00" not in name
-                        and type(size) is int
-                        and size >= 0
-                    ):
-                        record.pictures[pid] = FileRecord(name, size)
-                    else:
-                        record.complete = False
+                    record.pictures[pid] = FileRecord(name, size)
+                else:
+                    record.complete = False
         return found
 
     def summaries(self, order_ids: Sequence[str]) -> dict[str, OrderSummary]:
@@ -592,33 +599,30 @@ class ManifestStore:
         found: dict[str, OrderSummary] = {}
         unsummarised: list[str] = []
         with self._lock:
-            db = self._db
-            for start in range(0, len(order_ids), _QUERY_CHUNK):
-                chunk = list(order_ids[start : start + _QUERY_CHUNK])
-                marks = ",".join("?" * len(chunk))
-                for row in db.execute(
-                    "SELECT o.order_id, folder, complete, fingerprint, zip_name, zip_size, "
-                    "zip_extracted, files FROM orders o LEFT JOIN order_files f "
-                    f"ON f.order_id = o.order_id WHERE o.order_id IN ({marks})",
-                    chunk,
-                ):
-                    record = _row_record(row[:7])
-                    if record is None:
+            for row in _rows_of(
+                self._db,
+                "SELECT o.order_id, folder, complete, fingerprint, zip_name, zip_size, "
+                "zip_extracted, files FROM orders o LEFT JOIN order_files f "
+                "ON f.order_id = o.order_id WHERE o.order_id IN ({marks})",
+                order_ids,
+            ):
+                record = _row_record(row[:7])
+                if record is None:
+                    continue
+                names: tuple[str, ...] = ()
+                sizes: tuple[int, ...] = ()
+                if record.complete:
+                    files = _parse_files(row[7])
+                    if files is None:
+                        unsummarised.append(row[0])
                         continue
-                    names: tuple[str, ...] = ()
-                    sizes: tuple[int, ...] = ()
-                    if record.complete:
-                        files = _parse_files(row[7])
-                        if files is None:
-                            unsummarised.append(row[0])
-                            continue
-                        names, sizes = files
-                        if record.zip is not None:  # the zip, last
-                            names += (record.zip.name,)
-                            sizes += (record.zip.size,)
-                    found[row[0]] = OrderSummary(
-                        record.folder, record.complete, record.fingerprint, names, sizes, record.zip
-                    )
+                    names, sizes = files
+                    if record.zip is not None:  # the zip, last
+                        names += (record.zip.name,)
+                        sizes += (record.zip.size,)
+                found[row[0]] = OrderSummary(
+                    record.folder, record.complete, record.fingerprint, names, sizes, record.zip
+                )
         for order_id, record in self.records(unsummarised).items():
             found[order_id] = record.summary()
         return found
