@@ -8,6 +8,7 @@ import gc
 import os
 import re
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,40 @@ def test_the_descriptor_is_closed_once_the_folder_is_dropped(tmp_path: Path) -> 
     with pytest.raises(OSError) as caught:  # noqa: PT011 - EBADF, checked below
         os.fstat(fd)
     assert caught.value.errno == errno.EBADF
+
+
+@pytest.mark.parametrize("mode", MAKERS)
+def test_a_folder_removed_as_soon_as_it_is_made_is_an_error_not_missing(
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process removes the new folder between its mkdir and its open (or lstat): with
+    # create=True that is an error, never None ("missing"), which a caller would not expect.
+    real_mkdir = SafeFolder.mkdir
+
+    def made_then_removed(self: SafeFolder, name: str) -> bool:
+        made = real_mkdir(self, name)
+        os.rmdir(self.path / name)
+        return made
+
+    monkeypatch.setattr(SafeFolder, "mkdir", made_then_removed)
+    with pytest.raises(FileNotFoundError):
+        MAKERS[mode](tmp_path).child("a", create=True)
+    assert MAKERS[mode](tmp_path).child("a", create=False) is None
+
+
+def test_a_folder_whose_descriptor_was_closed_elsewhere_is_dropped_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Closing its descriptor again (EBADF) in __del__ must not raise there: an exception in
+    # __del__ is printed to stderr ("Exception ignored in ...") at some later moment.
+    raised: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", raised.append)
+    folder = SafeFolder.open(tmp_path)
+    assert folder.fd is not None
+    os.close(folder.fd)
+    del folder
+    gc.collect()
+    assert raised == []
 
 
 def test_without_descriptors_a_folder_is_checked_and_held_by_path(
