@@ -967,6 +967,35 @@ def test_a_nested_folder_swapped_for_a_link_inside_dest_is_not_written_through(
     assert tree(dest / "elsewhere") == []
 
 
+def test_a_folder_swapped_after_more_than_64_were_opened_is_refused_at_the_move(
+    tmp_path: Path,
+) -> None:
+    """Only `_MAX_OPEN_FOLDERS` folders are held: the first of 70 is opened again for the
+    move into place, through the same no-link walk, and its refusal names the file."""
+    count = _extract._MAX_OPEN_FOLDERS + 6
+    zip_path = make_zip(tmp_path / "a.zip", [(f"d{i:02}/x.txt", b"x") for i in range(count)])
+    dest = tmp_path / "dest"
+    (dest / "elsewhere").mkdir(parents=True)
+    swapped = False
+
+    def swap() -> None:  # once the last member's temporary file is being written
+        nonlocal swapped
+        last = dest / f"d{count - 1:02}"
+        if not swapped and last.is_dir() and any(last.iterdir()):
+            swapped = True
+            (dest / "d00").rename(dest / "moved")
+            (dest / "d00").symlink_to(dest / "elsewhere", target_is_directory=True)
+
+    with pytest.raises(IntegrityError) as excinfo:
+        safe_extract_sync(zip_path, dest, checkpoint=swap)
+    assert swapped
+    assert str(excinfo.value) == (
+        f"zip archive {str(zip_path)!r}: 'x.txt' would be written through the symbolic link 'd00'"
+    )
+    assert tree(dest / "elsewhere") == []
+    assert not any((dest / f"d{i:02}" / "x.txt").exists() for i in range(1, count))
+
+
 def test_dest_itself_swapped_for_a_link_after_validation_is_refused(tmp_path: Path) -> None:
     zip_path = make_zip(tmp_path / "a.zip", [("a/one.txt", b"1"), ("two.txt", b"2")])
     dest = tmp_path / "dest"
