@@ -1601,6 +1601,32 @@ def test_a_complete_orders_summary_is_its_files_the_zip_last(tmp_path: Path) -> 
         store.close()
 
 
+def test_a_complete_orders_summary_is_read_from_its_one_row_not_its_picture_rows(
+    tmp_path: Path,
+) -> None:
+    # The point of the summaries: a resume of complete orders reads one row per order, not
+    # one per file (a summary never used gives the same answer, one query per file slower).
+    store = ManifestStore(tmp_path)
+    try:
+        _complete_order(store, "A", {"a.jpg": 5, "b b.jpg": 60})
+        _complete_order(store, "E", {})
+        store.claim_folders(["Z"])
+        store.apply([("zip", "Z", "Z.zip", 7), ("done", "Z", None)])
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        summaries = store.summaries(["A", "E", "Z"])
+        store._db.set_trace_callback(None)
+        assert summaries == {
+            "A": OrderSummary("A", True, "fp", ("a.jpg", "b b.jpg"), (5, 60)),
+            "E": OrderSummary("E", True, "fp", (), ()),
+            "Z": OrderSummary("Z", True, None, ("Z.zip",), (7,), ZipRecord("Z.zip", 7)),
+        }
+        assert len(statements) == 1, statements
+        assert "order_files" in statements[0] and "pictures" not in statements[0]
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize(
     ("change", "touched"),
     [
