@@ -1627,6 +1627,63 @@ def test_a_complete_orders_summary_is_read_from_its_one_row_not_its_picture_rows
         store.close()
 
 
+def _tamper(path: Path, statement: str, *args: object) -> None:
+    with contextlib.closing(sqlite3.connect(path / MANIFEST_NAME)) as db:
+        db.execute(statement, args)  # another tool, or a damaged disk
+        db.commit()
+
+
+def test_a_damaged_order_row_is_left_out_and_the_orders_after_it_are_still_read(
+    tmp_path: Path,
+) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        for order_id in ("A", "B", "C"):
+            _complete_order(store, order_id, {f"{order_id}.jpg": 5})
+        _tamper(tmp_path, "UPDATE orders SET folder = '..' WHERE order_id = 'A'")
+        assert store.summaries(["A", "B", "C"]) == {
+            "B": OrderSummary("B", True, "fp", ("B.jpg",), (5,)),
+            "C": OrderSummary("C", True, "fp", ("C.jpg",), (5,)),
+        }
+    finally:
+        store.close()
+
+
+def test_orders_with_malformed_summaries_are_read_from_their_rows_by_order_id(
+    tmp_path: Path,
+) -> None:
+    # "B/1"'s folder is not its id: the rows read again are the order's, not its folder's.
+    store = ManifestStore(tmp_path)
+    try:
+        for order_id in ("A", "B/1", "C"):
+            _complete_order(store, order_id, {"a.jpg": 5, "b.jpg": 6})
+        folder = store.claim_folders(["B/1"])["B/1"]
+        assert folder != "B/1"
+        _tamper(tmp_path, "UPDATE order_files SET files = 'a.jpg/5/' WHERE order_id != 'C'")
+        assert store.summaries(["A", "B/1", "C"]) == {
+            "A": OrderSummary("A", True, "fp", ("a.jpg", "b.jpg"), (5, 6)),
+            "B/1": OrderSummary(folder, True, "fp", ("a.jpg", "b.jpg"), (5, 6)),
+            "C": OrderSummary("C", True, "fp", ("a.jpg", "b.jpg"), (5, 6)),
+        }
+    finally:
+        store.close()
+
+
+def test_an_order_with_files_and_a_zip_is_summarised_with_the_zip_after_its_files(
+    tmp_path: Path,
+) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        store.claim_folders(["A"])
+        store.apply([("file", "A", "1", "a.jpg", 5), ("zip", "A", "A.zip", 7), ("done", "A", "fp")])
+        expected = OrderSummary("A", True, "fp", ("a.jpg", "A.zip"), (5, 7), ZipRecord("A.zip", 7))
+        assert store.summaries(["A"]) == {"A": expected}
+        record = store.record("A")
+        assert record is not None and record.summary() == expected
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize(
     ("change", "touched"),
     [
