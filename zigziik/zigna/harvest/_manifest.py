@@ -771,10 +771,9 @@ def _insert_files(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
 
 
 def _apply(db: sqlite3.Connection, op: tuple[Any, ...]) -> None:
+    """One operation but ``file`` (`ManifestStore.apply` gives those to `_insert_files`)."""
     kind, order_id = op[0], op[1]
-    if kind == "file":
-        db.execute("INSERT OR REPLACE INTO pictures VALUES (?, ?, ?, ?)", op[1:])
-    elif kind == "begin":
+    if kind == "begin":
         db.execute("UPDATE orders SET complete = 0 WHERE order_id = ?", (order_id,))
     elif kind == "done":
         db.execute(
