@@ -1038,6 +1038,26 @@ def test_unsafe_rows_are_dropped_or_make_the_order_incomplete(tmp_path: Path) ->
     assert load_manifest(tmp_path) == Manifest(found)  # "A" lost a file: not complete
 
 
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("a\\b.jpg", 5), ("a\x00b.jpg", 5), ("a/b.jpg", 5), ("..", 5), (".", 5), ("", 5)]
+    + [("b.jpg", -1), ("b.jpg", "five"), ("b.jpg", 5.5), (b"b.jpg", 5)],
+)
+def test_a_picture_row_that_is_not_one_safe_file_is_dropped_and_the_order_not_complete(
+    tmp_path: Path, name: object, size: object
+) -> None:
+    store = ManifestStore(tmp_path)
+    try:
+        _complete_order(store, "A", {"a.jpg": 5})
+        _tamper(tmp_path, "INSERT INTO pictures VALUES ('A', '9', ?, ?)", name, size)
+        record = store.record("A")
+        assert record == OrderRecord("A", fingerprint="fp", pictures={"0": FileRecord("a.jpg", 5)})
+        assert record is not None and record.complete is False
+        assert store.summaries(["A"]) == {"A": OrderSummary("A", False, "fp")}
+    finally:
+        store.close()
+
+
 def test_replace_all_keeps_one_folder_per_order(tmp_path: Path) -> None:
     manifest = Manifest(
         {
@@ -1610,14 +1630,18 @@ def test_a_complete_orders_summary_is_read_from_its_one_row_not_its_picture_rows
     try:
         _complete_order(store, "A", {"a.jpg": 5, "b b.jpg": 60})
         _complete_order(store, "E", {})
+        _complete_order(store, "B/1", {"b.jpg": 6})  # its folder is not its id
+        folder = store.claim_folders(["B/1"])["B/1"]
+        assert folder != "B/1"
         store.claim_folders(["Z"])
         store.apply([("zip", "Z", "Z.zip", 7), ("done", "Z", None)])
         statements: list[str] = []
         store._db.set_trace_callback(statements.append)
-        summaries = store.summaries(["A", "E", "Z"])
+        summaries = store.summaries(["A", "E", "B/1", "Z"])
         store._db.set_trace_callback(None)
         assert summaries == {
             "A": OrderSummary("A", True, "fp", ("a.jpg", "b b.jpg"), (5, 60)),
+            "B/1": OrderSummary(folder, True, "fp", ("b.jpg",), (6,)),
             "E": OrderSummary("E", True, "fp", (), ()),
             "Z": OrderSummary("Z", True, None, ("Z.zip",), (7,), ZipRecord("Z.zip", 7)),
         }
