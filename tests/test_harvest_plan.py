@@ -1737,6 +1737,21 @@ def test_any_change_to_an_orders_picture_rows_forgets_its_summary(
         store.close()
 
 
+def test_a_database_with_its_triggers_is_not_summarised_again_when_opened(
+    tmp_path: Path,
+) -> None:
+    # Only a database of an earlier version (no triggers) gets its summaries at open: one
+    # statement over every complete order, which must not run for every harvest.
+    store = ManifestStore(tmp_path)
+    try:
+        _complete_order(store, "A", {"a.jpg": 5})
+    finally:
+        store.close()
+    _tamper(tmp_path, "DELETE FROM order_files")
+    ManifestStore(tmp_path).close()
+    assert _summarised(tmp_path) == set()
+
+
 def test_a_database_without_summaries_gets_them_when_opened(tmp_path: Path) -> None:
     store = ManifestStore(tmp_path)
     try:
