@@ -113,10 +113,13 @@ MODULES: dict[str, list[str]] = {
     "zigziik/_redact.py": ["tests/test_redact.py", "tests/test_secrets.py"],
     # Its own tests over real sockets, and the download tests of the client, fault and
     # cancellation suites on one backend and one stack (the file logic is the same on all),
-    # and the aiohttp extra's direct path (FileReceiver.direct, FileWriter.direct: 4 s).
+    # the direct paths (FileReceiver.direct: the aiohttp extra's and, under asyncio, the
+    # default transport's lean pool), and the fault tests once more under trio, where
+    # downloads take httpx's streaming path (FileReceiver.__call__).
     "zigziik/download.py": [
         "tests/test_download.py",
         "tests/test_aiohttp_direct.py",
+        "tests/test_lean_direct.py",
         "tests/test_faults.py::test_headers_then_stall_leaves_no_file_and_the_next_download_completes[asyncio-httpx]",
         "tests/test_faults.py::test_a_reset_mid_body_leaves_no_file_and_the_next_download_completes[asyncio-httpx]",
         "tests/test_faults.py::test_content_length_longer_than_the_body[asyncio-httpx]",
@@ -128,6 +131,17 @@ MODULES: dict[str, list[str]] = {
         "tests/test_faults.py::test_download_faults_leave_nothing_and_the_next_run_completes[asyncio-httpx-shorter-IntegrityError]",
         "tests/test_faults.py::test_download_faults_leave_nothing_and_the_next_run_completes[asyncio-httpx-html-IntegrityError]",
         "tests/test_faults.py::test_download_faults_leave_nothing_and_the_next_run_completes[asyncio-httpx-503-ServerError]",
+        "tests/test_faults.py::test_headers_then_stall_leaves_no_file_and_the_next_download_completes[trio-httpx]",
+        "tests/test_faults.py::test_a_reset_mid_body_leaves_no_file_and_the_next_download_completes[trio-httpx]",
+        "tests/test_faults.py::test_content_length_longer_than_the_body[trio-httpx]",
+        "tests/test_faults.py::test_content_length_shorter_than_the_picture[trio-httpx]",
+        "tests/test_faults.py::test_download_faults_leave_nothing_and_the_next_run_completes[trio-httpx-truncate-IncompleteBodyError]",
+        "tests/test_faults.py::test_download_faults_leave_nothing_and_the_next_run_completes[trio-httpx-reset-TransportError]",
+        "tests/test_faults.py::test_download_faults_leave_nothing_and_the_next_run_completes[trio-httpx-stall-TransportError]",
+        "tests/test_faults.py::test_download_faults_leave_nothing_and_the_next_run_completes[trio-httpx-longer-IncompleteBodyError]",
+        "tests/test_faults.py::test_download_faults_leave_nothing_and_the_next_run_completes[trio-httpx-shorter-IntegrityError]",
+        "tests/test_faults.py::test_download_faults_leave_nothing_and_the_next_run_completes[trio-httpx-html-IntegrityError]",
+        "tests/test_faults.py::test_download_faults_leave_nothing_and_the_next_run_completes[trio-httpx-503-ServerError]",
         "tests/test_faults.py::test_zip_download_faults_leave_nothing[httpx]",
         "tests/test_zigna_client.py::test_download_by_id_names_the_file_from_the_content_type[httpx]",
         "tests/test_zigna_client.py::test_download_extensions[httpx-application/pdf-.pdf]",
@@ -169,6 +183,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_http11.py",
         "tests/test_net.py",
         "tests/test_http11_pool.py",
+        "tests/test_lean_direct.py",
     ],
     "zigziik/zigna/harvest/_plan.py": [
         "tests/test_harvest_plan.py",
