@@ -551,6 +551,13 @@ async def test_the_thread_is_woken_by_close_and_by_a_drain_not_only_by_bulk(
     await wait_until(lambda: disk.queued_bytes == 0)
 
 
+def test_a_thread_not_yet_started_does_not_say_it_waits() -> None:
+    """`_waiting` is false until the thread has started and gone to sleep: the tests that
+    wait for it would otherwise go on before the thread is there."""
+    disk = DiskThread(idle_seconds=0.2)
+    assert disk._waiting is False
+
+
 @pytest.mark.anyio
 async def test_the_thread_says_it_waits_only_while_it_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
